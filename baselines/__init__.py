@@ -1,0 +1,1 @@
+"""Third-party face-swap baselines re-built for mfsbench."""

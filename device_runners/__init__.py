@@ -1,0 +1,1 @@
+"""Device-side runners (Android via adb) used by `mfsbench device --adb`."""

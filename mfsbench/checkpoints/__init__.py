@@ -1,0 +1,1 @@
+"""Mapping official checkpoints onto mfsbench modules by key, strictly."""

@@ -1,0 +1,1 @@
+"""The ``mfsbench`` command line: one module per command, errors mapped to one line at the boundary."""

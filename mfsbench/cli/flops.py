@@ -1,0 +1,71 @@
+"""``mfsbench flops``: parameters and FLOPs per stage and per mode, in Table 1's layout.
+
+Every model's records are appended to ``OUT/records.jsonl`` as soon as it is counted, so an
+interrupted run keeps what it measured; the reports are then re-rendered from the whole store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from mfsbench.cli.common import resolve_models, writable_dir
+from mfsbench.counting import CONVENTIONS
+from mfsbench.records import append_records, new_run_id, read_records, stamp
+from mfsbench.registry import ModeName
+from mfsbench.report import table1
+from mfsbench.report.render import render_reports
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("flops", help="parameters and FLOPs per stage and mode (Table 1)")
+    parser.add_argument("--models", nargs="*", help="model names (default: the whole zoo)")
+    parser.add_argument("--size", type=int, default=None, help="frame size (default: each model's native size)")
+    parser.add_argument("--mode", choices=("image", "video", "both"), default="both")
+    parser.add_argument("--convention", choices=CONVENTIONS, default="paper",
+                        help="counting rules (default: paper, the fvcore rules of spring 2021)")
+    parser.add_argument("--format", choices=("table", "md", "csv", "json"), default="table")
+    parser.add_argument("--out", default="reports", help="directory for records and reports (default: reports)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from mfsbench.flops import measure
+
+    specs = resolve_models(args.models)
+    if args.size is not None:
+        for spec in specs:
+            if spec.runnable:
+                spec.check_size(args.size)
+    out = writable_dir(args.out)
+    modes: tuple[ModeName, ...] = ("image", "video") if args.mode == "both" else (args.mode,)
+    store = out / "records.jsonl"
+    run_id = new_run_id()
+    this_run = []
+    for spec in specs:
+        started = time.perf_counter()
+        size = args.size or spec.native_size
+        print(f"counting {spec.name} @ {size} ...", file=sys.stderr, flush=True)
+        records = stamp(measure(spec, size, args.convention, modes), run_id)
+        for record in records:
+            record.info["seconds"] = round(time.perf_counter() - started, 2)
+        append_records(store, records)
+        this_run += records
+    rows = table1.latest_rows(this_run, args.convention)
+    renderers = {
+        "table": table1.render_terminal,
+        "md": lambda r: table1.render_markdown(r, f"Table 1 ({args.convention} convention)"),
+        "csv": table1.render_csv,
+        "json": table1.render_json,
+    }
+    print(renderers[args.format](rows))
+    written, warnings = render_reports(read_records(store), out)
+    for path in written:
+        print(f"wrote {path}", file=sys.stderr)
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    errors = [r for r in this_run if r.status == "error"]
+    for record in errors:
+        print(f"error: {record.model} ({record.mode}): {record.error}", file=sys.stderr)
+    return 1 if errors else 0

@@ -1,0 +1,56 @@
+"""``mfsbench models``: the zoo with sizes, stages, modes and the counts each spec expects."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from mfsbench.registry import all_specs
+from mfsbench.report.numbers import paper_round
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("models", help="list the model zoo")
+    parser.add_argument("--all", action="store_true", help="include the tiny test_* networks")
+    parser.add_argument("--format", choices=("table", "json"), default="table")
+    parser.set_defaults(run=run)
+
+
+def _row(spec) -> dict[str, object]:  # noqa: ANN001 - a ModelSpec
+    expected = spec.expected
+    identity = expected.identity_params if expected else None
+    frame = expected.frame_params if expected else None
+    video = frame / 1e6 if frame is not None else None
+    return {
+        "name": spec.name,
+        "kind": spec.provenance,
+        "size": spec.native_size,
+        "sizes": spec.size_rule.describe(),
+        "stages": "+".join(spec.stage_names) or "-",
+        "modes": ",".join(spec.modes) or "-",
+        "identity_params_m": identity / 1e6 if identity is not None else None,
+        "video_params_m": video,
+        "paper_row": spec.reference.row if spec.reference else None,
+        "description": spec.description,
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    rows = [_row(spec) for spec in all_specs() if args.all or not spec.is_test]
+    if args.format == "json":
+        print(json.dumps(rows, indent=2))
+        return 0
+    head = ("name", "kind", "size", "stages", "modes", "id-stage M", "frame M", "paper row")
+    table = [head] + [
+        (
+            str(r["name"]), str(r["kind"]), str(r["size"]), str(r["stages"]), str(r["modes"]),
+            paper_round(r["identity_params_m"]), paper_round(r["video_params_m"]), str(r["paper_row"] or "-"),
+        )
+        for r in rows
+    ]
+    widths = [max(len(line[i]) for line in table) for i in range(len(head))]
+    for index, line in enumerate(table):
+        print("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
+        if index == 0:
+            print("  ".join("-" * w for w in widths))
+    return 0

@@ -1,0 +1,119 @@
+"""Stage counts of a spec and their composition into the paper's image and video modes.
+
+This is where "image = identity + frame, video = frame" is applied to numbers. Counting always
+happens per stage (each stage module is traced once); the modes are sums over stages, so the image
+and video figures can never come from two different code paths.
+"""
+
+from __future__ import annotations
+
+import gc
+from dataclasses import dataclass
+
+import torch
+
+from mfsbench.counting import Convention, FlopCount, count_flops, count_params, random_inputs
+from mfsbench.registry import ModeName, ModelSpec, StageName
+
+
+@dataclass
+class StageCount:
+    """Counts of one stage at one input size."""
+
+    stage: StageName
+    params: int
+    learned_params: int
+    flops: FlopCount
+    input_shapes: dict[str, tuple[int, ...]]
+
+
+@dataclass
+class ModeCount:
+    """A mode's figures, composed from stage counts.
+
+    ``params`` follows the spec's column definition (``ModelSpec.image_params``);
+    ``params_stored`` is always every distinct learned tensor the mode runs.
+    """
+
+    mode: ModeName
+    stages: tuple[StageName, ...]
+    params: int
+    params_stored: int
+    flops: int
+    params_definition: str
+
+
+def count_spec(
+    spec: ModelSpec, size: int, convention: Convention, *, cross_check: bool = True
+) -> dict[StageName, StageCount]:
+    """Build ``spec``'s network and count each of its stages at frame size ``size``.
+
+    The identity stage runs once on a random source to produce the identity that the frame stage
+    is built with; identity values never change a count, only shapes do.
+    """
+    spec.check_size(size)
+    from mfsbench.registry import create_model
+
+    model = create_model(spec.name)
+    counts: dict[StageName, StageCount] = {}
+    try:
+        identity = None
+        identity_module = model.identity_stage()
+        if "identity" in spec.stage_names:
+            assert identity_module is not None, f"{spec.name} declares an identity stage but builds none"
+            stage = spec.stage("identity")
+            shapes = stage.input_shapes(size)
+            inputs = random_inputs(shapes.values())
+            flops = count_flops(identity_module, inputs, convention, cross_check=cross_check)
+            params = count_params([identity_module])
+            counts["identity"] = StageCount("identity", params, params, flops, shapes)
+            with torch.no_grad():
+                identity = identity_module(*inputs)
+        if "frame" in spec.stage_names:
+            stage = spec.stage("frame")
+            shapes = stage.input_shapes(size)
+            frame_module = model.frame_stage(identity)
+            flops = count_flops(frame_module, random_inputs(shapes.values()), convention,
+                                cross_check=cross_check)
+            counts["frame"] = StageCount(
+                "frame",
+                count_params([frame_module]),
+                count_params([frame_module], learned_only=True),
+                flops,
+                shapes,
+            )
+            # shared static weights between stages are counted once in image mode
+            if identity_module is not None:
+                counts["frame"].learned_params = count_params(
+                    [identity_module, frame_module], learned_only=True
+                ) - count_params([identity_module], learned_only=True)
+    finally:
+        del model
+        gc.collect()
+    return counts
+
+
+def compose_modes(spec: ModelSpec, counts: dict[StageName, StageCount]) -> dict[ModeName, ModeCount]:
+    """Image mode sums every stage; video mode is the frame stage alone."""
+    modes: dict[ModeName, ModeCount] = {}
+    for mode in spec.modes:
+        stages = spec.stages_for(mode)
+        flops = sum(counts[s].flops.flops for s in stages)
+        if mode == "video":
+            params = stored = counts["frame"].params
+            definition = "every tensor of the per-frame network, identity-derived kernels included"
+        else:
+            stored = sum(
+                counts[s].params if s == "identity" else counts[s].learned_params for s in stages
+            )
+            if spec.image_params == "identity_stage" and "identity" in counts:
+                params = counts["identity"].params
+                definition = (
+                    "identity stage only (Id network + IIN), the paper's definition for its student; "
+                    "params_stored_m adds the static output and mask heads"
+                )
+            else:
+                params = stored
+                definition = "every distinct learned tensor that image mode runs"
+        modes[mode] = ModeCount(mode, stages, params, stored, flops, definition)
+    return modes

@@ -1,0 +1,150 @@
+"""The one result type every command emits, and its JSONL store.
+
+A :class:`Record` is a measurement with everything needed to trust or reproduce it: what was measured
+(command, model, stage, mode, input shapes), how (convention), on what (library versions, git commit
+and whether the tree was dirty, host), and whether it worked (``ok`` / ``skipped`` / ``error`` with the
+reason). Metrics are plain numbers whose keys carry their unit (``params_m``, ``gmacs``); nothing is
+pre-formatted. JSONL is the source of truth: reports and CSVs are rendered from it and never read
+back as data.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import subprocess
+import uuid
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from functools import lru_cache
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Literal
+
+from mfsbench.errors import BadInputError
+
+SCHEMA_VERSION = 1
+Status = Literal["ok", "skipped", "error"]
+
+#: Distributions whose versions change what a number means; recorded in every record.
+TRACKED_PACKAGES = ("mfsbench", "torch", "fvcore", "numpy", "onnx", "onnxruntime", "openvino", "tensorflow")
+
+
+@dataclass
+class Record:
+    """One measurement (or one honest non-measurement) of one model."""
+
+    command: str
+    model: str
+    stage: str | None = None
+    mode: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    convention: str | None = None
+    input_shapes: dict[str, list[int]] = field(default_factory=dict)
+    status: Status = "ok"
+    error: str | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+    env: dict[str, Any] = field(default_factory=dict)
+    run_id: str = ""
+    created: str = ""
+    schema: int = SCHEMA_VERSION
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Record:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+def new_run_id() -> str:
+    """A sortable id shared by all records of one command invocation."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    return f"{stamp}-{uuid.uuid4().hex[:6]}"
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _git(*args: str) -> str | None:
+    root = Path(__file__).resolve().parents[1]
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+@lru_cache(maxsize=1)
+def environment() -> dict[str, Any]:
+    """Versions, git state and host: what a reader needs to know whether two numbers compare."""
+    versions = {}
+    for name in TRACKED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    commit = _git("rev-parse", "HEAD")
+    status = _git("status", "--porcelain", "--untracked-files=no") if commit else None
+    import torch
+
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "host": socket.gethostname(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "packages": versions,
+        "git_commit": commit,
+        "git_dirty": bool(status) if commit else None,
+    }
+
+
+def stamp(records: Iterable[Record], run_id: str) -> list[Record]:
+    """Fill the fields every record of a run shares."""
+    out = []
+    for record in records:
+        record.run_id = record.run_id or run_id
+        record.created = record.created or now_iso()
+        record.env = record.env or environment()
+        out.append(record)
+    return out
+
+
+def append_records(path: Path, records: Iterable[Record]) -> None:
+    """Append records to a JSONL file, one flush per call, so a killed run keeps what it measured."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(record.to_json() + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def read_records(path: Path) -> list[Record]:
+    """Read a JSONL store; a corrupt line is an error naming the file and line.
+
+    Raises:
+        BadInputError: when the file is missing or a line is not a record.
+    """
+    if not path.is_file():
+        raise BadInputError(f"no records at {path}: run `mfsbench flops --out {path.parent}` first")
+    records = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(Record.from_dict(json.loads(line)))
+        except (json.JSONDecodeError, TypeError) as exc:
+            raise BadInputError(
+                f"{path}:{number} is not a record ({exc}); remove that line or re-run the command"
+            ) from None
+    return records

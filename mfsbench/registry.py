@@ -1,0 +1,267 @@
+"""The model zoo: one frozen :class:`ModelSpec` per network, registered with :func:`register_model`.
+
+A spec is pure data. It says what the network is (family, provenance, native input size), how it
+splits into **stages** (``identity`` runs once per source face, ``frame`` once per target frame), how
+the paper's two modes compose those stages (image = identity + frame, video = frame only), what the
+paper reported for it, and the counts a test recomputes. Building the network is the only side
+effect, and it happens in :func:`create_model`, never at registration.
+
+Registration is explicit: the modules that hold specs are listed in :data:`ZOO_MODULES` and imported
+on the first lookup, so the zoo never depends on what some other code happened to import first.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+from mfsbench.errors import BadInputError, DuplicateModelError, UnknownModelError, UnsupportedSizeError
+
+if TYPE_CHECKING:
+    from mfsbench.models.base import SwapNet
+
+StageName = Literal["identity", "frame"]
+ModeName = Literal["image", "video"]
+Provenance = Literal["port", "reimplementation", "cited", "ablation", "test"]
+
+#: Modules whose import registers specs, in the order `mfsbench models` lists them.
+ZOO_MODULES: tuple[str, ...] = (
+    "mfsbench.models.zoo",
+    "baselines.deepfakes",
+    "baselines.fsgan",
+    "baselines.simswap",
+    "baselines.faceshifter",
+    "baselines.facecontroller",
+    "mfsbench.models.ablations",
+    "mfsbench.models.tiny",
+)
+
+
+@dataclass(frozen=True)
+class SizeRule:
+    """Which square input sizes a network's architecture accepts.
+
+    ``fixed`` lists the only sizes a network with a dense layer over the spatial map can take;
+    otherwise a size must be a multiple of ``multiple_of`` (the product of the strides) and at least
+    ``minimum``.
+    """
+
+    fixed: tuple[int, ...] = ()
+    multiple_of: int = 1
+    minimum: int = 1
+
+    def accepts(self, size: int) -> bool:
+        if self.fixed:
+            return size in self.fixed
+        return size >= self.minimum and size % self.multiple_of == 0
+
+    def describe(self) -> str:
+        if self.fixed:
+            return "only " + " or ".join(str(s) for s in self.fixed)
+        return f"a multiple of {self.multiple_of}, at least {self.minimum}"
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One input tensor of a stage: ``(1, channels, size, size)``.
+
+    ``size=None`` means "the frame size chosen for this run" (the spec's native size unless
+    ``--size`` overrides it); an int pins the size (ArcFace always sees 112×112).
+    """
+
+    name: str
+    channels: int
+    size: int | None = None
+
+    def shape(self, frame_size: int) -> tuple[int, int, int, int]:
+        side = frame_size if self.size is None else self.size
+        return (1, self.channels, side, side)
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """A stage of a swap network and the inputs it is counted, exported and timed with."""
+
+    name: StageName
+    inputs: tuple[InputSpec, ...]
+    description: str
+
+    def input_shapes(self, frame_size: int) -> dict[str, tuple[int, ...]]:
+        return {spec.name: spec.shape(frame_size) for spec in self.inputs}
+
+
+@dataclass(frozen=True)
+class PaperReference:
+    """What the paper printed for this network (Table 1), shown only in "as reported" columns.
+
+    ``None`` means the paper printed "-" or nothing. ``cited_only`` marks a row that exists only
+    as the paper's figures (no architecture is public).
+    """
+
+    row: str
+    size: int
+    image_params_m: float | None
+    image_gflops: float | None
+    video_params_m: float | None
+    video_gflops: float | None
+    fps_dimensity1100: float | None = None
+    id_retrieval: float | None = None
+    pose_error: float | None = None
+    cited_only: bool = False
+
+
+@dataclass(frozen=True)
+class ExpectedCounts:
+    """Counts at the native size under the ``paper`` convention, recomputed by a test.
+
+    They are regression values written down after measuring, never paper figures: the paper's
+    digits live in :class:`PaperReference`.
+    """
+
+    identity_params: int | None
+    frame_params: int | None
+    identity_flops: int | None
+    frame_flops: int | None
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything mfsbench knows about one network, as immutable data.
+
+    ``image_params`` names which tensors the image-mode parameter column counts: ``"all"`` is
+    every distinct learned tensor that image mode runs (identity stage + frame stage, identity-
+    derived kernels excluded because the identity stage produces them); ``"identity_stage"`` is
+    the paper's definition for its own student (Id network + IIN), stated in every report that
+    uses it.
+    """
+
+    name: str
+    display_name: str
+    family: str
+    provenance: Provenance
+    native_size: int
+    size_rule: SizeRule
+    stages: tuple[StageSpec, ...]
+    builder: Callable[[], SwapNet] | None
+    description: str
+    reference: PaperReference | None = None
+    expected: ExpectedCounts | None = None
+    image_params: Literal["all", "identity_stage"] = "all"
+    notes: tuple[str, ...] = ()
+    capabilities: frozenset[str] = field(default_factory=lambda: frozenset({"flops"}))
+
+    @property
+    def stage_names(self) -> tuple[StageName, ...]:
+        return tuple(stage.name for stage in self.stages)
+
+    @property
+    def modes(self) -> tuple[ModeName, ...]:
+        """Image mode needs every stage; video mode exists only when there is a frame stage."""
+        if not self.stages:
+            return ()
+        return ("image", "video") if "frame" in self.stage_names else ("image",)
+
+    def stages_for(self, mode: ModeName) -> tuple[StageName, ...]:
+        """The stages a mode runs per output frame: image = all of them, video = frame only."""
+        if mode == "video":
+            return ("frame",) if "frame" in self.stage_names else ()
+        return self.stage_names
+
+    def stage(self, name: StageName) -> StageSpec:
+        for stage in self.stages:
+            if stage.name == name:
+                return stage
+        raise KeyError(f"{self.name} has no {name} stage")
+
+    @property
+    def is_test(self) -> bool:
+        return self.provenance == "test"
+
+    @property
+    def runnable(self) -> bool:
+        return self.builder is not None
+
+    def check_size(self, size: int) -> None:
+        """Raise :class:`UnsupportedSizeError` when the architecture cannot take ``size``."""
+        if not self.size_rule.accepts(size):
+            raise UnsupportedSizeError(
+                f"{self.name} cannot take --size {size}: its input size must be "
+                f"{self.size_rule.describe()} (native {self.native_size}); pick such a size or drop --size"
+            )
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+_loaded = False
+
+
+def register_model(fn: Callable[[], ModelSpec]) -> Callable[[], ModelSpec]:
+    """Register the spec returned by ``fn``; the function name must equal the spec name.
+
+    Raises:
+        DuplicateModelError: when the name is already registered.
+        ValueError: when the function name and the spec name differ.
+    """
+    spec = fn()
+    if spec.name != fn.__name__:
+        raise ValueError(f"spec {spec.name!r} is registered by a function named {fn.__name__!r}")
+    if spec.name in _REGISTRY:
+        raise DuplicateModelError(f"model {spec.name!r} is registered twice")
+    _REGISTRY[spec.name] = spec
+    return fn
+
+
+def _load_zoo() -> None:
+    global _loaded  # noqa: PLW0603 - the registry is module state by design, filled once
+    if _loaded:
+        return
+    _loaded = True
+    for module in ZOO_MODULES:
+        importlib.import_module(module)
+
+
+def list_models(*, include_tests: bool = False, runnable_only: bool = False) -> list[str]:
+    """Registered names in zoo order; test specs are hidden unless asked for."""
+    _load_zoo()
+    return [
+        name
+        for name, spec in _REGISTRY.items()
+        if (include_tests or not spec.is_test) and (spec.runnable or not runnable_only)
+    ]
+
+
+def all_specs() -> Iterator[ModelSpec]:
+    _load_zoo()
+    yield from _REGISTRY.values()
+
+
+def get_spec(name: str) -> ModelSpec:
+    """Look a spec up by name.
+
+    Raises:
+        UnknownModelError: with close matches and the way to list the zoo.
+    """
+    _load_zoo()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise UnknownModelError(
+            f"unknown model {name!r}.{hint} Run `mfsbench models` to list the zoo."
+        ) from None
+
+
+def create_model(name: str) -> SwapNet:
+    """Build the network of a spec, in eval mode, with freshly initialised weights.
+
+    Raises:
+        UnknownModelError: for a name that is not registered.
+        BadInputError: for a cited-only spec, which has no architecture to build.
+    """
+    spec = get_spec(name)
+    if spec.builder is None:
+        raise BadInputError(f"{name} is cited from the paper only: no public architecture exists to build; pick a runnable model from `mfsbench models`")
+    return spec.builder().eval()

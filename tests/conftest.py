@@ -1,0 +1,40 @@
+"""Shared fixtures: the CLI run in-process, and the 2-thread budget CI machines have."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from contextlib import redirect_stderr, redirect_stdout
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(2)
+
+DATA = Path(__file__).parent / "data"
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def run_cli() -> Callable[..., CliResult]:
+    """Run ``mfsbench ARGS`` in this process and capture exit code, stdout and stderr."""
+    from mfsbench.cli.main import main
+
+    def _run(*args: str) -> CliResult:
+        out, err = io.StringIO(), io.StringIO()
+        with redirect_stdout(out), redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as exc:  # argparse errors
+                code = int(exc.code or 0)
+        return CliResult(code, out.getvalue(), err.getvalue())
+
+    return _run
