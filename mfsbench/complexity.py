@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from mfsbench.counting import Convention, FlopCount, count_flops, count_params, random_inputs
-from mfsbench.registry import ModeName, ModelSpec, StageName
+from mfsbench.registry import ModelSpec, ModeName, StageName
 
 
 @dataclass
@@ -73,8 +73,9 @@ def count_spec(
             stage = spec.stage("frame")
             shapes = stage.input_shapes(size)
             frame_module = model.frame_stage(identity)
-            flops = count_flops(frame_module, random_inputs(shapes.values()), convention,
-                                cross_check=cross_check)
+            flops = count_flops(
+                frame_module, random_inputs(shapes.values()), convention, cross_check=cross_check
+            )
             counts["frame"] = StageCount(
                 "frame",
                 count_params([frame_module]),
@@ -103,9 +104,7 @@ def compose_modes(spec: ModelSpec, counts: dict[StageName, StageCount]) -> dict[
             params = stored = counts["frame"].params
             definition = "every tensor of the per-frame network, identity-derived kernels included"
         else:
-            stored = sum(
-                counts[s].params if s == "identity" else counts[s].learned_params for s in stages
-            )
+            stored = sum(counts[s].params if s == "identity" else counts[s].learned_params for s in stages)
             if spec.image_params == "identity_stage" and "identity" in counts:
                 params = counts["identity"].params
                 definition = (

@@ -162,8 +162,8 @@ class _MatrixTally:
 
     def wrap(self, handle: Callable[[list[Any], list[Any]], Any], conv: bool) -> Callable[..., Any]:
         def counted(inputs: list[Any], outputs: list[Any]) -> Any:
-            self.macs += _conv_macs_correct(inputs, outputs) if conv else _counter_value(
-                handle(inputs, outputs)
+            self.macs += (
+                _conv_macs_correct(inputs, outputs) if conv else _counter_value(handle(inputs, outputs))
             )
             return handle(inputs, outputs)
 
@@ -228,9 +228,7 @@ def count_flops(
         CountMismatchError: when the two counters disagree by more than 1 %.
     """
     if convention not in CONVENTIONS:
-        raise BadInputError(
-            f"unknown convention {convention!r}: choose one of {', '.join(CONVENTIONS)}"
-        )
+        raise BadInputError(f"unknown convention {convention!r}: choose one of {', '.join(CONVENTIONS)}")
     inputs = tuple(inputs)
     tally = _MatrixTally()
     with torch.no_grad():
@@ -271,7 +269,7 @@ def torch_matrix_macs(module: nn.Module, inputs: Sequence[Tensor]) -> int:
     return counter.get_total_flops() // 2
 
 
-class _on_meta:  # noqa: N801 - used as a context manager, reads like one
+class _on_meta:
     """Temporarily swap every parameter and buffer of ``module`` for a meta tensor of its shape."""
 
     def __init__(self, module: nn.Module) -> None:

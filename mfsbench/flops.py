@@ -14,7 +14,7 @@ from mfsbench.complexity import compose_modes, count_spec
 from mfsbench.counting import CONVENTION_DESCRIPTIONS, Convention
 from mfsbench.errors import MfsbenchError
 from mfsbench.records import Record
-from mfsbench.registry import ModeName, ModelSpec, PaperReference
+from mfsbench.registry import ModelSpec, ModeName, PaperReference
 
 COMMAND = "flops"
 
@@ -78,8 +78,15 @@ def measure(
         stages = count_spec(spec, size, convention, cross_check=cross_check)
     except MfsbenchError as exc:
         return [
-            Record(COMMAND, spec.name, mode=mode, convention=convention, status="error",
-                   error=str(exc), info=info)
+            Record(
+                COMMAND,
+                spec.name,
+                mode=mode,
+                convention=convention,
+                status="error",
+                error=str(exc),
+                info=info,
+            )
             for mode in modes
         ]
     records: list[Record] = []
@@ -113,7 +120,9 @@ def measure(
         if mode not in modes:
             continue
         shapes = {
-            f"{stage}.{k}": list(v) for stage in composed.stages for k, v in stages[stage].input_shapes.items()
+            f"{stage}.{k}": list(v)
+            for stage in composed.stages
+            for k, v in stages[stage].input_shapes.items()
         }
         records.append(
             Record(
@@ -142,7 +151,14 @@ def measure(
     for mode in modes:
         if mode not in spec.modes:
             records.append(
-                Record(COMMAND, spec.name, mode=mode, convention=convention, status="skipped",
-                       error=f"{spec.name} has no {mode} mode (it has no frame stage)", info=info)
+                Record(
+                    COMMAND,
+                    spec.name,
+                    mode=mode,
+                    convention=convention,
+                    status="skipped",
+                    error=f"{spec.name} has no {mode} mode (it has no frame stage)",
+                    info=info,
+                )
             )
     return records

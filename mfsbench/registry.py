@@ -263,5 +263,8 @@ def create_model(name: str) -> SwapNet:
     """
     spec = get_spec(name)
     if spec.builder is None:
-        raise BadInputError(f"{name} is cited from the paper only: no public architecture exists to build; pick a runnable model from `mfsbench models`")
+        raise BadInputError(
+            f"{name} is cited from the paper only: no public architecture exists to build; "
+            "pick a runnable model from `mfsbench models`"
+        )
     return spec.builder().eval()

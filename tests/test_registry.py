@@ -71,9 +71,15 @@ def test_modes_compose_stages() -> None:
     assert student.stages_for("video") == ("frame",)
     assert get_spec("arcface_irse101").modes == ("image",)
     frame_only = ModelSpec(
-        name="x", display_name="x", family="x", provenance="test", native_size=8,
-        size_rule=SizeRule(), stages=(StageSpec("frame", (InputSpec("t", 3),), "d"),),
-        builder=None, description="d",
+        name="x",
+        display_name="x",
+        family="x",
+        provenance="test",
+        native_size=8,
+        size_rule=SizeRule(),
+        stages=(StageSpec("frame", (InputSpec("t", 3),), "d"),),
+        builder=None,
+        description="d",
     )
     assert frame_only.stages_for("image") == ("frame",) == frame_only.stages_for("video")
 

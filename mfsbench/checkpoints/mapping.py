@@ -64,7 +64,8 @@ def load_strict(module: nn.Module, state: Mapping[str, torch.Tensor], source: st
             problems.append(f"{len(keys)} {label}: {shown}")
     if problems:
         raise BadInputError(
-            f"{source} does not match {type(module).__name__}: " + "; ".join(problems)
+            f"{source} does not match {type(module).__name__}: "
+            + "; ".join(problems)
             + ". Is it the right checkpoint for this model?"
         )
     module.load_state_dict(dict(state), strict=False)

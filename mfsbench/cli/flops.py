@@ -21,12 +21,20 @@ from mfsbench.report.render import render_reports
 def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("flops", help="parameters and FLOPs per stage and mode (Table 1)")
     parser.add_argument("--models", nargs="*", help="model names (default: the whole zoo)")
-    parser.add_argument("--size", type=int, default=None, help="frame size (default: each model's native size)")
+    parser.add_argument(
+        "--size", type=int, default=None, help="frame size (default: each model's native size)"
+    )
     parser.add_argument("--mode", choices=("image", "video", "both"), default="both")
-    parser.add_argument("--convention", choices=CONVENTIONS, default="paper",
-                        help="counting rules (default: paper, the fvcore rules of spring 2021)")
+    parser.add_argument(
+        "--convention",
+        choices=CONVENTIONS,
+        default="paper",
+        help="counting rules (default: paper, the fvcore rules of spring 2021)",
+    )
     parser.add_argument("--format", choices=("table", "md", "csv", "json"), default="table")
-    parser.add_argument("--out", default="reports", help="directory for records and reports (default: reports)")
+    parser.add_argument(
+        "--out", default="reports", help="directory for records and reports (default: reports)"
+    )
     parser.set_defaults(run=run)
 
 

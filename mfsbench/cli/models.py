@@ -16,7 +16,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-def _row(spec) -> dict[str, object]:  # noqa: ANN001 - a ModelSpec
+def _row(spec) -> dict[str, object]:
     expected = spec.expected
     identity = expected.identity_params if expected else None
     frame = expected.frame_params if expected else None
@@ -43,8 +43,14 @@ def run(args: argparse.Namespace) -> int:
     head = ("name", "kind", "size", "stages", "modes", "id-stage M", "frame M", "paper row")
     table = [head] + [
         (
-            str(r["name"]), str(r["kind"]), str(r["size"]), str(r["stages"]), str(r["modes"]),
-            paper_round(r["identity_params_m"]), paper_round(r["video_params_m"]), str(r["paper_row"] or "-"),
+            str(r["name"]),
+            str(r["kind"]),
+            str(r["size"]),
+            str(r["stages"]),
+            str(r["modes"]),
+            paper_round(r["identity_params_m"]),
+            paper_round(r["video_params_m"]),
+            str(r["paper_row"] or "-"),
         )
         for r in rows
     ]

@@ -67,21 +67,39 @@ def mfs_no_weight_prediction() -> ModelSpec:
 
 @register_model
 def mfs_adain() -> ModelSpec:
-    return _ablation("mfs_adain", "AdaIN instead of weight modulation", replace(_BASE, pointwise="adain"), ExpectedCounts(72_957_052, 499_406, 7_743_854_080, 333_243_904))
+    return _ablation(
+        "mfs_adain",
+        "AdaIN instead of weight modulation",
+        replace(_BASE, pointwise="adain"),
+        ExpectedCounts(72_957_052, 499_406, 7_743_854_080, 333_243_904),
+    )
 
 
 @register_model
 def mfs_no_modulation() -> ModelSpec:
     return _ablation(
-        "mfs_no_modulation", "without weight modulation", replace(_BASE, pointwise="static"), ExpectedCounts(71_446_780, 496_462, 7_729_499_136, 333_243_904)
+        "mfs_no_modulation",
+        "without weight modulation",
+        replace(_BASE, pointwise="static"),
+        ExpectedCounts(71_446_780, 496_462, 7_729_499_136, 333_243_904),
     )
 
 
 @register_model
 def mfs_no_fusion() -> ModelSpec:
-    return _ablation("mfs_no_fusion", "without the fusion mask", replace(_BASE, fusion_mask=False), ExpectedCounts(72_808_127, 412_253, 7_743_314_944, 285_100_032))
+    return _ablation(
+        "mfs_no_fusion",
+        "without the fusion mask",
+        replace(_BASE, fusion_mask=False),
+        ExpectedCounts(72_808_127, 412_253, 7_743_314_944, 285_100_032),
+    )
 
 
 @register_model
 def mfs_autoencoder() -> ModelSpec:
-    return _ablation("mfs_autoencoder", "autoencoder instead of U-Net", replace(_BASE, skips=False), ExpectedCounts(67_925_503, 449_422, 7_701_593_408, 237_909_504))
+    return _ablation(
+        "mfs_autoencoder",
+        "autoencoder instead of U-Net",
+        replace(_BASE, skips=False),
+        ExpectedCounts(67_925_503, 449_422, 7_701_593_408, 237_909_504),
+    )

@@ -28,6 +28,7 @@ architecture ablations of Table 2 (``mfsbench.models.ablations``).
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Literal
 
@@ -122,9 +123,9 @@ class WeightPrediction(nn.Module):
         self.first_decoder = nn.Conv2d(width, width, 2, 1, 0)
         self.decoder_norm = nn.BatchNorm2d(width)
         enc_chain = (width, *reversed(config.encoder_depthwise))
-        self.encoder = nn.ModuleList(ConvBlock(a, b) for a, b in zip(enc_chain, enc_chain[1:]))
+        self.encoder = nn.ModuleList(ConvBlock(a, b) for a, b in itertools.pairwise(enc_chain))
         dec_chain = (width, *config.decoder_depthwise)
-        self.decoder = nn.ModuleList(ConvBlock(a, b) for a, b in zip(dec_chain, dec_chain[1:]))
+        self.decoder = nn.ModuleList(ConvBlock(a, b) for a, b in itertools.pairwise(dec_chain))
 
     def forward(self, id_map: Tensor) -> tuple[list[Tensor], list[Tensor]]:
         z = F.leaky_relu(self.norm(self.first(id_map)), LEAK)
@@ -318,9 +319,7 @@ class InjectedIDN(nn.Module):
     without a fusion mask (ablation) the mask output is all ones.
     """
 
-    def __init__(
-        self, config: StudentConfig, weights: InjectionNetwork, identity: Identity
-    ) -> None:
+    def __init__(self, config: StudentConfig, weights: InjectionNetwork, identity: Identity) -> None:
         super().__init__()
         self.config = config
         queue = list(identity)

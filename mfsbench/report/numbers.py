@@ -16,7 +16,7 @@ def paper_round(value: float | None) -> str:
         return "-"
     if abs(value) < 1:
         return f"{value:.2f}"
-    digits = 3 - int(math.floor(math.log10(abs(value)))) - 1
+    digits = 3 - math.floor(math.log10(abs(value))) - 1
     rounded = round(value, digits)
     return f"{rounded:.{max(digits, 0)}f}"
 

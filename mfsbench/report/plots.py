@@ -13,7 +13,7 @@ from mfsbench.errors import MissingDependencyError
 from mfsbench.report.table1 import Table1Row
 
 
-def _pyplot():  # noqa: ANN202 - returns the matplotlib.pyplot module
+def _pyplot():
     try:
         import matplotlib
 
@@ -36,12 +36,20 @@ def plot_complexity(rows: Sequence[Table1Row], path: Path, convention: str) -> P
         measured = [row.measured(mode, "gmacs") or 0 for row in rows]
         reported = [row.reported(mode, "gflops") or 0 for row in rows]
         axis.barh([p + 0.2 for p in positions], measured, height=0.4, label="measured", color="#2b6cb0")
-        axis.barh([p - 0.2 for p in positions], reported, height=0.4, label="paper (as reported)",
-                  color="#c05621", alpha=0.8)
+        axis.barh(
+            [p - 0.2 for p in positions],
+            reported,
+            height=0.4,
+            label="paper (as reported)",
+            color="#c05621",
+            alpha=0.8,
+        )
         axis.set_xscale("log")
         axis.set_title(f"{mode} mode")
         axis.set_xlabel(f"GMACs per frame ({convention} convention)")
-        axis.set_yticks(list(positions), [f"{label} [{row.model}]" for label, row in zip(labels, rows, strict=True)])
+        axis.set_yticks(
+            list(positions), [f"{label} [{row.model}]" for label, row in zip(labels, rows, strict=True)]
+        )
         axis.grid(axis="x", which="both", alpha=0.3)
     axes[0].invert_yaxis()
     axes[1].legend(loc="lower right")

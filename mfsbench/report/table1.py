@@ -94,8 +94,12 @@ def conventions_in(records: Sequence[Record]) -> list[str]:
     return seen
 
 
-_COLUMNS = (("image", "params_m", "I Params (M)"), ("image", "gmacs", "I FLOPs (G)"),
-            ("video", "params_m", "V Params (M)"), ("video", "gmacs", "V FLOPs (G)"))
+_COLUMNS = (
+    ("image", "params_m", "I Params (M)"),
+    ("image", "gmacs", "I FLOPs (G)"),
+    ("video", "params_m", "V Params (M)"),
+    ("video", "gmacs", "V FLOPs (G)"),
+)
 _PAPER_METRIC = {"params_m": "params_m", "gmacs": "gflops"}
 
 
@@ -154,7 +158,7 @@ def footnotes(rows: Sequence[Table1Row]) -> list[str]:
             zero_ops[op] = zero_ops.get(op, 0) + n
     head = [f"Convention `{name}`: {text}." for name, text in conventions.items()]
     head.append(
-        "FLOPs are fvcore \"flops\", i.e. multiply-accumulates, as in the paper; image mode = identity "
+        'FLOPs are fvcore "flops", i.e. multiply-accumulates, as in the paper; image mode = identity '
         "stage + frame stage, video mode = frame stage only (identity computed once per source)."
     )
     head += [
@@ -163,7 +167,7 @@ def footnotes(rows: Sequence[Table1Row]) -> list[str]:
     if zero_ops:
         ops = ", ".join(f"{op} ×{n}" for op, n in sorted(zero_ops.items()))
         head.append(f"Ops with no fvcore handle, counted as 0 (recorded, not dropped): {ops}.")
-    head.append("\"cited\": the paper's figures only; no public architecture exists to measure.")
+    head.append('"cited": the paper\'s figures only; no public architecture exists to measure.')
     return head + notes
 
 
@@ -183,9 +187,21 @@ def render_markdown(rows: Sequence[Table1Row], title: str) -> str:
 
 
 CSV_FIELDS = (
-    "model", "method", "mode", "size", "provenance", "convention", "status",
-    "params_m", "params_stored_m", "gmacs", "paper_params_m", "paper_gflops",
-    "delta_params_pct", "delta_gmacs_pct", "error",
+    "model",
+    "method",
+    "mode",
+    "size",
+    "provenance",
+    "convention",
+    "status",
+    "params_m",
+    "params_stored_m",
+    "gmacs",
+    "paper_params_m",
+    "paper_gflops",
+    "delta_params_pct",
+    "delta_gmacs_pct",
+    "error",
 )
 
 
@@ -198,15 +214,25 @@ def csv_rows(rows: Sequence[Table1Row]) -> list[dict[str, object]]:
                 continue
             params, gmacs = row.measured(mode, "params_m"), row.measured(mode, "gmacs")
             paper_params, paper_flops = row.reported(mode, "params_m"), row.reported(mode, "gflops")
-            out.append({
-                "model": row.model, "method": row.paper_row or row.display_name, "mode": mode,
-                "size": row.size, "provenance": row.provenance, "convention": record.convention,
-                "status": record.status, "params_m": params,
-                "params_stored_m": row.measured(mode, "params_stored_m"), "gmacs": gmacs,
-                "paper_params_m": paper_params, "paper_gflops": paper_flops,
-                "delta_params_pct": delta_pct(params, paper_params),
-                "delta_gmacs_pct": delta_pct(gmacs, paper_flops), "error": record.error,
-            })
+            out.append(
+                {
+                    "model": row.model,
+                    "method": row.paper_row or row.display_name,
+                    "mode": mode,
+                    "size": row.size,
+                    "provenance": row.provenance,
+                    "convention": record.convention,
+                    "status": record.status,
+                    "params_m": params,
+                    "params_stored_m": row.measured(mode, "params_stored_m"),
+                    "gmacs": gmacs,
+                    "paper_params_m": paper_params,
+                    "paper_gflops": paper_flops,
+                    "delta_params_pct": delta_pct(params, paper_params),
+                    "delta_gmacs_pct": delta_pct(gmacs, paper_flops),
+                    "error": record.error,
+                }
+            )
     return out
 
 
