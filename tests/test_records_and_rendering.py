@@ -1,0 +1,85 @@
+"""Records round-trip, runs keep what they measured, renderers round as the paper rounds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mfsbench import flops as flops_module
+from mfsbench.errors import BadInputError, CountMismatchError
+from mfsbench.records import Record, append_records, environment, read_records
+from mfsbench.report.numbers import delta_pct, format_delta, paper_round
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [(82.062, "82.1"), (107.245, "107"), (1.9002, "1.90"), (0.496, "0.50"), (0.3332, "0.33"),
+     (2306.2, "2310"), (8.0766, "8.08"), (7.5232, "7.52"), (None, "-")],
+)
+def test_paper_rounding(value: float | None, text: str) -> None:
+    assert paper_round(value) == text
+
+
+def test_delta_against_the_paper() -> None:
+    assert delta_pct(8.0766, 8.07) == pytest.approx(0.0818, abs=1e-3)
+    assert format_delta(delta_pct(73.4, 91.1)) == "-19.4%"
+    assert delta_pct(1.0, None) is None
+
+
+def test_records_round_trip(tmp_path: Path) -> None:
+    record = Record("flops", "m", mode="video", metrics={"params_m": 0.5}, convention="paper",
+                    input_shapes={"target": [1, 3, 224, 224]}, info={"paper": {"params_m": 0.5}})
+    append_records(tmp_path / "r.jsonl", [record, record])
+    back = read_records(tmp_path / "r.jsonl")
+    assert back == [record, record]
+
+
+def test_corrupt_store_names_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "r.jsonl"
+    append_records(path, [Record("flops", "m")])
+    with path.open("a") as handle:
+        handle.write("{not json\n")
+    with pytest.raises(BadInputError, match=r"r.jsonl:2 is not a record"):
+        read_records(path)
+
+
+def test_environment_names_versions_and_git_state() -> None:
+    env = environment()
+    assert env["packages"]["torch"].startswith("2.13.0")
+    assert "git_commit" in env and "git_dirty" in env and env["host"]
+
+
+def test_a_failed_count_is_an_error_record_and_exit_1(run_cli, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    real = flops_module.count_spec
+
+    def failing(spec, *args, **kwargs):  # noqa: ANN001, ANN202
+        if spec.name == "test_frame_only":
+            raise CountMismatchError("counters disagree")
+        return real(spec, *args, **kwargs)
+
+    monkeypatch.setattr(flops_module, "count_spec", failing)
+    result = run_cli("flops", "--models", "test_frame_only,test_mobilefaceswap", "--out", str(tmp_path))
+    assert result.code == 1
+    assert "error: test_frame_only (image): counters disagree" in result.err
+    records = read_records(tmp_path / "records.jsonl")
+    assert {r.status for r in records if r.model == "test_frame_only"} == {"error"}
+    assert all(r.status == "ok" for r in records if r.model == "test_mobilefaceswap")
+    assert "error" in (tmp_path / "table1_complexity.md").read_text()
+
+
+def test_interrupted_run_keeps_finished_models(run_cli, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    real = flops_module.count_spec
+
+    def interrupted(spec, *args, **kwargs):  # noqa: ANN001, ANN202
+        if spec.name == "test_mobilefaceswap":
+            raise KeyboardInterrupt
+        return real(spec, *args, **kwargs)
+
+    monkeypatch.setattr(flops_module, "count_spec", interrupted)
+    result = run_cli("flops", "--models", "test_frame_only,test_mobilefaceswap", "--out", str(tmp_path))
+    assert result.code == 130
+    models = {r.model for r in read_records(tmp_path / "records.jsonl")}
+    assert models == {"test_frame_only"}
