@@ -54,7 +54,7 @@ def test_a_failed_count_is_an_error_record_and_exit_1(run_cli, tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     real = flops_module.count_spec
 
-    def failing(spec, *args, **kwargs):  # noqa: ANN001, ANN202
+    def failing(spec, *args, **kwargs):
         if spec.name == "test_frame_only":
             raise CountMismatchError("counters disagree")
         return real(spec, *args, **kwargs)
@@ -73,7 +73,7 @@ def test_interrupted_run_keeps_finished_models(run_cli, tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     real = flops_module.count_spec
 
-    def interrupted(spec, *args, **kwargs):  # noqa: ANN001, ANN202
+    def interrupted(spec, *args, **kwargs):
         if spec.name == "test_mobilefaceswap":
             raise KeyboardInterrupt
         return real(spec, *args, **kwargs)
