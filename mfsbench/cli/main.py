@@ -12,10 +12,10 @@ import sys
 from collections.abc import Sequence
 
 from mfsbench import __version__
-from mfsbench.cli import flops, models, report
+from mfsbench.cli import convert, flops, models, report, swap
 from mfsbench.errors import MfsbenchError
 
-COMMANDS = (models, flops, report)
+COMMANDS = (models, flops, report, swap, convert)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -55,14 +55,15 @@ class IRBlock(nn.Module):
         self.prelu = nn.PReLU()
         self.conv2 = nn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
-        self.use_se = use_se
-        if use_se:
-            self.se = SEBlock(planes)
+        # downsample is registered before se, as in the official class: state-dict order = file order
         self.downsample: nn.Module | None = None
         if stride != 1 or inplanes != planes:
             self.downsample = nn.Sequential(
                 nn.Conv2d(inplanes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes)
             )
+        self.use_se = use_se
+        if use_se:
+            self.se = SEBlock(planes)
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.prelu(self.bn1(self.conv1(self.bn0(x))))

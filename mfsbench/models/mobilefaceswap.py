@@ -118,10 +118,11 @@ class WeightPrediction(nn.Module):
     def __init__(self, config: StudentConfig) -> None:
         super().__init__()
         width = config.id_map_channels
+        # registration order = Paddle's state-dict order, so a written .pdparams is byte-identical
         self.first = nn.Conv2d(width, width, 4, 1, 0)
-        self.norm = nn.BatchNorm2d(width)
         self.first_decoder = nn.Conv2d(width, width, 2, 1, 0)
         self.decoder_norm = nn.BatchNorm2d(width)
+        self.norm = nn.BatchNorm2d(width)
         enc_chain = (width, *reversed(config.encoder_depthwise))
         self.encoder = nn.ModuleList(ConvBlock(a, b) for a, b in itertools.pairwise(enc_chain))
         dec_chain = (width, *config.decoder_depthwise)

@@ -1,0 +1,62 @@
+"""``mfsbench convert``: an official checkpoint → a plain ``.safetensors`` (or weights-only ``.pt``) file.
+
+The official files are pickles (Paddle ``.pdparams``, torch ``.pth``/``.pkl``/``.tar``); reading one
+is safe only through mfsbench's restricted loader. Converting once gives a file any tool can read
+without unpickling, under mfsbench's (torch) key names, checked strictly against the network it
+belongs to. Both sha256 digests are printed so a converted file can be traced to its source.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from mfsbench.checkpoints.formats import FORMATS, convert_official, sha256_file
+from mfsbench.errors import BadInputError, MissingDependencyError
+
+SUFFIXES = (".safetensors", ".pt")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "convert", help="official checkpoint → .safetensors / weights-only .pt, read without running it"
+    )
+    parser.add_argument(
+        "--format",
+        required=True,
+        choices=tuple(FORMATS),
+        help="; ".join(f"{f.name}: {f.filename} → {f.target}" for f in FORMATS.values()),
+    )
+    parser.add_argument("--checkpoint", required=True, help="the official file to read")
+    parser.add_argument("--out", required=True, help="FILE.safetensors, or FILE.pt for a torch state dict")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    if out.suffix not in SUFFIXES:
+        raise BadInputError(f"--out {out} must end in .safetensors or .pt; pick one of those")
+    if out.suffix == ".safetensors":
+        try:
+            from safetensors.torch import save_file
+        except ImportError:
+            raise MissingDependencyError(
+                "writing .safetensors needs the 'safetensors' package; pip install safetensors, "
+                "or pass --out FILE.pt"
+            ) from None
+    if not out.parent.is_dir():
+        raise BadInputError(f"--out directory {out.parent} does not exist; create it first")
+    record, state = convert_official(args.checkpoint, args.format)
+    tensors = {k: v.detach().contiguous().clone() for k, v in state.items()}
+    try:
+        if out.suffix == ".safetensors":
+            save_file(tensors, str(out), metadata={"format": record.format, "source_sha256": record.sha256})
+        else:
+            import torch
+
+            torch.save(tensors, out)
+    except OSError as exc:
+        raise BadInputError(f"cannot write --out {out} ({exc.strerror}); pass a writable path") from None
+    print(f"{record.sha256}  {record.path}  ({record.format}, {record.keys} tensors)")
+    print(f"{sha256_file(out)}  {out}")
+    return 0

@@ -1,0 +1,117 @@
+"""``mfsbench swap``: swap the face of a source photo into a target image or video.
+
+Refuses to run on random weights unless ``--allow-random-weights`` says so, and then says so again in
+its output and record: a swap from an untrained network is a pipeline check, not a result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from mfsbench.errors import BadInputError
+from mfsbench.records import Record, append_records, new_run_id, stamp
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("swap", help="swap a source face into a target image or video")
+    parser.add_argument("--model", required=True, help="zoo model with a swap pipeline")
+    parser.add_argument("--source", required=True, help="photo of the identity to inject")
+    parser.add_argument("--target", required=True, help="image or video to swap into")
+    parser.add_argument("--out", required=True, help="output image or video path")
+    parser.add_argument("--checkpoint", action="append", default=[],
+                        help="official checkpoint, PATH or FORMAT=PATH (repeat per file the model needs)")
+    parser.add_argument("--detector", default="default", help="face detector backend (default: offline)")
+    parser.add_argument("--detector-model", default=None, help="model file for detectors that need one")
+    parser.add_argument("--size", type=int, default=None, help="aligned crop size (default: native)")
+    parser.add_argument("--allow-random-weights", action="store_true",
+                        help="run without checkpoints (untrained output; for pipeline checks only)")
+    parser.add_argument("--records", default="reports/records.jsonl", help="JSONL store for the record")
+    parser.set_defaults(run=run)
+
+
+def _progress(done: int, total: int, started: float) -> None:
+    rate = done / max(time.perf_counter() - started, 1e-9)
+    total_text = str(total) if total > 0 else "?"
+    print(f"\rframe {done}/{total_text}  {rate:5.1f} fps", end="", file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    from mfsbench.faces.detectors import DEFAULT_DETECTOR, get_detector, read_image
+    from mfsbench.registry import create_model, get_spec
+    from mfsbench.swap.adapters import adapter_for
+    from mfsbench.swap.checkpoints import load_checkpoints
+    from mfsbench.swap.pipeline import STAGES, SwapPipeline
+    from mfsbench.swap.video import (
+        VideoWriter,
+        atomic_output,
+        is_video,
+        iter_frames,
+        probe_video,
+        write_image,
+    )
+
+    spec = get_spec(args.model)
+    adapter_for(spec)
+    size = args.size or spec.native_size
+    spec.check_size(size)
+    source_path, target_path, out_path = Path(args.source), Path(args.target), Path(args.out)
+    if is_video(target_path) != is_video(out_path):
+        raise BadInputError("--target and --out must both be videos or both be images")
+    if not args.checkpoint and not args.allow_random_weights:
+        raise BadInputError(
+            f"{spec.name} needs its official checkpoints (--checkpoint PATH ...); "
+            "pass --allow-random-weights to check the pipeline with untrained weights"
+        )
+    source = read_image(source_path)
+    info = probe_video(target_path) if is_video(target_path) else None
+    model = create_model(spec.name)
+    loaded = load_checkpoints(spec, model, args.checkpoint)
+    detector_name = DEFAULT_DETECTOR if args.detector == "default" else args.detector
+    options = {"model_path": args.detector_model} if args.detector_model else {}
+    pipeline = SwapPipeline(spec, model, get_detector(detector_name, **options), size)
+    started = time.perf_counter()
+    pipeline.inject(source)
+    if not loaded:
+        print("WARNING: random weights (--allow-random-weights): the output is not a face swap result",
+              file=sys.stderr)
+    frames = 0
+    if info is None:
+        write_image(out_path, pipeline.swap_frame(read_image(target_path)))
+        frames = 1
+    else:
+        with atomic_output(out_path) as temp:
+            writer = VideoWriter(temp, info)
+            try:
+                for frame in iter_frames(target_path):
+                    writer.write(pipeline.swap_frame(frame))
+                    frames += 1
+                    _progress(frames, info.frames, started)
+            finally:
+                writer.close()
+            print(file=sys.stderr)
+            if frames == 0:
+                raise BadInputError(f"no decodable frame in {target_path}")
+    elapsed = time.perf_counter() - started
+    means = pipeline.timer.mean_ms()
+    print(f"wrote {out_path}: {frames} frame(s), {pipeline.frames_swapped} swapped, "
+          f"{pipeline.frames_without_face} without a face")
+    for stage in STAGES:
+        if stage in means:
+            print(f"  {stage:<14} {means[stage]:8.2f} ms/call  ({len(pipeline.timer.samples[stage])} calls)")
+    print(f"  end to end     {frames / elapsed:8.2f} fps")
+    record = Record(
+        command="swap", model=spec.name, mode="video" if info else "image",
+        metrics={"fps": frames / elapsed, "frames": frames, "frames_swapped": pipeline.frames_swapped,
+                 "frames_without_face": pipeline.frames_without_face,
+                 **{f"{s}_ms": v for s, v in means.items()}},
+        input_shapes={"frame": [1, 3, size, size]},
+        info={"source": str(source_path), "target": str(target_path), "out": str(out_path),
+              "detector": args.detector, "random_weights": not loaded,
+              "checkpoints": [vars(c) for c in loaded],
+              "video": None if info is None else vars(info)},
+    )
+    append_records(Path(args.records), stamp([record], new_run_id()))
+    return 0

@@ -1,0 +1,13 @@
+"""Evaluation networks of the paper's protocol: Hopenet (pose error) and CosFace (ID retrieval).
+
+Both are written in plain PyTorch with the module names of their official checkpoints
+(``hopenet_robust_alpha1.pkl``, CosFace ``ACC99.28.pth``), so the released weights load by key
+through :mod:`mfsbench.checkpoints.formats`. torchvision is not used anywhere in mfsbench.
+"""
+
+from __future__ import annotations
+
+from mfsbench.evalnets.cosface import SphereFace20
+from mfsbench.evalnets.hopenet import Hopenet, decode_degrees
+
+__all__ = ["Hopenet", "SphereFace20", "decode_degrees"]

@@ -1,0 +1,418 @@
+"""Face detectors behind one protocol: ``detect(image_bgr) -> list[Face]``.
+
+Two backends, chosen by name with :func:`get_detector`:
+
+* ``dlib`` (the default, **offline**): dlib's HOG detector + the 68-point shape predictor, from the
+  registry packages ``dlib-bin`` (prebuilt wheel) and ``face-recognition-models`` (the model files).
+  The five insightface points are derived from the 68: eye centres (mean of each eye's 6 contour
+  points), nose tip (30), mouth corners (48, 54). ``dlib-cnn`` swaps HOG for dlib's CNN (MMOD)
+  detector, which is more robust to pose but ~20× slower on a CPU.
+* ``scrfd``: the official insightface ``scrfd_10g_bnkps.onnx`` that MobileFaceSwap and SimSwap run,
+  through onnxruntime. The model file is user-supplied (``model_path=``); nothing is downloaded.
+
+Why dlib HOG + 68 points is the default. Measured on this 2-core CPU (AMD EPYC), on the registry
+photos of ``tests/face_assets.py``: Obama ×5 (two partial faces), Biden, Tom Hanks' 112×112 crop,
+the astronaut, and t1.jpg (6 people), each downscaled to ≤640 px for detection:
+
+* accuracy. HOG with one upsampling finds all 14 faces, including the 6 in t1.jpg; without
+  upsampling it finds 4 of those 6. Its only false positive, a patch of the astronaut's suit, scores
+  0.12, under :data:`DLIB_MIN_SCORE`; the weakest true face (t1.jpg) scores 0.35. dlib's CNN
+  detector also finds all 6 people, but only with one upsampling. MTCNN 1.0.0 finds every face but
+  adds a false positive on obama.jpg (conf 0.949). On the 14 faces the five points agree with
+  MTCNN's to 6.5 % of the interocular distance on average (eyes 6.6–8.0 %, mouth 4.5–5.2 %). On
+  insightface's ArcFace-aligned Tom Hanks crop the eye centres land within 2.3 px of the 112
+  template.
+* speed per 640×480 frame (median, 2 threads): HOG + landmarks 0.12 s; CNN (no upsampling) 2.7 s;
+  MTCNN on TensorFlow 0.23 s. Loading the dlib models takes 1.0 s.
+* install: ``dlib-bin`` 11 MB + ``face-recognition-models`` 126 MB, seconds, no compiler (``dlib``
+  itself is sdist-only, 10 min compile). MTCNN needs TensorFlow: a 2.5 GB venv.
+  mediapipe's bundled BlazeFace has no mouth corners and pins numpy<2. OpenCV's Haar cascades
+  give no landmarks and miss both partial faces.
+* landmarks: the CC0 5-point dlib predictor has eye corners and the point *under* the nose, no
+  mouth corners. Its "nose" is 0.12–0.30 interocular distances below the tip, so a 5-point
+  alignment would have to invent two of its points.
+* licence: dlib is Boost, and the HOG and CNN detectors are dlib's own. **The 68-point model was
+  trained on iBUG 300-W, whose licence excludes commercial use.** This default is for
+  benchmarking; commercial work should use ``scrfd`` or its own detector (MTCNN, MIT, is the
+  licence-clean offline alternative if TensorFlow is acceptable).
+
+Every backend is imported only when chosen, so a missing one is a one-line
+:class:`~mfsbench.errors.MissingDependencyError` naming the pip extra.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from mfsbench.errors import BadInputError, MissingDependencyError
+from mfsbench.faces.align import cv2_module
+from mfsbench.faces.types import Face
+
+FACES_EXTRA = "faces"
+ONNX_EXTRA = "onnx"
+DEFAULT_DETECTOR = "dlib"
+
+#: HOG scores are SVM margins. 0.2 drops the astronaut's suit patch (0.12) and keeps every real
+#: face of the test photos (weakest 0.35).
+DLIB_MIN_SCORE = 0.2
+
+#: dlib 68-point indices of the five insightface points (image left/right).
+DLIB68_LEFT_EYE = slice(36, 42)
+DLIB68_RIGHT_EYE = slice(42, 48)
+DLIB68_NOSE_TIP = 30
+DLIB68_MOUTH_LEFT = 48
+DLIB68_MOUTH_RIGHT = 54
+
+
+@runtime_checkable
+class FaceDetector(Protocol):
+    """Anything that finds faces: boxes, scores and five landmarks in image pixels."""
+
+    name: str
+
+    def detect(self, image_bgr: np.ndarray) -> list[Face]:
+        """All faces in a BGR uint8 image, highest score first; ``[]`` when there are none."""
+        ...
+
+
+def check_image(image: Any) -> np.ndarray:
+    """Validate a decoded image and return it as BGR uint8 (H, W, 3).
+
+    Grayscale and BGRA (e.g. 32-bit PNGs) are converted, because they are valid photos. Anything
+    else is a caller error, reported as one line instead of a crash deep inside a backend.
+
+    Raises:
+        BadInputError: ``None`` (what ``cv2.imread`` returns for unreadable files), non-arrays,
+            empty images, non-uint8 data or unsupported channel counts.
+    """
+    if image is None:
+        raise BadInputError("the image could not be read (got None, which cv2.imread returns for "
+                            "missing or undecodable files); pass a JPEG/PNG path that exists")
+    if not isinstance(image, np.ndarray):
+        raise BadInputError(f"a face detector takes a numpy image, got {type(image).__name__}")
+    if image.size == 0 or image.ndim not in (2, 3) or image.shape[0] < 1 or image.shape[1] < 1:
+        raise BadInputError(f"the image is empty or not H×W(×C): shape {image.shape}")
+    if image.dtype != np.uint8:
+        raise BadInputError(f"a face detector takes uint8 BGR images, got dtype {image.dtype}; "
+                            "convert with (x * 255).clip(0, 255).astype(np.uint8)")
+    cv2 = cv2_module()
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    if image.shape[2] == 1:
+        return cv2.cvtColor(image[:, :, 0], cv2.COLOR_GRAY2BGR)
+    if image.shape[2] != 3:
+        raise BadInputError(f"the image has {image.shape[2]} channels; pass BGR, BGRA or grayscale")
+    return image
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read a photo as BGR uint8, or say why it cannot be.
+
+    Raises:
+        BadInputError: missing or undecodable file.
+    """
+    cv2 = cv2_module()
+    file = Path(path)
+    if not file.is_file():
+        raise BadInputError(f"image not found: {file}; check the path")
+    image = cv2.imread(str(file), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise BadInputError(f"cannot decode image {file}; pass a JPEG/PNG/BMP/WebP file")
+    if image.dtype == np.uint16:  # 16-bit PNGs: keep the top byte
+        image = (image >> 8).astype(np.uint8)
+    return check_image(image)
+
+
+# ---------------------------------------------------------------------------------------------- dlib
+
+
+def dlib_model_dir() -> Path:
+    """Folder of the ``face-recognition-models`` .dat files, found without importing the package.
+
+    ``import face_recognition_models`` needs ``pkg_resources``, which setuptools ≥ 81 no longer has.
+    ``find_spec`` only locates it.
+
+    Raises:
+        MissingDependencyError: the package is not installed.
+    """
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingDependencyError(
+            f"the dlib face detector needs its model files: pip install 'mfsbench[{FACES_EXTRA}]' "
+            "(face-recognition-models==0.3.0)"
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "models"
+
+
+def _dlib() -> Any:
+    try:
+        import dlib
+    except ImportError:
+        raise MissingDependencyError(
+            f"the dlib face detector needs dlib: pip install 'mfsbench[{FACES_EXTRA}]' "
+            "(dlib-bin==20.0.1.post1)"
+        ) from None
+    return dlib
+
+
+def landmarks5_from_68(points68: np.ndarray) -> np.ndarray:
+    """The five insightface points from dlib's 68 (eye centres, nose tip, mouth corners)."""
+    pts = np.asarray(points68, dtype=np.float64)
+    if pts.shape != (68, 2):
+        raise ValueError(f"expected 68 landmarks, got shape {pts.shape}")
+    return np.stack([
+        pts[DLIB68_LEFT_EYE].mean(0),
+        pts[DLIB68_RIGHT_EYE].mean(0),
+        pts[DLIB68_NOSE_TIP],
+        pts[DLIB68_MOUTH_LEFT],
+        pts[DLIB68_MOUTH_RIGHT],
+    ])
+
+
+class DlibDetector:
+    """dlib HOG (or CNN) boxes + 68-point landmarks reduced to insightface's five.
+
+    Detection runs on a copy downscaled to ``max_side`` so its cost is bounded on large photos.
+    The landmarks are then predicted on the full-resolution image, because their precision is what
+    the alignment depends on.
+    """
+
+    def __init__(self, model: str = "hog", upsample: int = 1, max_side: int = 640,
+                 min_score: float | None = None) -> None:
+        if model not in ("hog", "cnn"):
+            raise BadInputError(f"dlib detector model must be 'hog' or 'cnn', got {model!r}")
+        if upsample < 0 or max_side < 32:
+            raise BadInputError(f"dlib detector needs upsample >= 0 and max_side >= 32, got {upsample}, "
+                                f"{max_side}")
+        dlib = _dlib()
+        models = dlib_model_dir()
+        self.name = "dlib" if model == "hog" else "dlib-cnn"
+        self.model, self.upsample, self.max_side = model, upsample, max_side
+        # MMOD confidences sit around 1.0 for faces; HOG margins need the measured cut
+        self.min_score = (DLIB_MIN_SCORE if model == "hog" else 0.0) if min_score is None else min_score
+        self._dlib = dlib
+        if model == "hog":
+            self._detector = dlib.get_frontal_face_detector()
+        else:
+            self._detector = dlib.cnn_face_detection_model_v1(str(models / "mmod_human_face_detector.dat"))
+        self._predictor = dlib.shape_predictor(str(models / "shape_predictor_68_face_landmarks.dat"))
+
+    def _boxes(self, rgb_small: np.ndarray) -> list[tuple[Any, float]]:
+        if self.model == "hog":
+            rects, scores, _ = self._detector.run(rgb_small, self.upsample, self.min_score)
+            return list(zip(rects, scores, strict=True))
+        return [(d.rect, d.confidence) for d in self._detector(rgb_small, self.upsample)
+                if d.confidence >= self.min_score]
+
+    def detect(self, image_bgr: np.ndarray) -> list[Face]:
+        cv2 = cv2_module()
+        image = check_image(image_bgr)
+        rgb = np.ascontiguousarray(image[:, :, ::-1])
+        scale = min(1.0, self.max_side / max(image.shape[:2]))
+        small = rgb
+        if scale < 1.0:
+            small = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        faces = []
+        for rect, score in self._boxes(small):
+            box = np.array([rect.left(), rect.top(), rect.right(), rect.bottom()], np.float64) / scale
+            full = self._dlib.rectangle(*(round(v) for v in box))
+            shape = self._predictor(rgb, full)
+            points = np.array([[p.x, p.y] for p in shape.parts()], np.float64)
+            faces.append(Face(box=box, score=float(score), landmarks5=landmarks5_from_68(points)))
+        return sorted(faces, key=lambda f: -f.score)
+
+
+# --------------------------------------------------------------------------------------------- SCRFD
+
+SCRFD_STRIDES = (8, 16, 32)
+SCRFD_ANCHORS = 2
+
+
+def anchor_centers(height: int, width: int, stride: int, num_anchors: int = SCRFD_ANCHORS) -> np.ndarray:
+    """``(height·width·num_anchors, 2)`` anchor centres (x, y) in input pixels, row-major, anchors inner."""
+    ys, xs = np.mgrid[:height, :width]
+    centers = np.stack([xs, ys], axis=-1).reshape(-1, 2).astype(np.float64) * stride
+    return np.repeat(centers, num_anchors, axis=0)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> list[int]:
+    """Greedy NMS; areas use insightface's inclusive ``+1`` pixel convention."""
+    x1, y1, x2, y2 = boxes.T
+    areas = (x2 - x1 + 1) * (y2 - y1 + 1)
+    order = np.argsort(-scores, kind="stable")
+    keep: list[int] = []
+    while order.size:
+        i = int(order[0])
+        keep.append(i)
+        rest = order[1:]
+        w = np.maximum(0.0, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]) + 1)
+        h = np.maximum(0.0, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]) + 1)
+        inter = w * h
+        iou = inter / (areas[i] + areas[rest] - inter)
+        order = rest[iou <= iou_threshold]
+    return keep
+
+
+def scrfd_decode(
+    scores: Sequence[np.ndarray],
+    bbox_distances: Sequence[np.ndarray],
+    kps_offsets: Sequence[np.ndarray],
+    input_size: tuple[int, int],
+    *,
+    score_threshold: float = 0.5,
+    nms_threshold: float = 0.4,
+    scale: float = 1.0,
+) -> list[Face]:
+    """SCRFD's raw outputs → faces in original-image pixels.
+
+    Per stride ``s`` in (8, 16, 32) the network predicts, for each of 2 anchors at each cell of the
+    ``(H/s)×(W/s)`` grid, a score, four distances (left, top, right, bottom) and five (dx, dy)
+    keypoint offsets, all in units of ``s`` from the anchor centre. Boxes are ``centre ∓ distance``.
+    Keypoints are ``centre + offset``. Everything is divided by ``scale``, the letterbox's resize
+    factor. NMS runs across strides.
+
+    Args:
+        scores, bbox_distances, kps_offsets: one array per stride, shapes ``(N, 1)``, ``(N, 4)``,
+            ``(N, 10)`` (a leading batch dim of 1 is accepted).
+        input_size: ``(width, height)`` of the network input.
+    """
+    width, height = input_size
+    all_boxes, all_scores, all_kps = [], [], []
+    for stride, raw_score, raw_dist, raw_kps in zip(SCRFD_STRIDES, scores, bbox_distances, kps_offsets,
+                                                     strict=True):
+        centers = anchor_centers(height // stride, width // stride, stride)
+        n = len(centers)
+        sizes = (np.size(raw_score), np.size(raw_dist), np.size(raw_kps))
+        if sizes != (n, 4 * n, 10 * n):
+            raise BadInputError(
+                f"SCRFD output sizes {sizes} at stride {stride} do not match the {n} anchors of a "
+                f"{width}×{height} input (expected {(n, 4 * n, 10 * n)}); is this a *_bnkps SCRFD model?"
+            )
+        score = np.asarray(raw_score, np.float64).reshape(-1)
+        dist = np.asarray(raw_dist, np.float64).reshape(-1, 4) * stride
+        kps = np.asarray(raw_kps, np.float64).reshape(-1, 10) * stride
+        keep = score >= score_threshold
+        c = centers[keep]
+        all_scores.append(score[keep])
+        all_boxes.append(np.concatenate([c - dist[keep, :2], c + dist[keep, 2:]], axis=1))
+        all_kps.append(np.tile(c, 5) + kps[keep])
+    found_scores = np.concatenate(all_scores)
+    if found_scores.size == 0:
+        return []
+    boxes = np.concatenate(all_boxes) / scale
+    points = np.concatenate(all_kps).reshape(-1, 5, 2) / scale
+    return [Face(box=boxes[i], score=float(found_scores[i]), landmarks5=points[i])
+            for i in nms(boxes, found_scores, nms_threshold)]
+
+
+def letterbox(image: np.ndarray, input_size: tuple[int, int]) -> tuple[np.ndarray, float]:
+    """insightface's SCRFD input: resize keeping aspect into the top-left of a zero canvas."""
+    cv2 = cv2_module()
+    width, height = input_size
+    ratio = image.shape[0] / image.shape[1]
+    if ratio > height / width:
+        new_h, new_w = height, int(height / ratio)
+    else:
+        new_w, new_h = width, int(width * ratio)
+    new_w, new_h = max(new_w, 1), max(new_h, 1)
+    scale = new_h / image.shape[0]
+    canvas = np.zeros((height, width, 3), np.uint8)
+    canvas[:new_h, :new_w] = cv2.resize(image, (new_w, new_h))
+    return canvas, scale
+
+
+class ScrfdDetector:
+    """insightface SCRFD with keypoints (``*_bnkps.onnx``) on onnxruntime.
+
+    Pre-processing is insightface's: letterbox to ``input_size`` (640×640 as in MobileFaceSwap and
+    SimSwap, unless the model fixes its own), RGB, ``(x − 127.5) / 128``. The default threshold is
+    MobileFaceSwap's 0.6; NMS IoU 0.4 as in insightface.
+    """
+
+    name = "scrfd"
+
+    def __init__(self, model_path: str | Path | None = None, input_size: tuple[int, int] = (640, 640),
+                 score_threshold: float = 0.6, nms_threshold: float = 0.4,
+                 providers: Sequence[str] = ("CPUExecutionProvider",)) -> None:
+        if model_path is None:
+            raise BadInputError("the scrfd detector needs model_path= the official scrfd_10g_bnkps.onnx "
+                                "(insightface model zoo); it is not downloaded automatically")
+        path = Path(model_path)
+        if not path.is_file():
+            raise BadInputError(f"SCRFD model not found: {path}; pass the path of scrfd_10g_bnkps.onnx")
+        try:
+            import onnxruntime
+        except ImportError:
+            raise MissingDependencyError(
+                f"the scrfd detector needs onnxruntime: pip install 'mfsbench[{ONNX_EXTRA}]'"
+            ) from None
+        self.session = onnxruntime.InferenceSession(str(path), providers=list(providers))
+        model_input = self.session.get_inputs()[0]
+        self.input_name = model_input.name
+        fixed = model_input.shape[2:4]
+        self.input_size = (fixed[1], fixed[0]) if all(isinstance(v, int) for v in fixed) else input_size
+        self.score_threshold, self.nms_threshold = score_threshold, nms_threshold
+        self._order = self._output_order([o.name for o in self.session.get_outputs()])
+
+    @staticmethod
+    def _output_order(names: list[str]) -> list[int]:
+        """Indices of the 9 outputs as scores×3, boxes×3, kps×3 (stride 8, 16, 32).
+
+        The official export names them ``score_8`` … ``kps_32``; insightface itself relies on that
+        order. Other exports keep the order but not the names, so index order is the fallback.
+        """
+        if len(names) != 3 * len(SCRFD_STRIDES):
+            raise BadInputError(f"SCRFD model has {len(names)} outputs, expected 9 (scores, boxes and "
+                                "keypoints at 3 strides); use a *_bnkps model, which predicts landmarks")
+        wanted = [f"{kind}_{s}" for kind in ("score", "bbox", "kps") for s in SCRFD_STRIDES]
+        if set(wanted) <= set(names):
+            return [names.index(w) for w in wanted]
+        return list(range(len(names)))
+
+    def detect(self, image_bgr: np.ndarray) -> list[Face]:
+        image = check_image(image_bgr)
+        canvas, scale = letterbox(image, self.input_size)
+        rgb = canvas[:, :, ::-1].astype(np.float32)
+        blob = ((rgb - 127.5) / 128.0).transpose(2, 0, 1)[np.newaxis]
+        outputs = self.session.run(None, {self.input_name: np.ascontiguousarray(blob)})
+        ordered = [outputs[i][0] if outputs[i].ndim == 3 else outputs[i] for i in self._order]
+        return scrfd_decode(ordered[0:3], ordered[3:6], ordered[6:9], self.input_size,
+                            score_threshold=self.score_threshold, nms_threshold=self.nms_threshold,
+                            scale=scale)
+
+
+# ------------------------------------------------------------------------------------------ registry
+
+_DETECTORS: dict[str, Callable[..., FaceDetector]] = {
+    "dlib": lambda **kw: DlibDetector(model="hog", **kw),
+    "dlib-cnn": lambda **kw: DlibDetector(model="cnn", **kw),
+    "scrfd": ScrfdDetector,
+}
+
+
+def available_detectors() -> list[str]:
+    return sorted(_DETECTORS)
+
+
+def get_detector(name: str = DEFAULT_DETECTOR, **kwargs: Any) -> FaceDetector:
+    """Build a detector by name; options go to its constructor (e.g. ``model_path=`` for scrfd).
+
+    Raises:
+        BadInputError: unknown name or bad options.
+        MissingDependencyError: the backend's package is not installed.
+    """
+    factory = _DETECTORS.get(name)
+    if factory is None:
+        choices = ", ".join(available_detectors())
+        raise BadInputError(f"unknown face detector {name!r}; choose one of {choices}")
+    try:
+        return factory(**kwargs)
+    except TypeError as exc:
+        raise BadInputError(f"bad option for face detector {name!r}: {exc}") from None

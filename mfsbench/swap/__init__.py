@@ -1,0 +1,1 @@
+"""The swap pipeline: detect, align, identity, frame network, paste-back; images and videos."""

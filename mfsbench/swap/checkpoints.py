@@ -1,0 +1,69 @@
+"""Which official checkpoints a swap model needs, and loading them from ``--checkpoint`` flags.
+
+A flag is ``PATH`` or ``FORMAT=PATH``. Without a format, the file is matched to the model's needs by
+its official file name, then by its suffix (``.tar`` → SimSwap's ArcFace, ``.pth`` → SimSwap's
+generator), then — for the two ``.pdparams`` of MobileFaceSwap, which share a suffix — by a key only
+the student's file has. Every needed file must be given: a half-loaded network would swap with
+random weights while looking real.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mfsbench.checkpoints.formats import FORMATS, LoadedCheckpoint, load_official, read_official
+from mfsbench.errors import BadInputError
+from mfsbench.models.base import SwapNet
+from mfsbench.registry import ModelSpec
+
+#: Official files per family, as (format, role) in the order the official scripts load them.
+NEEDED: dict[str, tuple[str, ...]] = {
+    "mobilefaceswap": ("mobilefaceswap_pdparams", "arcface_pdparams"),
+    "simswap": ("simswap_G", "arcface_tar"),
+}
+
+
+def _guess_format(path: Path, needed: tuple[str, ...]) -> str:
+    for name in needed:
+        if path.name == FORMATS[name].filename:
+            return name
+    by_suffix = {".tar": "arcface_tar", ".pth": "simswap_G"}
+    if by_suffix.get(path.suffix) in needed:
+        return by_suffix[path.suffix]
+    if path.suffix == ".pdparams" and "mobilefaceswap_pdparams" in needed:
+        keys = read_official(path, "mobilefaceswap_pdparams")
+        return "mobilefaceswap_pdparams" if "predictor.first.weight" in keys else "arcface_pdparams"
+    raise BadInputError(
+        f"cannot tell which checkpoint {path} is; "
+        f"pass it as FORMAT=PATH with FORMAT one of {', '.join(needed)}"
+    )
+
+
+def load_checkpoints(spec: ModelSpec, model: SwapNet, flags: list[str]) -> list[LoadedCheckpoint]:
+    """Load every official file the model needs; an empty list means random weights.
+
+    Raises:
+        BadInputError: a model without official checkpoints, a missing or unknown file, a format
+            given twice or not needed, or keys that do not match.
+    """
+    if not flags:
+        return []
+    needed = NEEDED.get(spec.family)
+    if needed is None:
+        raise BadInputError(f"{spec.name} has no official checkpoints to load; drop --checkpoint")
+    chosen: dict[str, Path] = {}
+    for flag in flags:
+        name, sep, rest = flag.partition("=")
+        path = Path(rest if sep and name in FORMATS else flag)
+        if not path.is_file():
+            raise BadInputError(f"checkpoint not found: {path}; check the path")
+        fmt = name if sep and name in FORMATS else _guess_format(path, needed)
+        if fmt not in needed:
+            raise BadInputError(f"{spec.name} does not use a {fmt} checkpoint; it needs {', '.join(needed)}")
+        if fmt in chosen:
+            raise BadInputError(f"two {fmt} checkpoints given ({chosen[fmt]} and {path}); pass one")
+        chosen[fmt] = path
+    missing = [FORMATS[f].filename for f in needed if f not in chosen]
+    if missing:
+        raise BadInputError(f"{spec.name} also needs {', '.join(missing)}: pass it with --checkpoint")
+    return [load_official(model, chosen[f], f) for f in needed]

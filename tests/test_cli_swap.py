@@ -1,0 +1,124 @@
+"""End-to-end `mfsbench swap` on real photos and a generated video, and its bad-input paths."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mfsbench.records import read_records
+from tests.face_assets import (
+    FacePhoto,
+    face_photos_fixture,  # noqa: F401 - registers the fixture
+    make_video,
+)
+
+cv2 = pytest.importorskip("cv2")
+
+
+@pytest.fixture(scope="module")
+def target_video(tmp_path_factory: pytest.TempPathFactory, face_photos: dict[str, FacePhoto]) -> Path:
+    return make_video(face_photos["biden"].path, tmp_path_factory.mktemp("video") / "biden.mp4")
+
+
+def _video_geometry(path: Path) -> tuple[int, float, int, int]:
+    capture = cv2.VideoCapture(str(path))
+    frames = 0
+    while capture.read()[0]:
+        frames += 1
+    geometry = (frames, capture.get(cv2.CAP_PROP_FPS), int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
+                int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+    capture.release()
+    return geometry
+
+
+@pytest.mark.slow
+@pytest.mark.cli
+def test_video_swap_keeps_geometry_and_reports_stage_times(run_cli, face_photos, target_video,
+                                                            tmp_path: Path) -> None:
+    out = tmp_path / "swapped.mp4"
+    records = tmp_path / "records.jsonl"
+    result = run_cli("swap", "--model", "mobilefaceswap_224", "--source", str(face_photos["obama"].path),
+                     "--target", str(target_video), "--out", str(out), "--allow-random-weights",
+                     "--records", str(records))
+    assert result.code == 0, result.err
+    assert "random weights" in result.err
+    assert _video_geometry(out) == _video_geometry(target_video)
+    for stage in ("detect", "align", "identity", "frame_network", "paste_back", "end to end"):
+        assert stage in result.out
+    record = read_records(records)[0]
+    assert record.info["random_weights"] is True
+    assert record.metrics["frames"] == 50 and record.metrics["frames_swapped"] == 50
+    assert record.metrics["frame_network_ms"] > 0 and record.metrics["fps"] > 0
+    assert not list(tmp_path.glob(".swapped-*"))  # no temporary file left behind
+
+
+@pytest.mark.cli
+def test_image_swap_changes_only_the_face_region(run_cli, face_photos, tmp_path: Path) -> None:
+    out = tmp_path / "out.png"
+    target = face_photos["obama2"].path
+    result = run_cli("swap", "--model", "test_mobilefaceswap", "--source", str(face_photos["biden"].path),
+                     "--target", str(target), "--out", str(out), "--allow-random-weights",
+                     "--size", "224", "--records", str(tmp_path / "r.jsonl"))
+    assert result.code == 0, result.err
+    before, after = cv2.imread(str(target)), cv2.imread(str(out))
+    assert before.shape == after.shape
+    changed = np.abs(before.astype(int) - after.astype(int)).sum(axis=2) > 0
+    assert 0 < changed.mean() < 0.5  # the face changed, most of the photo did not
+
+
+@pytest.mark.cli
+def test_frames_without_a_face_pass_through(run_cli, face_photos, tmp_path: Path) -> None:
+    blank = tmp_path / "blank.png"
+    cv2.imwrite(str(blank), np.full((240, 320, 3), 127, np.uint8))
+    out = tmp_path / "out.png"
+    result = run_cli("swap", "--model", "test_mobilefaceswap", "--source", str(face_photos["biden"].path),
+                     "--target", str(blank), "--out", str(out), "--allow-random-weights",
+                     "--records", str(tmp_path / "r.jsonl"))
+    assert result.code == 0, result.err
+    assert "1 without a face" in result.out
+    assert np.array_equal(cv2.imread(str(out)), cv2.imread(str(blank)))
+
+
+@pytest.mark.cli
+@pytest.mark.parametrize(
+    ("case", "needle"),
+    [
+        ("no_weights", "needs its official checkpoints"),
+        ("missing_source", "image not found"),
+        ("no_face_source", "no face found in --source"),
+        ("corrupt_video", "no decodable frame"),
+        ("mixed_kinds", "both be videos or both be images"),
+        ("not_swappable", "cannot run `mfsbench swap`"),
+        ("missing_checkpoint", "checkpoint not found"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(run_cli, face_photos, tmp_path: Path,
+                                                          case: str, needle: str) -> None:
+    source, target = str(face_photos["obama"].path), str(face_photos["biden"].path)
+    out = tmp_path / "out.png"
+    model, extra = "test_mobilefaceswap", ["--allow-random-weights"]
+    if case == "no_weights":
+        model, extra = "mobilefaceswap_224", []
+    elif case == "missing_source":
+        source = str(tmp_path / "nope.jpg")
+    elif case == "no_face_source":
+        blank = tmp_path / "blank.png"
+        cv2.imwrite(str(blank), np.zeros((64, 64, 3), np.uint8))
+        source = str(blank)
+    elif case == "corrupt_video":
+        bad = tmp_path / "bad.mp4"
+        bad.write_bytes(b"\x00\x00\x00\x18ftypmp42 not really a video")
+        target, out = str(bad), tmp_path / "out.mp4"
+    elif case == "mixed_kinds":
+        out = tmp_path / "out.mp4"
+    elif case == "not_swappable":
+        model = "deepfakes_64"
+    elif case == "missing_checkpoint":
+        model, extra = "mobilefaceswap_224", ["--checkpoint", str(tmp_path / "none.pdparams")]
+    result = run_cli("swap", "--model", model, "--source", source, "--target", target, "--out", str(out),
+                     "--records", str(tmp_path / "r.jsonl"), *extra)
+    assert result.code == 2, result.err
+    assert needle in result.err and len(result.err.strip().splitlines()) == 1
+    assert not out.exists() and not (tmp_path / "r.jsonl").exists()
