@@ -32,6 +32,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_flops.py
+	$(BIN)/python benchmarks/bench_swap.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

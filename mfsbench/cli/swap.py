@@ -25,11 +25,25 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         help="official checkpoint, PATH or FORMAT=PATH (repeat per file the model needs)")
     parser.add_argument("--detector", default="default", help="face detector backend (default: offline)")
     parser.add_argument("--detector-model", default=None, help="model file for detectors that need one")
+    parser.add_argument("--detector-option", action="append", default=[], metavar="KEY=INT",
+                        help="detector constructor option, e.g. upsample=0 for large faces (repeatable)")
+    parser.add_argument("--detect-every", type=int, default=1,
+                        help="detect faces every K frames, reusing the last landmarks in between (default 1)")
     parser.add_argument("--size", type=int, default=None, help="aligned crop size (default: native)")
     parser.add_argument("--allow-random-weights", action="store_true",
                         help="run without checkpoints (untrained output; for pipeline checks only)")
     parser.add_argument("--records", default="reports/records.jsonl", help="JSONL store for the record")
     parser.set_defaults(run=run)
+
+
+def _detector_options(flags: list[str]) -> dict[str, int]:
+    options = {}
+    for flag in flags:
+        key, sep, value = flag.partition("=")
+        if not sep or not value.lstrip("-").isdigit():
+            raise BadInputError(f"--detector-option {flag!r} is not KEY=INT (e.g. upsample=0)")
+        options[key] = int(value)
+    return options
 
 
 def _progress(done: int, total: int, started: float) -> None:
@@ -70,8 +84,9 @@ def run(args: argparse.Namespace) -> int:
     model = create_model(spec.name)
     loaded = load_checkpoints(spec, model, args.checkpoint)
     detector_name = DEFAULT_DETECTOR if args.detector == "default" else args.detector
-    options = {"model_path": args.detector_model} if args.detector_model else {}
-    pipeline = SwapPipeline(spec, model, get_detector(detector_name, **options), size)
+    options: dict[str, object] = {"model_path": args.detector_model} if args.detector_model else {}
+    options.update(_detector_options(args.detector_option))
+    pipeline = SwapPipeline(spec, model, get_detector(detector_name, **options), size, args.detect_every)
     started = time.perf_counter()
     pipeline.inject(source)
     if not loaded:
@@ -109,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
                  **{f"{s}_ms": v for s, v in means.items()}},
         input_shapes={"frame": [1, 3, size, size]},
         info={"source": str(source_path), "target": str(target_path), "out": str(out_path),
-              "detector": args.detector, "random_weights": not loaded,
+              "detector": detector_name, "detect_every": args.detect_every, "random_weights": not loaded,
               "checkpoints": [vars(c) for c in loaded],
               "video": None if info is None else vars(info)},
     )

@@ -36,9 +36,6 @@ STUDENT_FRAME = StageSpec(
 STUDENT_NOTES = (
     "Image-mode params follow the paper's definition for its student (Id network + IIN); "
     "params_stored_m also counts the static output and fusion-mask heads stored in the checkpoint.",
-    "The paper prints 8.07G for image mode at 224; summing the measured stages gives 8.08G. "
-    "Both of the paper's image-mode cells equal sums of its rounded components "
-    "(7.52 + 0.22 + 0.333 and 7.52 + 0.22 + 0.435), which explains the last digit.",
     "The paper's IDN / fusion split of the 0.33G cannot be reproduced from the released graph; "
     "the totals can.",
 )
@@ -91,7 +88,13 @@ def mobilefaceswap_224() -> ModelSpec:
         "mobilefaceswap_224",
         224,
         PaperReference("Ours (SimSwap)", 224, 72.8, 8.07, 0.50, 0.33, 25.6, 95.98, 1.32),
-        ("Official weights exist for this model only (MobileFaceSwap_224.pdparams).",),
+        (
+            "The paper prints 8.07G for image mode here; the measured sum of the stages rounds "
+            "one digit higher. "
+            "Both of the paper's image-mode cells equal sums of its rounded components "
+            "(7.52 + 0.22 + 0.333 and 7.52 + 0.22 + 0.435), which explains the last digit.",
+            "Official weights exist for this model only (MobileFaceSwap_224.pdparams).",
+        ),
     )
 
 

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mfsbench.errors import MissingDependencyError
-from mfsbench.report.table1 import Table1Row
+from mfsbench.report.table1 import Table1Row, method_label
 
 
 def _pyplot():
@@ -29,7 +29,7 @@ def _pyplot():
 def plot_complexity(rows: Sequence[Table1Row], path: Path, convention: str) -> Path:
     """Two panels (image, video): GMACs per method, measured bars beside the paper's."""
     plt = _pyplot()
-    labels = [row.paper_row or row.model for row in rows]
+    labels = [method_label(row) for row in rows]
     figure, axes = plt.subplots(1, 2, figsize=(13, 0.45 * len(rows) + 2.5), sharey=True)
     for axis, mode in zip(axes, ("image", "video"), strict=True):
         positions = range(len(rows))

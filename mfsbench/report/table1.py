@@ -110,6 +110,13 @@ def _cell_triplet(row: Table1Row, mode: str, metric: str) -> tuple[str, str, str
     return text, paper_round(reported), format_delta(delta_pct(measured, reported))
 
 
+def method_label(row: Table1Row) -> str:
+    """The paper's row label, except for re-implementations, which must say that they are one."""
+    if row.paper_row and row.provenance != "reimplementation":
+        return row.paper_row
+    return row.display_name
+
+
 def _header() -> list[str]:
     head = ["Method", "Model", "Size", "Kind"]
     for _, _, title in _COLUMNS:
@@ -120,7 +127,7 @@ def _header() -> list[str]:
 def _body(rows: Sequence[Table1Row]) -> list[list[str]]:
     body = []
     for row in rows:
-        line = [row.paper_row or row.display_name, row.model, str(row.size or "-"), row.provenance]
+        line = [method_label(row), row.model, str(row.size or "-"), row.provenance]
         for mode, metric, _ in _COLUMNS:
             line += list(_cell_triplet(row, mode, metric))
         body.append(line)
@@ -217,7 +224,7 @@ def csv_rows(rows: Sequence[Table1Row]) -> list[dict[str, object]]:
             out.append(
                 {
                     "model": row.model,
-                    "method": row.paper_row or row.display_name,
+                    "method": method_label(row),
                     "mode": mode,
                     "size": row.size,
                     "provenance": row.provenance,

@@ -60,8 +60,17 @@ def largest_face(faces: list[Face]) -> Face:
 class SwapPipeline:
     """One model, one detector, one frame size; inject a source, then swap frames."""
 
-    def __init__(self, spec: ModelSpec, model: SwapNet, detector: FaceDetector, size: int) -> None:
+    def __init__(
+        self, spec: ModelSpec, model: SwapNet, detector: FaceDetector, size: int, detect_every: int = 1
+    ) -> None:
+        """``detect_every=k`` runs the detector on every k-th frame only and reuses the last landmarks
+        in between: detection dominates the per-frame cost, and a face moves little in k frames."""
         spec.check_size(size)
+        if detect_every < 1:
+            raise BadInputError(f"--detect-every must be at least 1, got {detect_every}")
+        self.detect_every = detect_every
+        self._frame_index = 0
+        self._last_faces: list[Face] = []
         self.spec = spec
         self.adapter: SwapAdapter = adapter_for(spec)
         self.model = model.eval()
@@ -98,7 +107,10 @@ class SwapPipeline:
         """Swap the main face of ``frame``; a frame without a face is returned unchanged."""
         if self.frame_net is None:
             raise RuntimeError("inject() a source before swapping frames")
-        faces = self._detect(frame)
+        if self._frame_index % self.detect_every == 0:
+            self._last_faces = self._detect(frame)
+        self._frame_index += 1
+        faces = self._last_faces
         if not faces:
             self.frames_without_face += 1
             return frame
