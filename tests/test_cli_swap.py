@@ -122,3 +122,41 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(run_cli, face_photos, t
     assert result.code == 2, result.err
     assert needle in result.err and len(result.err.strip().splitlines()) == 1
     assert not out.exists() and not (tmp_path / "r.jsonl").exists()
+
+
+def test_pipeline_detects_every_kth_frame_and_matches_the_plain_network(face_photos) -> None:
+    import torch
+
+    from mfsbench.faces.align import align
+    from mfsbench.faces.detectors import get_detector, read_image
+    from mfsbench.registry import create_model, get_spec
+    from mfsbench.swap.pipeline import SwapPipeline, largest_face
+
+    spec = get_spec("test_mobilefaceswap")
+    detector = get_detector("dlib")
+    pipeline = SwapPipeline(spec, create_model(spec.name), detector, 64, detect_every=3)
+    pipeline.inject(read_image(face_photos["obama"].path))
+    frame = read_image(face_photos["biden"].path)
+    for _ in range(7):
+        pipeline.swap_frame(frame)
+    assert len(pipeline.timer.samples["detect"]) == 1 + 3  # source + frames 0, 3, 6
+    # the channels-last frame network computes what the plain frame stage computes
+    crop, _ = align(frame, largest_face(detector.detect(frame)).landmarks5, "arcface", 64)
+    tensor = pipeline.adapter.frame_tensor(crop)
+    with torch.no_grad():
+        fast = pipeline.frame_net(tensor.contiguous(memory_format=torch.channels_last))[0]
+        plain = pipeline.frame_net.to(memory_format=torch.contiguous_format)(tensor)[0]
+    torch.testing.assert_close(fast, plain, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.cli
+def test_bad_detect_every_and_detector_option(run_cli, face_photos, tmp_path: Path) -> None:
+    common = ["swap", "--model", "test_mobilefaceswap", "--source", str(face_photos["obama"].path),
+              "--target", str(face_photos["biden"].path), "--out", str(tmp_path / "o.png"),
+              "--allow-random-weights", "--records", str(tmp_path / "r.jsonl")]
+    result = run_cli(*common, "--detect-every", "0")
+    assert result.code == 2 and "--detect-every must be at least 1" in result.err
+    result = run_cli(*common, "--detector-option", "upsample")
+    assert result.code == 2 and "is not KEY=INT" in result.err
+    result = run_cli(*common, "--detector-option", "upsample=0")
+    assert result.code == 0, result.err
