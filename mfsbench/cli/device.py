@@ -1,0 +1,85 @@
+"""``mfsbench device``: export, verify and time the video-mode frame stage on this machine.
+
+Writes ``OUT/device_desktop.{md,csv,png}`` and appends one record per model × backend × precision to
+``OUT/records.jsonl`` as each model finishes. Phones (``--adb``) are a separate runner.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+from mfsbench.cli.common import resolve_models, writable_dir
+from mfsbench.records import append_records, new_run_id, read_records, stamp
+
+DEFAULT_MODELS = ["mobilefaceswap_224", "simswap_224"]
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("device", help="export, check parity and time frame stages on this machine")
+    parser.add_argument("--models", nargs="*", default=None,
+                        help=f"models (default: {' '.join(DEFAULT_MODELS)})")
+    parser.add_argument("--backends", nargs="*", default=None,
+                        help="torch-eager onnxruntime openvino openvino-bf16 litert (default: all installed)")
+    parser.add_argument("--precision", nargs="*", default=["fp32"], help="fp32 fp16 int8 (default: fp32)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--runs", type=int, default=20, help="minimum timed runs (default 20)")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--min-seconds", type=float, default=2.0, help="minimum timed seconds (default 2)")
+    parser.add_argument("--max-seconds", type=float, default=30.0, help="cap per cell (default 30)")
+    parser.add_argument("--size", type=int, default=None)
+    parser.add_argument("--faces", default=None, help="folder of face photos for parity and int8 calibration")
+    parser.add_argument("--format", choices=("table", "md", "csv", "json"), default="table")
+    parser.add_argument("--out", default="reports")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from mfsbench.device import SweepSettings, check_choices, face_samples, measure_model
+    from mfsbench.errors import BadInputError
+    from mfsbench.report import device as device_report
+    from mfsbench.roofline import measure_peak_macs
+    from mfsbench.runtimes import available_runtimes
+
+    backends = args.backends or available_runtimes()
+    check_choices(backends, args.precision)
+    if args.threads < 1 or args.runs < 1 or args.warmup < 0 or args.min_seconds < 0:
+        raise BadInputError("--threads and --runs must be ≥ 1, --warmup and --min-seconds ≥ 0")
+    specs = resolve_models(args.models or DEFAULT_MODELS)
+    for spec in specs:
+        if "frame" not in spec.stage_names:
+            raise BadInputError(f"{spec.name} has no frame stage to export and time")
+        if args.size is not None:
+            spec.check_size(args.size)
+    faces = Path(args.faces) if args.faces else None
+    if faces is not None and not faces.is_dir():
+        raise BadInputError(f"--faces {faces} is not a folder of photos")
+    out = writable_dir(args.out)
+    store = out / "records.jsonl"
+    settings = SweepSettings(args.threads, args.warmup, args.runs, args.min_seconds, args.max_seconds)
+    peak = measure_peak_macs(threads=args.threads).macs_per_s
+    cells = [(b, p) for b in backends for p in args.precision]
+    run_id = new_run_id()
+    this_run = []
+    with tempfile.TemporaryDirectory(prefix="mfsbench-device-") as work:
+        for spec in specs:
+            size = args.size or spec.native_size
+            print(f"device: {spec.name} @ {size} on {', '.join(backends)} ...", file=sys.stderr, flush=True)
+            samples, note = face_samples(spec, size, faces)
+            records = measure_model(spec, size, cells=cells, settings=settings, work_dir=Path(work),
+                                    samples=samples, samples_note=note, peak_macs_per_s=peak)
+            records = stamp(records, run_id)
+            append_records(store, records)
+            this_run += records
+    renderers = {"table": device_report.render_terminal, "md": device_report.render_markdown,
+                 "csv": device_report.render_csv, "json": device_report.render_json}
+    print(renderers[args.format](this_run))
+    for path in device_report.write_reports(read_records(store), out):
+        print(f"wrote {path}", file=sys.stderr)
+    errors = [r for r in this_run if r.status == "error"]
+    for record in errors:
+        print(f"error: {record.model} {record.info.get('backend')} {record.info.get('precision')}: "
+              f"{record.error}", file=sys.stderr)
+    return 1 if errors else 0

@@ -1,0 +1,161 @@
+"""``mfsbench export``: one model stage to ONNX / OpenVINO IR / TFLite, checked against torch.
+
+The artifact is written to ``OUT`` and an ``export`` record with the parity numbers is appended to
+``OUT/records.jsonl``. An export outside tolerance is kept on disk (to inspect) but recorded as an
+``error`` and exits 1: a converted file that computes something else must not pass silently.
+int8 needs ``--calibration`` photos: their faces are detected and aligned like the swap pipeline's,
+because activation ranges calibrated on noise are not the ranges faces produce.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from mfsbench.cli.common import writable_dir
+from mfsbench.errors import BadInputError, MfsbenchError
+from mfsbench.records import Record, append_records, new_run_id, stamp
+
+ALIGN_METHOD = "arcface"
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("export", help="export a model stage to onnx/openvino/tflite, with parity")
+    parser.add_argument("--model", required=True, help="model name (see `mfsbench models --all`)")
+    # validated by the exporter registry, so a bad value is one line naming the choices
+    parser.add_argument("--format", required=True, help="onnx | openvino | tflite")
+    parser.add_argument("--precision", default="fp32", help="fp32 | fp16 | int8 (default fp32)")
+    parser.add_argument("--stage", default="frame", help="frame (video mode) | identity (default frame)")
+    parser.add_argument("--out", required=True, help="directory for the artifact and records.jsonl")
+    parser.add_argument("--size", type=int, default=None, help="frame size (default: native size)")
+    parser.add_argument(
+        "--calibration",
+        nargs="+",
+        default=None,
+        metavar="IMG",
+        help="face photos for int8 calibration (faces detected with dlib and aligned)",
+    )
+    parser.set_defaults(run=run)
+
+
+def _calibration(paths: list[str], shape: tuple[int, ...]) -> list[tuple[Any, ...]]:
+    from mfsbench.export.stages import aligned_crops
+    from mfsbench.faces.detectors import read_image
+
+    crops = aligned_crops([read_image(p) for p in paths], shape[-1], ALIGN_METHOD)
+    if not crops:
+        raise BadInputError("no face found in the --calibration photos; pass photos with visible faces")
+    return [(crop,) for crop in crops]
+
+
+def run(args: argparse.Namespace) -> int:
+    from mfsbench.export.base import PRECISIONS, get_exporter
+    from mfsbench.registry import get_spec
+
+    exporter = get_exporter(args.format)
+    if args.precision not in PRECISIONS:
+        raise BadInputError(f"unknown precision {args.precision!r}; choose one of {', '.join(PRECISIONS)}")
+    exporter.check_precision(args.precision)
+    spec = get_spec(args.model)
+    if not spec.runnable:
+        raise BadInputError(f"{spec.name} has no runnable network to export; pick a model with code")
+    if args.stage not in spec.stage_names:
+        raise BadInputError(
+            f"{spec.name} has no {args.stage!r} stage; choose one of {', '.join(spec.stage_names)}"
+        )
+    size = args.size or spec.native_size
+    spec.check_size(size)
+    shapes = spec.stage(args.stage).input_shapes(size)
+    calibration = None
+    if args.precision == "int8":
+        if not args.calibration:
+            raise BadInputError("int8 needs --calibration IMG ... (face photos) to calibrate activations")
+        if len(shapes) != 1:
+            raise BadInputError(
+                f"int8 calibration from photos needs a one-input stage; {args.stage} has {len(shapes)}"
+            )
+        calibration = _calibration(args.calibration, next(iter(shapes.values())))
+    out = writable_dir(args.out)
+    record = export_record(
+        spec.name, args.stage, size, exporter=exporter, precision=args.precision, out=out,
+        calibration=calibration,
+    )
+    append_records(out / "records.jsonl", stamp([record], new_run_id()))
+    if record.status == "error":
+        what = f"{record.model} {args.stage} {args.format} {args.precision}"
+        print(f"error: {what}: {record.error}", file=sys.stderr)
+        return 1
+    m = record.metrics
+    print(
+        f"{record.info['path']}  {m['size_mb']:.2f} MB  max_abs_err {m['max_abs_err']:.3g}  "
+        f"psnr {m['psnr_db']:.1f} dB  ({record.info['runtime']})"
+    )
+    return 0
+
+
+def export_record(
+    model: str,
+    stage: str,
+    size: int,
+    *,
+    exporter: Any,
+    precision: str,
+    out: Path,
+    calibration: list[tuple[Any, ...]] | None = None,
+) -> Record:
+    """Export, check parity and describe both in one record (status ``error`` on any failure)."""
+    import torch
+
+    from mfsbench.export.parity import TOLERANCES, check_parity
+    from mfsbench.export.stages import SEED, random_inputs, stage_input_names, stage_module
+    from mfsbench.registry import create_model, get_spec
+
+    spec = get_spec(model)
+    shapes = spec.stage(stage).input_shapes(size)
+    record = Record(
+        command="export",
+        model=model,
+        stage=stage,
+        mode="video" if stage == "frame" else None,
+        input_shapes={k: list(v) for k, v in shapes.items()},
+        info={"format": exporter.name, "precision": precision, "size": size,
+              "weights": "random init (seeded)", "tolerance": list(TOLERANCES[precision])},
+    )
+    started = time.perf_counter()
+    try:
+        torch.manual_seed(SEED)  # no checkpoint yet: seeded random weights make reruns comparable
+        module, example = stage_module(spec, create_model(model), stage, size)
+        stem = f"{model}_{stage}_{size}_{precision}"
+        artifact = exporter.export(
+            module, example, out, precision, input_names=stage_input_names(spec, stage),
+            calibration=calibration, stem=stem,
+        )
+        export_s = time.perf_counter() - started
+        samples = [example, random_inputs(shapes.values(), seed=1), *(calibration or [])]
+        parity = check_parity(module, artifact, samples)
+    except MfsbenchError as exc:
+        if isinstance(exc, BadInputError):
+            raise
+        record.status, record.error = "error", str(exc)
+        return record
+    except Exception as exc:  # a failed conversion is a result, recorded as such
+        record.status, record.error = "error", f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+        return record
+    record.metrics = {**parity.metrics(), "size_mb": artifact.size_mb, "export_s": round(export_s, 2)}
+    record.info.update(
+        path=str(artifact.path),
+        files=[str(f) for f in artifact.files],
+        sha256=artifact.sha256,
+        input_names=list(artifact.input_names),
+        output_names=list(artifact.output_names),
+        runtime=parity.runtime,
+        parity_samples=parity.samples,
+        outputs=[vars(o) for o in parity.outputs],
+    )
+    failure = parity.failure()
+    if failure:
+        record.status, record.error = "error", failure
+    return record

@@ -1,0 +1,232 @@
+"""The desktop device sweep: model × backend × precision → export, parity, timing, one record each.
+
+What is timed is the paper's video-mode unit: the frame stage with one identity injected. Every
+exported cell is first compared with torch on real aligned face crops; a cell outside tolerance
+becomes an ``error`` record and is never timed (a fast wrong model is not a result). A failing cell
+never stops the sweep: its record says why and the next cell runs.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from mfsbench.counting import count_flops
+from mfsbench.errors import BadInputError, MfsbenchError
+from mfsbench.records import Record
+from mfsbench.registry import ModelSpec, create_model
+
+COMMAND = "device"
+
+#: backend → the export format it runs (None: the torch module itself).
+BACKEND_FORMAT: dict[str, str | None] = {
+    "torch-eager": None,
+    "onnxruntime": "onnx",
+    "openvino": "openvino",
+    "openvino-bf16": "openvino",
+    "litert": "tflite",
+}
+#: precisions each backend can run from our exporters.
+BACKEND_PRECISIONS: dict[str, tuple[str, ...]] = {
+    "torch-eager": ("fp32",),
+    "onnxruntime": ("fp32",),
+    "openvino": ("fp32", "fp16"),
+    "openvino-bf16": ("fp32",),
+    "litert": ("fp32", "fp16", "int8"),
+}
+
+
+@dataclass(frozen=True)
+class SweepSettings:
+    """How each cell is timed (see :func:`mfsbench.timing.time_runtime`)."""
+
+    threads: int = 2
+    warmup: int = 3
+    runs: int = 20
+    min_seconds: float = 2.0
+    max_seconds: float = 30.0
+
+
+def check_choices(backends: Sequence[str], precisions: Sequence[str]) -> None:
+    """Reject unknown backends or precisions before any work, one line each.
+
+    Raises:
+        BadInputError: naming the unknown value and the choices.
+    """
+    for backend in backends:
+        if backend not in BACKEND_FORMAT:
+            raise BadInputError(f"unknown backend {backend!r}; choose from {', '.join(BACKEND_FORMAT)}")
+    for precision in precisions:
+        if precision not in ("fp32", "fp16", "int8"):
+            raise BadInputError(f"unknown precision {precision!r}; choose from fp32, fp16, int8")
+
+
+def face_samples(
+    spec: ModelSpec, size: int, faces_dir: Path | None, limit: int = 8
+) -> tuple[list[tuple[Any, ...]], str]:
+    """Real aligned face crops for parity and int8 calibration, as frame-stage input tuples.
+
+    Faces come from ``faces_dir`` (any photos), else from scikit-image's bundled astronaut photo,
+    so the default needs no download. Each crop is aligned the way the model's swap pipeline aligns.
+
+    Raises:
+        BadInputError: when no face can be found in the given photos.
+    """
+    from mfsbench.faces.align import align
+    from mfsbench.faces.detectors import get_detector, read_image
+    from mfsbench.swap.adapters import ADAPTERS
+
+    images: list[np.ndarray] = []
+    source = ""
+    if faces_dir is not None:
+        paths = sorted(p for p in faces_dir.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
+        images = [read_image(p) for p in paths]
+        source = f"{len(paths)} photo(s) in {faces_dir}"
+    else:
+        try:
+            from skimage import data
+        except ImportError:
+            raise BadInputError(
+                "no face photos for parity: pass --faces DIR, or pip install scikit-image for its "
+                "bundled astronaut photo"
+            ) from None
+        images = [np.ascontiguousarray(data.astronaut()[:, :, ::-1])]
+        source = "scikit-image astronaut"
+    adapter = ADAPTERS.get(spec.family, ADAPTERS["test"])
+    detector = get_detector("dlib")
+    crops = []
+    for image in images:
+        for face in detector.detect(image)[:limit]:
+            crop, _ = align(image, face.landmarks5, adapter.align, size)
+            crops.append(crop)
+            # mirrored crops add variety for int8 calibration at no cost
+            crops.append(np.ascontiguousarray(crop[:, ::-1]))
+    if not crops:
+        raise BadInputError(f"no face found in {source}; pass --faces DIR with face photos")
+    inputs = spec.stage("frame").inputs
+    samples = []
+    for crop in crops[:limit]:
+        frame = adapter.frame_tensor(crop).numpy()
+        extra = tuple(np.zeros(s, np.float32) for s in [i.shape(size) for i in inputs[1:]])
+        samples.append((frame, *extra))
+    return samples, f"{len(samples)} aligned crop(s) from {source}"
+
+
+def _timing_inputs(prepared: Any, sample: tuple[Any, ...]) -> dict[str, np.ndarray]:
+    names = [info.name for info in prepared.inputs]
+    return {name: np.asarray(value, np.float32) for name, value in zip(names, sample, strict=True)}
+
+
+def measure_model(
+    spec: ModelSpec,
+    size: int,
+    *,
+    cells: Sequence[tuple[str, str]],
+    settings: SweepSettings,
+    work_dir: Path,
+    samples: Sequence[tuple[Any, ...]],
+    samples_note: str,
+    peak_macs_per_s: float | None = None,
+) -> list[Record]:
+    """Every (backend, precision) cell of one model; returns one record per cell."""
+    from mfsbench.export.stages import stage_input_names, stage_module
+
+    model = create_model(spec.name)
+    module, example = stage_module(spec, model, "frame", size)
+    gmacs = count_flops(module, example, "paper", cross_check=False).flops / 1e9
+    base_info: dict[str, Any] = {"display_name": spec.display_name, "size": size, "stage": "frame",
+                                 "parity_inputs": samples_note, "gmacs_paper": gmacs,
+                                 "peak_macs_per_s": peak_macs_per_s}
+    exported: dict[tuple[str, str], Any] = {}
+    records = []
+    try:
+        for backend, precision in cells:
+            info = {**base_info, "backend": backend, "precision": precision}
+            record = Record(COMMAND, spec.name, stage="frame", mode="video", convention="paper",
+                            input_shapes={"target": [1, 3, size, size]}, info=info)
+            if precision not in BACKEND_PRECISIONS[backend]:
+                record.status, record.error = "skipped", f"{backend} does not run {precision} exports"
+                records.append(record)
+                continue
+            try:
+                _measure_cell(record, spec, module=module, example=example,
+                              input_names=stage_input_names(spec, "frame"), backend=backend,
+                              precision=precision, settings=settings, work_dir=work_dir,
+                              samples=samples, exported=exported)
+            except MfsbenchError as exc:
+                record.status, record.error = "error", str(exc)
+            except Exception as exc:
+                record.status, record.error = "error", f"{type(exc).__name__}: {exc}".splitlines()[0]
+            records.append(record)
+    finally:
+        del model, module
+        gc.collect()
+    return records
+
+
+def _measure_cell(
+    record: Record,
+    spec: ModelSpec,
+    *,
+    module: nn.Module,
+    example: tuple[Tensor, ...],
+    input_names: tuple[str, ...],
+    backend: str,
+    precision: str,
+    settings: SweepSettings,
+    work_dir: Path,
+    samples: Sequence[tuple[Any, ...]],
+    exported: dict[tuple[str, str], Any],
+) -> None:
+    from mfsbench.export.base import get_exporter
+    from mfsbench.export.parity import check_parity
+    from mfsbench.roofline import efficiency
+    from mfsbench.runtimes import get_runtime
+    from mfsbench.timing import time_runtime, timed_prepare
+
+    fmt = BACKEND_FORMAT[backend]
+    target: Any = module
+    if fmt is not None:
+        key = (fmt, precision)
+        if key not in exported:
+            artifact = get_exporter(fmt).export(
+                module, example, work_dir / spec.name, precision, input_names=input_names,
+                calibration=samples if precision == "int8" else None, stem=f"{spec.name}_{fmt}_{precision}",
+            )
+            parity = check_parity(module, artifact, samples)
+            exported[key] = (artifact, parity)
+        artifact, parity = exported[key]
+        record.metrics.update(parity.metrics())
+        record.info.update({"format": fmt, "artifact_sha256": artifact.sha256,
+                            "artifact_mb": artifact.size_mb, "parity_runtime": parity.runtime})
+        failure = parity.failure()
+        if failure:
+            raise BadInputError(f"{failure}; not timed")
+        target = artifact.path
+    runtime = get_runtime(backend)
+    if fmt is None:  # a torch module's forward(*inputs) hides its input names: give them
+        shapes = {name: tuple(t.shape) for name, t in zip(input_names, example, strict=True)}
+        started = time.perf_counter()
+        prepared = runtime.prepare(target, settings.threads, input_shapes=shapes)  # type: ignore[call-arg]
+        init_ms = (time.perf_counter() - started) * 1000
+    else:
+        prepared, init_ms = timed_prepare(runtime, target, settings.threads)
+    with torch.inference_mode():
+        result = time_runtime(prepared, _timing_inputs(prepared, samples[0]), settings.warmup, settings.runs,
+                              settings.min_seconds, settings.max_seconds, init_ms=init_ms,
+                              threads=settings.threads)
+    record.metrics.update(result.metrics())
+    record.metrics["gmacs"] = record.info["gmacs_paper"]
+    record.info["samples_ms"] = list(result.samples_ms)
+    record.info["runtime_info"] = {k: str(v) for k, v in getattr(prepared, "info", {}).items()}
+    peak = record.info.get("peak_macs_per_s")
+    if peak:
+        record.metrics["efficiency"] = efficiency(record.metrics["gmacs"], record.metrics["p50_ms"], peak)

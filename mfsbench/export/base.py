@@ -1,0 +1,130 @@
+"""The exporter interface, the artifact it returns, and the registry that resolves a format name.
+
+Exporters turn one *stage* module (see :mod:`mfsbench.export.stages`) into a deployable file. Every
+backend is optional: its package is imported inside the exporter only, so ``import mfsbench`` never
+pays for OpenVINO or LiteRT, and a missing backend is one :class:`MissingDependencyError` line that
+names the pip package.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from torch import Tensor, nn
+
+from mfsbench.errors import BadInputError, MissingDependencyError
+
+PRECISIONS = ("fp32", "fp16", "int8")
+
+#: format name → "module:class"; resolved lazily so listing formats imports no backend.
+_EXPORTERS = {
+    "onnx": "mfsbench.export.onnx:OnnxExporter",
+    "openvino": "mfsbench.export.openvino:OpenVinoExporter",
+    "tflite": "mfsbench.export.tflite:TfliteExporter",
+}
+
+
+@dataclass(frozen=True)
+class ExportedArtifact:
+    """One written model file and what is needed to run it again (names) or trust it (sha256)."""
+
+    path: Path
+    format: str
+    precision: str
+    sha256: str
+    input_names: tuple[str, ...]
+    output_names: tuple[str, ...]
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        """Every file of the artifact (an OpenVINO IR is ``.xml`` + ``.bin``)."""
+        weights = self.path.with_suffix(".bin")
+        return (self.path, weights) if self.format == "openvino" and weights.exists() else (self.path,)
+
+    @property
+    def size_mb(self) -> float:
+        return sum(f.stat().st_size for f in self.files) / 1e6
+
+
+class Exporter(ABC):
+    """A backend: ``name`` is the ``--format`` value, ``precisions`` what it can write."""
+
+    name: str = ""
+    precisions: tuple[str, ...] = ("fp32",)
+
+    @abstractmethod
+    def export(
+        self,
+        module: nn.Module,
+        example_inputs: Sequence[Tensor],
+        out_dir: Path,
+        precision: str,
+        *,
+        input_names: Sequence[str] | None = None,
+        calibration: Sequence[Sequence[Any]] | None = None,
+        stem: str = "model",
+    ) -> ExportedArtifact:
+        """Write ``module`` (traced with ``example_inputs``) to ``out_dir``.
+
+        ``calibration`` is a list of input tuples (numpy arrays or tensors, one per stage input) that
+        only static int8 uses; the caller supplies real aligned face crops.
+        """
+
+    def check_precision(self, precision: str) -> None:
+        """One-line BadInputError naming the choices this backend has."""
+        if precision not in self.precisions:
+            raise BadInputError(
+                f"format {self.name!r} cannot write precision {precision!r}; "
+                f"choose one of {', '.join(self.precisions)}"
+            )
+
+
+def formats() -> tuple[str, ...]:
+    return tuple(_EXPORTERS)
+
+
+def get_exporter(name: str) -> Exporter:
+    """The exporter for a ``--format`` value.
+
+    Raises:
+        BadInputError: an unknown format (the message lists the known ones).
+    """
+    target = _EXPORTERS.get(name)
+    if target is None:
+        raise BadInputError(f"unknown export format {name!r}; choose one of {', '.join(_EXPORTERS)}")
+    module_name, class_name = target.split(":")
+    exporter: Exporter = getattr(importlib.import_module(module_name), class_name)()
+    return exporter
+
+
+def require(module: str, package: str, why: str) -> ModuleType:
+    """Import an optional backend or raise the one-line error naming its pip package."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"{why} needs the {package!r} package ({exc}); install it with: pip install {package}"
+        ) from None
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def default_input_names(count: int, names: Sequence[str] | None) -> tuple[str, ...]:
+    if names is not None:
+        if len(names) != count:
+            raise BadInputError(f"{len(names)} input names given for {count} inputs")
+        return tuple(names)
+    return tuple(f"input_{i}" for i in range(count))

@@ -1,0 +1,82 @@
+"""torch → ONNX with the dynamo exporter, as one self-contained file.
+
+torch 2.13's exporter writes weights to a separate ``.onnx.data`` unless ``external_data=False``;
+a single file is what phones and ``onnxruntime_perf_test`` are given, and every zoo stage is under
+the 2 GB protobuf limit. The opset actually written is checked after export, because the dynamo
+exporter can silently keep a higher one (research notes §3).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from mfsbench.errors import MfsbenchError
+from mfsbench.export.base import ExportedArtifact, Exporter, default_input_names, require, sha256_file
+
+OPSET = 20
+
+
+def output_count(module: nn.Module, example_inputs: Sequence[Tensor]) -> int:
+    with torch.no_grad():
+        out = module(*example_inputs)
+    return len(out) if isinstance(out, (tuple, list)) else 1
+
+
+def export_onnx(
+    module: nn.Module,
+    example_inputs: Sequence[Tensor],
+    path: Path,
+    input_names: Sequence[str],
+    output_names: Sequence[str],
+) -> None:
+    """Write ``path`` as one ONNX file (opset :data:`OPSET`, no external data) and check it."""
+    require("onnxscript", "onnxscript", "ONNX export (torch's dynamo exporter)")
+    onnx = require("onnx", "onnx", "ONNX export")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module.eval(),
+            tuple(example_inputs),
+            str(path),
+            input_names=list(input_names),
+            output_names=list(output_names),
+            opset_version=OPSET,
+            dynamo=True,
+            external_data=False,
+            verbose=False,
+        )
+    stray = path.with_name(path.name + ".data")
+    if stray.exists():
+        raise MfsbenchError(f"ONNX export wrote external data {stray} although asked for one file")
+    model = onnx.load(str(path))
+    onnx.checker.check_model(model)
+
+
+class OnnxExporter(Exporter):
+    name = "onnx"
+    precisions = ("fp32",)
+
+    def export(
+        self,
+        module: nn.Module,
+        example_inputs: Sequence[Tensor],
+        out_dir: Path,
+        precision: str,
+        *,
+        input_names: Sequence[str] | None = None,
+        calibration: Sequence[Sequence[Any]] | None = None,
+        stem: str = "model",
+    ) -> ExportedArtifact:
+        self.check_precision(precision)
+        inputs = default_input_names(len(example_inputs), input_names)
+        outputs = tuple(f"output_{i}" for i in range(output_count(module, example_inputs)))
+        path = Path(out_dir) / f"{stem}.onnx"
+        export_onnx(module, example_inputs, path, inputs, outputs)
+        return ExportedArtifact(path, self.name, precision, sha256_file(path), inputs, outputs)

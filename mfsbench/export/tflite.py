@@ -1,0 +1,150 @@
+"""torch → TFLite with litert-torch (no TensorFlow), then fp16 / int8 with ai-edge-quantizer.
+
+Why this route: litert-torch converts NCHW torch modules directly and needs no 2 GB TensorFlow;
+onnx2tf would need TF and downloads a calibration file at run time. litert-torch's own PT2E int8
+fails on MobileFaceSwap's depthwise U-Net ("'tfl.pad' op quantization parameters violate the same
+scale constraint"), so both reduced precisions are produced *from the fp32 .tflite* by
+ai-edge-quantizer: fp16 = weight-only float casting of conv/FC weights (compute stays f32), int8 =
+static int8 weights and activations calibrated on caller-supplied inputs (real aligned face crops;
+random noise would calibrate activation ranges that faces never produce). I/O stays float32.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import tempfile
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from mfsbench.errors import BadInputError, MfsbenchError
+from mfsbench.export.base import ExportedArtifact, Exporter, default_input_names, require, sha256_file
+
+SIGNATURE = "serving_default"
+#: ops whose weights ai-edge-quantizer's float casting can store as fp16
+_FP16_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "CONV_2D_TRANSPOSE")
+
+
+def as_nchw_batch(array: Any) -> np.ndarray:
+    """A calibration/parity input as float32 with a batch axis: (C,H,W) → (1,C,H,W)."""
+    value = array.detach().cpu().numpy() if isinstance(array, Tensor) else np.asarray(array)
+    value = value.astype(np.float32, copy=False)
+    if value.ndim == 3:
+        value = value[None]
+    return np.ascontiguousarray(value)
+
+
+def signature_names(path: Path) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Input and output names of the default signature, in litert-torch's positional order."""
+    litert = require("ai_edge_litert.interpreter", "ai-edge-litert", "TFLite inspection")
+    signatures = litert.Interpreter(model_path=str(path)).get_signature_list()
+    if SIGNATURE not in signatures:
+        raise MfsbenchError(f"{path} has no {SIGNATURE!r} signature (has {sorted(signatures)})")
+    sig = signatures[SIGNATURE]
+    return tuple(sorted(sig["inputs"], key=_position)), tuple(sorted(sig["outputs"], key=_position))
+
+
+def _position(name: str) -> tuple[int, str]:
+    """``args_10`` sorts after ``args_2``: order by the trailing index litert-torch appends."""
+    tail = name.rsplit("_", 1)[-1]
+    return (int(tail) if tail.isdigit() else 0, name)
+
+
+def convert_fp32(module: nn.Module, example_inputs: Sequence[Tensor], path: Path) -> None:
+    litert_torch = require("litert_torch", "litert-torch", "TFLite export")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # litert-torch prints progress on stdout; keep stdout for the command's own result line
+    with warnings.catch_warnings(), torch.no_grad(), contextlib.redirect_stdout(sys.stderr):
+        warnings.simplefilter("ignore")
+        edge = litert_torch.convert(module.eval(), tuple(example_inputs))
+        edge.export(str(path))
+
+
+def quantize_fp16(fp32_path: Path, path: Path) -> None:
+    """Weight-only fp16 (float casting): half the file, activations and compute stay f32."""
+    aeq = require("ai_edge_quantizer", "ai-edge-quantizer", "TFLite fp16 export")
+    from ai_edge_quantizer import qtyping, quantizer
+    from ai_edge_quantizer.algorithm_manager import AlgorithmName
+
+    del aeq
+    qt = quantizer.Quantizer(str(fp32_path))
+    for op in _FP16_OPS:
+        qt.add_weight_only_config(
+            regex=".*",
+            operation_name=getattr(qtyping.TFLOperationName, op),
+            num_bits=16,
+            algorithm_key=AlgorithmName.FLOAT_CASTING,
+        )
+    qt.quantize().export_model(str(path), overwrite=True)
+
+
+def quantize_int8(
+    fp32_path: Path, path: Path, calibration: Sequence[Sequence[Any]], input_names: Sequence[str]
+) -> None:
+    """Static int8 weights and activations (``static_wi8_ai8``), calibrated on ``calibration``.
+
+    Args:
+        calibration: one tuple per sample, one array per stage input ((C,H,W) or (1,C,H,W), float
+            in the range the stage takes, e.g. RGB in [0, 1]).
+    """
+    require("ai_edge_quantizer", "ai-edge-quantizer", "TFLite int8 export")
+    from ai_edge_quantizer import quantizer, recipe
+
+    if not calibration:
+        raise BadInputError("int8 export needs calibration inputs (real aligned face crops); none given")
+    samples = []
+    for sample in calibration:
+        if len(sample) != len(input_names):
+            raise BadInputError(
+                f"a calibration sample has {len(sample)} arrays; the stage takes {len(input_names)}"
+            )
+        samples.append({name: as_nchw_batch(value) for name, value in zip(input_names, sample, strict=True)})
+    qt = quantizer.Quantizer(str(fp32_path))
+    qt.load_quantization_recipe(recipe.static_wi8_ai8())
+    # one thread: more makes the quantizer fork a process while JAX threads run (deadlock risk)
+    result = qt.calibrate({SIGNATURE: samples}, num_threads=1)
+    qt.quantize(result).export_model(str(path), overwrite=True)
+
+
+class TfliteExporter(Exporter):
+    name = "tflite"
+    precisions = ("fp32", "fp16", "int8")
+
+    def export(
+        self,
+        module: nn.Module,
+        example_inputs: Sequence[Tensor],
+        out_dir: Path,
+        precision: str,
+        *,
+        input_names: Sequence[str] | None = None,
+        calibration: Sequence[Sequence[Any]] | None = None,
+        stem: str = "model",
+    ) -> ExportedArtifact:
+        self.check_precision(precision)
+        if precision == "int8" and not calibration:
+            raise BadInputError("int8 export needs calibration inputs (real aligned face crops); none given")
+        # the file's own names are litert-torch's (args_0, output_0); ours are kept for the record
+        default_input_names(len(example_inputs), input_names)
+        out_dir = Path(out_dir)
+        path = out_dir / f"{stem}.tflite"
+        if precision == "fp32":
+            convert_fp32(module, example_inputs, path)
+        else:
+            with tempfile.TemporaryDirectory(prefix="mfsbench-tflite-") as tmp:
+                fp32 = Path(tmp) / "fp32.tflite"
+                convert_fp32(module, example_inputs, fp32)
+                out_dir.mkdir(parents=True, exist_ok=True)
+                if precision == "fp16":
+                    quantize_fp16(fp32, path)
+                else:
+                    assert calibration is not None
+                    quantize_int8(fp32, path, calibration, signature_names(fp32)[0])
+        inputs, outputs = signature_names(path)
+        return ExportedArtifact(path, self.name, precision, sha256_file(path), inputs, outputs)

@@ -1,0 +1,59 @@
+"""onnxruntime on the CPU execution provider, configured the way its perf tool is.
+
+``intra_op_num_threads`` is the thread budget; ``inter_op_num_threads = 1`` with sequential
+execution because one image at a time has no independent branches worth a second pool, and a
+second pool would exceed the budget. ``ORT_ENABLE_ALL`` is set explicitly so a change of
+onnxruntime's default cannot change what is measured. The wheel ships no ``onnxruntime_perf_test``
+(deployment notes §4), so desktop timing goes through this Python API.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mfsbench.runtimes.base import SimplePrepared, TensorInfo, check_inputs, check_threads, require
+
+_ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int64)": "int64"}
+
+
+class OnnxRuntime:
+    """``onnxruntime.InferenceSession`` with the CPU provider."""
+
+    name = "onnxruntime"
+    package = "onnxruntime"
+    module = "onnxruntime"
+    artifact = "onnx"
+
+    def prepare(self, artifact_path: str | Path, threads: int) -> SimplePrepared:
+        ort = require("onnxruntime", self.package, self.name)
+        check_threads(threads)
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        session = ort.InferenceSession(str(artifact_path), so, providers=["CPUExecutionProvider"])
+        infos = [
+            TensorInfo(
+                i.name,
+                tuple(d if isinstance(d, int) else None for d in i.shape),
+                _ORT_DTYPES.get(i.type, "float32"),
+            )
+            for i in session.get_inputs()
+        ]
+
+        def run(inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+            check_inputs(infos, inputs)
+            return list(session.run(None, inputs))
+
+        info: dict[str, Any] = {
+            "threads": threads,
+            "precision": "f32",
+            "providers": session.get_providers(),
+            "graph_optimization": "ORT_ENABLE_ALL",
+            "onnxruntime": ort.__version__,
+        }
+        return SimplePrepared(infos, run, info)

@@ -1,0 +1,83 @@
+"""PyTorch eager mode: the reference every exported runtime is compared against.
+
+``torch.set_num_threads`` is process-wide, so preparing sets it and every run re-asserts it: a
+later ``prepare`` with another count (or ``torch.utils.benchmark``'s default of 1, see
+pytorch/pytorch#58585) would otherwise change an earlier model's speed silently. Runs use
+``torch.inference_mode`` so autograd bookkeeping is not timed.
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mfsbench.errors import BadInputError
+from mfsbench.runtimes.base import SimplePrepared, TensorInfo, check_inputs, check_threads, require
+
+
+class TorchEagerRuntime:
+    """Runs an ``nn.Module`` (or a ``torch.export`` ``.pt2`` file) eagerly on the CPU."""
+
+    name = "torch-eager"
+    package = "torch"
+    module = "torch"
+    artifact = "module"
+
+    def prepare(
+        self,
+        artifact_path: Any,
+        threads: int,
+        input_shapes: dict[str, tuple[int, ...]] | None = None,
+    ) -> SimplePrepared:
+        torch = require("torch", self.package, self.name)
+        check_threads(threads)
+        torch.set_num_threads(threads)
+        if isinstance(artifact_path, torch.nn.Module):
+            module = artifact_path
+        elif isinstance(artifact_path, (str, Path)) and str(artifact_path).endswith(".pt2"):
+            module = torch.export.load(str(artifact_path)).module()
+        else:
+            raise BadInputError(
+                f"torch-eager runs an nn.Module or a torch.export .pt2 file, got {artifact_path!r}."
+            )
+        if hasattr(module, "eval"):
+            module.eval()
+        names = _input_names(module, input_shapes)
+        shapes = input_shapes or {}
+        infos = [TensorInfo(n, tuple(shapes[n]) if n in shapes else None) for n in names]
+
+        def run(inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+            check_inputs(infos, inputs)
+            if torch.get_num_threads() != threads:
+                torch.set_num_threads(threads)
+            with torch.inference_mode():
+                out = module(*(torch.from_numpy(inputs[n]) for n in names))
+            return [t.detach().numpy().copy() for t in _flatten(out)]
+
+        info = {"threads": threads, "precision": "f32", "torch": torch.__version__}
+        return SimplePrepared(infos, run, info)
+
+
+def _input_names(module: Any, input_shapes: dict[str, tuple[int, ...]] | None) -> list[str]:
+    """Positional parameter names of ``forward``; given shapes fix the order when it is opaque."""
+    try:
+        params = inspect.signature(module.forward).parameters.values()
+        names = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+        names = []
+    if not names or (input_shapes and set(input_shapes) != set(names)):
+        if not input_shapes:
+            raise BadInputError("cannot read the module's input names; pass input_shapes.")
+        names = list(input_shapes)
+    return names
+
+
+def _flatten(out: Any) -> list[Any]:
+    if isinstance(out, (list, tuple)):
+        return [t for item in out for t in _flatten(item)]
+    if isinstance(out, dict):
+        return [t for item in out.values() for t in _flatten(item)]
+    return [out]

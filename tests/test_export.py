@@ -1,0 +1,157 @@
+"""Stage export to ONNX / OpenVINO / TFLite, each checked against torch in its own runtime.
+
+The tiny ``test_mobilefaceswap`` covers every format and precision through the CLI in seconds; the
+``slow`` test does the same for the real ``mobilefaceswap_224`` frame stage. int8 is calibrated on
+real aligned faces from the registry photos (``tests/face_assets.py``), never on noise.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from mfsbench.records import read_records
+from tests.face_assets import face_photos_fixture  # noqa: F401
+
+TINY = "test_mobilefaceswap"
+BACKENDS = {"onnx": "onnxscript", "openvino": "openvino", "tflite": "litert_torch"}
+CALIBRATION_PHOTOS = ("obama", "obama2", "biden", "t1", "astronaut")
+
+
+def _has(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def _needs(fmt: str, precision: str = "fp32") -> None:
+    if not _has(BACKENDS[fmt]):
+        pytest.skip(f"{fmt} backend not installed")
+    if fmt == "tflite" and precision != "fp32" and not _has("ai_edge_quantizer"):
+        pytest.skip("ai-edge-quantizer not installed")
+
+
+@pytest.fixture
+def export_cli(run_cli: Callable) -> Callable:
+    """``run_cli``, named for what these tests run."""
+    return run_cli
+
+
+def _calibration_paths(face_photos: dict) -> list[str]:
+    if not _has("dlib"):
+        pytest.skip("dlib (dlib-bin) is needed to detect faces for calibration")
+    return [str(face_photos[name].path) for name in CALIBRATION_PHOTOS if name in face_photos]
+
+
+def _only_record(out: Path):
+    records = read_records(out / "records.jsonl")
+    assert len(records) == 1
+    return records[0]
+
+
+@pytest.mark.parametrize(
+    ("fmt", "precision"),
+    [("onnx", "fp32"), ("openvino", "fp32"), ("openvino", "fp16"), ("tflite", "fp32"), ("tflite", "fp16")],
+)
+def test_tiny_frame_stage_exports_within_tolerance(export_cli, tmp_path, fmt, precision) -> None:
+    _needs(fmt, precision)
+    result = export_cli("export", "--model", TINY, "--format", fmt, "--precision", precision,
+                        "--stage", "frame", "--out", str(tmp_path))
+    assert result.code == 0, result.err
+    record = _only_record(tmp_path)
+    assert record.command == "export" and record.status == "ok" and record.stage == "frame"
+    assert Path(record.info["path"]).is_file()
+    assert record.info["output_names"] == ["output_0", "output_1"]  # swapped face, mask
+    if precision == "fp32":
+        assert record.metrics["max_abs_err"] <= 1e-4
+    else:
+        assert record.metrics["psnr_db"] >= 40.0
+
+
+def test_tiny_identity_stage_exports_to_onnx(export_cli, tmp_path) -> None:
+    _needs("onnx")
+    result = export_cli("export", "--model", TINY, "--format", "onnx", "--stage", "identity",
+                        "--out", str(tmp_path))
+    assert result.code == 0, result.err
+    record = _only_record(tmp_path)
+    assert record.input_shapes == {"source": [1, 3, 112, 112]}
+    assert record.metrics["max_abs_err"] <= 1e-4  # scaled by each kernel's peak
+
+
+def test_tiny_int8_tflite_calibrated_on_real_faces(export_cli, tmp_path, face_photos) -> None:
+    _needs("tflite", "int8")
+    photos = _calibration_paths(face_photos)
+    result = export_cli("export", "--model", TINY, "--format", "tflite", "--precision", "int8",
+                        "--out", str(tmp_path), "--calibration", *photos)
+    assert result.code == 0, result.err
+    record = _only_record(tmp_path)
+    assert record.metrics["psnr_db"] >= 30.0
+    assert record.info["parity_samples"] > 2  # the two random inputs plus the real crops
+
+
+@pytest.mark.parametrize(
+    ("flags", "needle"),
+    [
+        (("--format", "caffe"), "choose one of onnx, openvino, tflite"),
+        (("--format", "onnx", "--precision", "int8"), "choose one of fp32"),
+        (("--format", "tflite", "--precision", "fp8"), "choose one of fp32, fp16, int8"),
+        (("--format", "tflite", "--precision", "int8"), "--calibration"),
+        (("--format", "onnx", "--stage", "decoder"), "choose one of"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(export_cli, tmp_path, flags, needle) -> None:
+    result = export_cli("export", "--model", TINY, "--out", str(tmp_path), *flags)
+    assert result.code == 2
+    assert needle in result.err
+    assert len(result.err.strip().splitlines()) == 1
+    assert not (tmp_path / "records.jsonl").exists()
+
+
+def test_missing_backend_names_the_pip_package(monkeypatch) -> None:
+    import builtins
+
+    from mfsbench.errors import MissingDependencyError
+    from mfsbench.export.base import require
+
+    real_import = builtins.__import__
+
+    def fake_import(name, *args, **kwargs):
+        if name == "openvino":
+            raise ImportError("No module named 'openvino'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", fake_import)
+    monkeypatch.delitem(__import__("sys").modules, "openvino", raising=False)
+    with pytest.raises(MissingDependencyError, match="pip install openvino"):
+        require("openvino", "openvino", "OpenVINO export")
+
+
+@pytest.mark.slow
+def test_mobilefaceswap_224_frame_stage_all_formats(tmp_path, face_photos) -> None:
+    """The real student frame network: fp32 parity ≤ 1e-4 in all three runtimes, int8 ≥ 30 dB."""
+    from mfsbench.export import get_exporter
+    from mfsbench.export.parity import check_parity
+    from mfsbench.export.stages import aligned_crops, random_inputs, stage_input_names, stage_module
+    from mfsbench.faces.detectors import read_image
+    from mfsbench.registry import create_model, get_spec
+
+    spec = get_spec("mobilefaceswap_224")
+    module, example = stage_module(spec, create_model(spec.name), "frame", 224)
+    names = stage_input_names(spec, "frame")
+    samples = [example, random_inputs([example[0].shape], seed=1)]
+    for fmt in ("onnx", "openvino", "tflite"):
+        _needs(fmt)
+        artifact = get_exporter(fmt).export(module, example, tmp_path, "fp32", input_names=names, stem=fmt)
+        parity = check_parity(module, artifact, samples)
+        assert parity.max_abs_err <= 1e-4, (fmt, parity)
+    _needs("tflite", "int8")
+    photos = _calibration_paths(face_photos)
+    crops = aligned_crops([read_image(p) for p in photos], 224, "arcface")
+    assert len(crops) >= 5
+    calibration = [(crop,) for crop in crops]
+    artifact = get_exporter("tflite").export(
+        module, example, tmp_path, "int8", input_names=names, calibration=calibration, stem="int8"
+    )
+    parity = check_parity(module, artifact, calibration)
+    assert parity.psnr_db >= 30.0, parity
