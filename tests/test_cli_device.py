@@ -28,6 +28,9 @@ def test_device_sweep_on_tiny_student(run_cli, tmp_path: Path) -> None:
     md = (tmp_path / "device_desktop.md").read_text()
     assert "| test_mobilefaceswap | onnxruntime | fp32 |" in md
     assert (tmp_path / "device_desktop.csv").read_text().startswith("model,backend,precision")
+    again = tmp_path / "again"
+    assert run_cli("report", "--records", str(tmp_path / "records.jsonl"), "--out", str(again)).code == 0
+    assert (again / "device_desktop.md").read_text() == md
 
 
 @pytest.mark.cli
