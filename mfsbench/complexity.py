@@ -76,18 +76,12 @@ def count_spec(
             flops = count_flops(
                 frame_module, random_inputs(shapes.values()), convention, cross_check=cross_check
             )
-            counts["frame"] = StageCount(
-                "frame",
-                count_params([frame_module]),
-                count_params([frame_module], learned_only=True),
-                flops,
-                shapes,
+            # learned weights the frame stage shares with the identity stage count once in image mode
+            earlier = [identity_module] if identity_module is not None else []
+            learned = count_params([*earlier, frame_module], learned_only=True) - count_params(
+                earlier, learned_only=True
             )
-            # shared static weights between stages are counted once in image mode
-            if identity_module is not None:
-                counts["frame"].learned_params = count_params(
-                    [identity_module, frame_module], learned_only=True
-                ) - count_params([identity_module], learned_only=True)
+            counts["frame"] = StageCount("frame", count_params([frame_module]), learned, flops, shapes)
     finally:
         del model
         gc.collect()

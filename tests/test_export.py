@@ -8,7 +8,6 @@ real aligned faces from the registry photos (``tests/face_assets.py``), never on
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -32,12 +31,6 @@ def _needs(fmt: str, precision: str = "fp32") -> None:
         pytest.skip("ai-edge-quantizer not installed")
 
 
-@pytest.fixture
-def export_cli(run_cli: Callable) -> Callable:
-    """``run_cli``, named for what these tests run."""
-    return run_cli
-
-
 def _calibration_paths(face_photos: dict) -> list[str]:
     if not _has("dlib"):
         pytest.skip("dlib (dlib-bin) is needed to detect faces for calibration")
@@ -54,9 +47,9 @@ def _only_record(out: Path):
     ("fmt", "precision"),
     [("onnx", "fp32"), ("openvino", "fp32"), ("openvino", "fp16"), ("tflite", "fp32"), ("tflite", "fp16")],
 )
-def test_tiny_frame_stage_exports_within_tolerance(export_cli, tmp_path, fmt, precision) -> None:
+def test_tiny_frame_stage_exports_within_tolerance(run_cli, tmp_path, fmt, precision) -> None:
     _needs(fmt, precision)
-    result = export_cli("export", "--model", TINY, "--format", fmt, "--precision", precision,
+    result = run_cli("export", "--model", TINY, "--format", fmt, "--precision", precision,
                         "--stage", "frame", "--out", str(tmp_path))
     assert result.code == 0, result.err
     record = _only_record(tmp_path)
@@ -69,9 +62,9 @@ def test_tiny_frame_stage_exports_within_tolerance(export_cli, tmp_path, fmt, pr
         assert record.metrics["psnr_db"] >= 40.0
 
 
-def test_tiny_identity_stage_exports_to_onnx(export_cli, tmp_path) -> None:
+def test_tiny_identity_stage_exports_to_onnx(run_cli, tmp_path) -> None:
     _needs("onnx")
-    result = export_cli("export", "--model", TINY, "--format", "onnx", "--stage", "identity",
+    result = run_cli("export", "--model", TINY, "--format", "onnx", "--stage", "identity",
                         "--out", str(tmp_path))
     assert result.code == 0, result.err
     record = _only_record(tmp_path)
@@ -79,10 +72,10 @@ def test_tiny_identity_stage_exports_to_onnx(export_cli, tmp_path) -> None:
     assert record.metrics["max_abs_err"] <= 1e-4  # scaled by each kernel's peak
 
 
-def test_tiny_int8_tflite_calibrated_on_real_faces(export_cli, tmp_path, face_photos) -> None:
+def test_tiny_int8_tflite_calibrated_on_real_faces(run_cli, tmp_path, face_photos) -> None:
     _needs("tflite", "int8")
     photos = _calibration_paths(face_photos)
-    result = export_cli("export", "--model", TINY, "--format", "tflite", "--precision", "int8",
+    result = run_cli("export", "--model", TINY, "--format", "tflite", "--precision", "int8",
                         "--out", str(tmp_path), "--calibration", *photos)
     assert result.code == 0, result.err
     record = _only_record(tmp_path)
@@ -100,8 +93,8 @@ def test_tiny_int8_tflite_calibrated_on_real_faces(export_cli, tmp_path, face_ph
         (("--format", "onnx", "--stage", "decoder"), "choose one of"),
     ],
 )
-def test_bad_input_is_one_line_and_exit_2(export_cli, tmp_path, flags, needle) -> None:
-    result = export_cli("export", "--model", TINY, "--out", str(tmp_path), *flags)
+def test_bad_input_is_one_line_and_exit_2(run_cli, tmp_path, flags, needle) -> None:
+    result = run_cli("export", "--model", TINY, "--out", str(tmp_path), *flags)
     assert result.code == 2
     assert needle in result.err
     assert len(result.err.strip().splitlines()) == 1

@@ -13,9 +13,9 @@ face, mask) are compared as they are; others (identity kernels) are divided by t
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -88,16 +88,15 @@ def _threads() -> int:
     return max(1, torch.get_num_threads())
 
 
-class _Runner:
+class _Runner(Protocol):
     """``__call__(inputs) -> outputs``: one loaded artifact, inputs/outputs in artifact order."""
 
-    runtime = ""
+    runtime: str
 
-    def __call__(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        raise NotImplementedError
+    def __call__(self, inputs: list[np.ndarray]) -> list[np.ndarray]: ...
 
 
-class _OrtRunner(_Runner):
+class _OrtRunner:
     runtime = "onnxruntime"
 
     def __init__(self, artifact: ExportedArtifact) -> None:
@@ -111,7 +110,7 @@ class _OrtRunner(_Runner):
         return list(self.session.run(None, dict(zip(self.names, inputs, strict=True))))
 
 
-class _OpenVinoRunner(_Runner):
+class _OpenVinoRunner:
     runtime = "openvino (CPU, INFERENCE_PRECISION_HINT=f32)"
 
     def __init__(self, artifact: ExportedArtifact) -> None:
@@ -124,7 +123,7 @@ class _OpenVinoRunner(_Runner):
         return [np.asarray(result[port]) for port in self.compiled.outputs]
 
 
-class _LiteRtRunner(_Runner):
+class _LiteRtRunner:
     runtime = "ai_edge_litert Interpreter"
 
     def __init__(self, artifact: ExportedArtifact) -> None:
@@ -160,7 +159,7 @@ class _LiteRtRunner(_Runner):
         return outs
 
 
-_RUNNERS: dict[str, type[_Runner]] = {
+_RUNNERS: dict[str, Callable[[ExportedArtifact], _Runner]] = {
     "onnx": _OrtRunner,
     "openvino": _OpenVinoRunner,
     "tflite": _LiteRtRunner,

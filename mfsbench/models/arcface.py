@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mfsbench.errors import BadInputError
 from mfsbench.models.base import Identity, SwapNet
 
 #: ImageNet statistics: the ArcFace of SimSwap/MobileFaceSwap was trained on RGB/255 normalised
@@ -129,6 +130,10 @@ class ArcFaceIRSE(SwapNet):
 
     def identity_stage(self) -> nn.Module:
         return self
+
+    def frame_stage(self, identity: Identity | None) -> nn.Module:
+        """The Id network only embeds faces: it has no per-frame network (its spec has no frame stage)."""
+        raise BadInputError("the Id network has no frame stage; use a swap model for per-frame work")
 
 
 def l2_normalize(embedding: Tensor) -> Tensor:

@@ -17,21 +17,23 @@ up a head that the stage does not execute.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 from torch import Tensor, nn
 
 Identity = tuple[Tensor, ...]
 
 
-class SwapNet(nn.Module):
+class SwapNet(nn.Module, ABC):
     """Base class of every zoo network; subclasses implement the two stage factories."""
 
     def identity_stage(self) -> nn.Module | None:
         """The once-per-source module, or ``None`` when the network has no identity input."""
         return None
 
+    @abstractmethod
     def frame_stage(self, identity: Identity | None) -> nn.Module:
         """The per-frame module with ``identity`` (the identity stage's output) injected."""
-        raise NotImplementedError(f"{type(self).__name__} has no frame stage")
 
 
 def frozen(tensor: Tensor) -> nn.Parameter:

@@ -40,13 +40,12 @@ class SwapAdapter:
 
     def source_tensor(self, crop_bgr: np.ndarray) -> Tensor:
         """Aligned source crop → 1×3×112×112 ImageNet-normalised RGB, as the id network expects."""
-        rgb = _to_rgb01(crop_bgr)
         if self.id_resize == "linear":  # MobileFaceSwap: cv2.resize(INTER_LINEAR) before normalising
             cv2 = cv2_module()
             resized = cv2.resize(crop_bgr, (112, 112), interpolation=cv2.INTER_LINEAR)
             return imagenet_normalize(_to_rgb01(resized))
         # SimSwap: normalise the 224 crop, then F.interpolate's default (nearest) to 112
-        return F.interpolate(imagenet_normalize(rgb), size=(112, 112), mode="nearest")
+        return F.interpolate(imagenet_normalize(_to_rgb01(crop_bgr)), size=(112, 112), mode="nearest")
 
     def frame_tensor(self, crop_bgr: np.ndarray) -> Tensor:
         """Aligned target crop → 1×3×S×S RGB in [0, 1] (both families scale by 1/255 only)."""
