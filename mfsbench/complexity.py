@@ -12,7 +12,14 @@ from dataclasses import dataclass
 
 import torch
 
-from mfsbench.counting import Convention, FlopCount, count_flops, count_params, random_inputs
+from mfsbench.counting import (
+    Convention,
+    FlopCount,
+    cheap_init,
+    count_flops,
+    count_params,
+    random_inputs,
+)
 from mfsbench.registry import ModelSpec, ModeName, StageName
 
 
@@ -54,7 +61,8 @@ def count_spec(
     spec.check_size(size)
     from mfsbench.registry import create_model
 
-    model = create_model(spec.name)
+    with cheap_init():  # weights never change a count; random draws cost seconds per model
+        model = create_model(spec.name)
     counts: dict[StageName, StageCount] = {}
     try:
         identity = None

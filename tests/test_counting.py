@@ -83,3 +83,24 @@ def test_meta_cross_check_leaves_weights_untouched() -> None:
     counting.torch_matrix_macs(conv, _x(1, 3, 6, 6))
     assert conv.weight.device.type == "cpu"
     assert torch.equal(conv.weight, before)
+
+
+def test_cheap_init_changes_no_count_and_restores_torch_init() -> None:
+    from mfsbench.complexity import count_spec
+    from mfsbench.registry import create_model, get_spec
+
+    spec = get_spec("test_mobilefaceswap")
+    kaiming = nn.init.kaiming_uniform_
+    cheap = count_spec(spec, spec.native_size, "paper")
+    assert nn.init.kaiming_uniform_ is kaiming  # restored on exit
+    # the same counts from a network built with torch's own random initialisation
+    model = create_model(spec.name)
+    frame_stage = model.frame_stage(model.identity_stage()(*counting.random_inputs(
+        spec.stage("identity").input_shapes(spec.native_size).values())))
+    inputs = counting.random_inputs(spec.stage("frame").input_shapes(spec.native_size).values())
+    random_count = count_flops(frame_stage, inputs, "paper")
+    assert cheap["frame"].flops.flops == random_count.flops
+    assert cheap["frame"].params == count_params([frame_stage])
+    with counting.cheap_init():
+        built = nn.Conv2d(4, 8, 3)
+    assert torch.all(built.weight == 1 / 36) and torch.all(built.bias == 0)
