@@ -33,6 +33,9 @@ BACKEND_FORMAT: dict[str, str | None] = {
     "openvino": "openvino",
     "openvino-bf16": "openvino",
     "litert": "tflite",
+    # OpenVINO's own tool on the same f32 IR: a cross-check of this harness, never in the default
+    # sweep (its statistics are median/avg/min/max only; no raw samples to recompute from)
+    "benchmark_app": "openvino",
 }
 #: precisions each backend can run from our exporters.
 BACKEND_PRECISIONS: dict[str, tuple[str, ...]] = {
@@ -41,7 +44,25 @@ BACKEND_PRECISIONS: dict[str, tuple[str, ...]] = {
     "openvino": ("fp32", "fp16"),
     "openvino-bf16": ("fp32",),
     "litert": ("fp32", "fp16", "int8"),
+    "benchmark_app": ("fp32",),
 }
+
+
+#: precisions timed when none are asked for: fp32 everywhere, plus int8 where an int8 export runs
+#: (the student's int8 target, ≥ 250 FPS at ≥ 30 dB, is part of the default sweep).
+DEFAULT_PRECISIONS: tuple[str, ...] = ("fp32", "int8")
+
+
+def default_cells(backends: Sequence[str], precisions: Sequence[str] | None = None) -> list[tuple[str, str]]:
+    """(backend, precision) cells of a sweep.
+
+    With ``precisions`` given, every backend × precision (cells a backend cannot run become
+    ``skipped`` records, so an explicit request is never silently dropped). Without, each backend
+    gets the :data:`DEFAULT_PRECISIONS` it can run: fp32 for all, int8 for LiteRT.
+    """
+    if precisions:
+        return [(b, p) for b in backends for p in precisions]
+    return [(b, p) for b in backends for p in DEFAULT_PRECISIONS if p in BACKEND_PRECISIONS.get(b, ())]
 
 
 @dataclass(frozen=True)
@@ -69,55 +90,76 @@ def check_choices(backends: Sequence[str], precisions: Sequence[str]) -> None:
             raise BadInputError(f"unknown precision {precision!r}; choose from fp32, fp16, int8")
 
 
+def _photos(faces_dir: Path | None) -> tuple[list[np.ndarray], str]:
+    from mfsbench.faces.detectors import read_image
+
+    if faces_dir is not None:
+        paths = sorted(p for p in faces_dir.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
+        return [read_image(p) for p in paths], f"{len(paths)} photo(s) in {faces_dir}"
+    try:
+        from skimage import data
+    except ImportError:
+        raise BadInputError(
+            "no face photos for parity: pass --faces DIR, or pip install scikit-image for its "
+            "bundled astronaut photo"
+        ) from None
+    return [np.ascontiguousarray(data.astronaut()[:, :, ::-1])], "scikit-image astronaut"
+
+
+def face_sample_sets(
+    spec: ModelSpec, size: int, faces_dir: Path | None, limit: int = 8
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], str]:
+    """``(parity, calibration, note)``: frame-stage input tuples of real aligned face crops.
+
+    Faces come from ``faces_dir`` (any photos), else from scikit-image's bundled astronaut photo,
+    so the default needs no download. Each crop is aligned the way the model's swap pipeline
+    aligns, and its mirror image is added. With two or more photos holding faces, the photos are
+    split alternately, so int8 is calibrated on photos its parity never sees (a held-out check);
+    with one photo both sets are that photo, and the note says so.
+
+    Raises:
+        BadInputError: when no face can be found in the photos.
+    """
+    from mfsbench.faces.align import align
+    from mfsbench.faces.detectors import get_detector
+    from mfsbench.swap.adapters import ADAPTERS
+
+    images, source = _photos(faces_dir)
+    adapter = ADAPTERS.get(spec.family, ADAPTERS["test"])
+    detector = get_detector("dlib")
+    per_photo: list[list[np.ndarray]] = []
+    for image in images:
+        crops = []
+        for face in detector.detect(image)[:limit]:
+            crop, _ = align(image, face.landmarks5, adapter.align, size)
+            # mirrored crops add variety at no cost
+            crops += [crop, np.ascontiguousarray(crop[:, ::-1])]
+        if crops:
+            per_photo.append(crops)
+    if not per_photo:
+        raise BadInputError(f"no face found in {source}; pass --faces DIR with face photos")
+    inputs = spec.stage("frame").inputs
+    extra = tuple(np.zeros(s, np.float32) for s in [i.shape(size) for i in inputs[1:]])
+
+    def tuples(groups: list[list[np.ndarray]]) -> list[tuple[Any, ...]]:
+        crops = [c for group in groups for c in group][:limit]
+        return [(adapter.frame_tensor(crop).numpy(), *extra) for crop in crops]
+
+    if len(per_photo) == 1:
+        parity = tuples(per_photo)
+        return parity, parity, f"{len(parity)} aligned crop(s) from {source} (int8 calibrated on the same)"
+    parity, calibration = tuples(per_photo[1::2]), tuples(per_photo[0::2])
+    note = (f"{len(parity)} aligned crop(s) from {source}; int8 calibrated on {len(calibration)} "
+            "other crop(s) from disjoint photos")
+    return parity, calibration, note
+
+
 def face_samples(
     spec: ModelSpec, size: int, faces_dir: Path | None, limit: int = 8
 ) -> tuple[list[tuple[Any, ...]], str]:
-    """Real aligned face crops for parity and int8 calibration, as frame-stage input tuples.
-
-    Faces come from ``faces_dir`` (any photos), else from scikit-image's bundled astronaut photo,
-    so the default needs no download. Each crop is aligned the way the model's swap pipeline aligns.
-
-    Raises:
-        BadInputError: when no face can be found in the given photos.
-    """
-    from mfsbench.faces.align import align
-    from mfsbench.faces.detectors import get_detector, read_image
-    from mfsbench.swap.adapters import ADAPTERS
-
-    images: list[np.ndarray] = []
-    source = ""
-    if faces_dir is not None:
-        paths = sorted(p for p in faces_dir.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
-        images = [read_image(p) for p in paths]
-        source = f"{len(paths)} photo(s) in {faces_dir}"
-    else:
-        try:
-            from skimage import data
-        except ImportError:
-            raise BadInputError(
-                "no face photos for parity: pass --faces DIR, or pip install scikit-image for its "
-                "bundled astronaut photo"
-            ) from None
-        images = [np.ascontiguousarray(data.astronaut()[:, :, ::-1])]
-        source = "scikit-image astronaut"
-    adapter = ADAPTERS.get(spec.family, ADAPTERS["test"])
-    detector = get_detector("dlib")
-    crops = []
-    for image in images:
-        for face in detector.detect(image)[:limit]:
-            crop, _ = align(image, face.landmarks5, adapter.align, size)
-            crops.append(crop)
-            # mirrored crops add variety for int8 calibration at no cost
-            crops.append(np.ascontiguousarray(crop[:, ::-1]))
-    if not crops:
-        raise BadInputError(f"no face found in {source}; pass --faces DIR with face photos")
-    inputs = spec.stage("frame").inputs
-    samples = []
-    for crop in crops[:limit]:
-        frame = adapter.frame_tensor(crop).numpy()
-        extra = tuple(np.zeros(s, np.float32) for s in [i.shape(size) for i in inputs[1:]])
-        samples.append((frame, *extra))
-    return samples, f"{len(samples)} aligned crop(s) from {source}"
+    """Parity samples and their note (see :func:`face_sample_sets`; calibration is not returned)."""
+    parity, _, note = face_sample_sets(spec, size, faces_dir, limit)
+    return parity, note
 
 
 def _timing_inputs(prepared: Any, sample: tuple[Any, ...]) -> dict[str, np.ndarray]:
@@ -135,8 +177,12 @@ def measure_model(
     samples: Sequence[tuple[Any, ...]],
     samples_note: str,
     peak_macs_per_s: float | None = None,
+    calibration: Sequence[tuple[Any, ...]] | None = None,
 ) -> list[Record]:
-    """Every (backend, precision) cell of one model; returns one record per cell."""
+    """Every (backend, precision) cell of one model; returns one record per cell.
+
+    ``calibration`` (int8 only) defaults to ``samples``; pass a disjoint set for a held-out parity.
+    """
     from mfsbench.export.stages import stage_input_names, stage_module
 
     model = create_model(spec.name)
@@ -160,7 +206,8 @@ def measure_model(
                 _measure_cell(record, spec, module=module, example=example,
                               input_names=stage_input_names(spec, "frame"), backend=backend,
                               precision=precision, settings=settings, work_dir=work_dir,
-                              samples=samples, exported=exported)
+                              samples=samples, exported=exported,
+                              calibration=calibration if calibration is not None else samples)
             except MfsbenchError as exc:
                 record.status, record.error = "error", str(exc)
             except Exception as exc:
@@ -185,6 +232,7 @@ def _measure_cell(
     work_dir: Path,
     samples: Sequence[tuple[Any, ...]],
     exported: dict[tuple[str, str], Any],
+    calibration: Sequence[tuple[Any, ...]],
 ) -> None:
     from mfsbench.export.base import get_exporter
     from mfsbench.export.parity import check_parity
@@ -199,7 +247,8 @@ def _measure_cell(
         if key not in exported:
             artifact = get_exporter(fmt).export(
                 module, example, work_dir / spec.name, precision, input_names=input_names,
-                calibration=samples if precision == "int8" else None, stem=f"{spec.name}_{fmt}_{precision}",
+                calibration=calibration if precision == "int8" else None,
+                stem=f"{spec.name}_{fmt}_{precision}",
             )
             parity = check_parity(module, artifact, samples)
             exported[key] = (artifact, parity)
@@ -211,6 +260,9 @@ def _measure_cell(
         if failure:
             raise BadInputError(f"{failure}; not timed")
         target = artifact.path
+    if backend == "benchmark_app":
+        _vendor_cell(record, target, settings)
+        return
     runtime = get_runtime(backend)
     if fmt is None:  # a torch module's forward(*inputs) hides its input names: give them
         shapes = {name: tuple(t.shape) for name, t in zip(input_names, example, strict=True)}
@@ -230,3 +282,35 @@ def _measure_cell(
     peak = record.info.get("peak_macs_per_s")
     if peak:
         record.metrics["efficiency"] = efficiency(record.metrics["gmacs"], record.metrics["p50_ms"], peak)
+
+
+def _vendor_cell(record: Record, model_path: Path, settings: SweepSettings) -> None:
+    """Time ``model_path`` with OpenVINO's ``benchmark_app`` (f32, sync, one stream, T threads).
+
+    Its numbers land under the harness's metric names where they mean the same thing (median →
+    ``p50_ms``); what it does not report (percentiles, std, CV, raw samples) stays absent rather
+    than being made up.
+    """
+    from mfsbench.roofline import efficiency
+    from mfsbench.runtimes.benchmark_app import run_benchmark_app
+
+    runs = max(settings.runs, settings.warmup + 1)
+    parsed = run_benchmark_app(model_path, niter=runs, threads=settings.threads, precision="f32",
+                               timeout_s=max(60.0, 4 * settings.max_seconds))
+    median = parsed["latency_median_ms"]
+    metrics = {"p50_ms": median, "fps_p50": 1000.0 / median, "threads": float(settings.threads)}
+    for ours, theirs in (("mean_ms", "latency_avg_ms"), ("min_ms", "latency_min_ms"),
+                         ("max_ms", "latency_max_ms"), ("first_run_ms", "first_inference_ms"),
+                         ("runs", "count")):
+        if theirs in parsed:
+            metrics[ours] = float(parsed[theirs])
+    if "read_model_ms" in parsed and "compile_model_ms" in parsed:
+        metrics["init_ms"] = parsed["read_model_ms"] + parsed["compile_model_ms"]
+    record.metrics.update(metrics)
+    record.metrics["gmacs"] = record.info["gmacs_paper"]
+    record.info["runtime_info"] = {"tool": "benchmark_app", "version": str(parsed.get("version", "?")),
+                                   "inference_precision": str(parsed.get("inference_precision", "?")),
+                                   "command": " ".join(parsed["command"])}
+    peak = record.info.get("peak_macs_per_s")
+    if peak:
+        record.metrics["efficiency"] = efficiency(record.metrics["gmacs"], median, peak)

@@ -58,3 +58,31 @@ def test_speed_ratio_pairs_cells_of_the_same_run() -> None:
     assert device_report.speed_ratios(same) == [("onnxruntime", "fp32", 100.0)]
     apart = [_cell("mobilefaceswap_224", 10.0, "r1"), _cell("simswap_224", 1000.0, "r2")]
     assert device_report.speed_ratios(apart) == []
+
+
+def test_default_sweep_times_int8_where_an_int8_export_runs() -> None:
+    from mfsbench.device import default_cells
+
+    cells = default_cells(["torch-eager", "onnxruntime", "litert"])
+    assert cells == [("torch-eager", "fp32"), ("onnxruntime", "fp32"), ("litert", "fp32"), ("litert", "int8")]
+    # explicit precisions are a full grid: cells a backend cannot run become skipped records
+    grid = default_cells(["onnxruntime"], ["fp32", "int8"])
+    assert grid == [("onnxruntime", "fp32"), ("onnxruntime", "int8")]
+
+
+@pytest.mark.cli
+def test_benchmark_app_cell_lands_in_the_same_record(run_cli, tmp_path: Path) -> None:
+    """OpenVINO's own tool as a sweep cell: parity first, its median under p50_ms, no invented stats."""
+    from mfsbench.runtimes.benchmark_app import find_benchmark_app
+
+    if find_benchmark_app() is None:
+        pytest.skip("benchmark_app (openvino wheel) not installed")
+    result = run_cli("device", "--models", "test_mobilefaceswap", "--backends", "benchmark_app",
+                     "--runs", "5", "--warmup", "1", "--min-seconds", "0", "--out", str(tmp_path))
+    assert result.code == 0, result.err
+    (record,) = read_records(tmp_path / "records.jsonl")
+    assert record.status == "ok" and record.info["backend"] == "benchmark_app"
+    assert record.metrics["max_abs_err"] <= 1e-4  # the IR was checked before the tool timed it
+    assert record.metrics["p50_ms"] > 0 and record.metrics["runs"] >= 5
+    assert record.info["runtime_info"]["inference_precision"] == "float32"  # as the tool prints it
+    assert "p90_ms" not in record.metrics and "samples_ms" not in record.info

@@ -148,3 +148,31 @@ def test_mobilefaceswap_224_frame_stage_all_formats(tmp_path, face_photos) -> No
     )
     parity = check_parity(module, artifact, calibration)
     assert parity.psnr_db >= 30.0, parity
+
+
+def test_export_ready_commutes_upsample_and_pointwise_exactly() -> None:
+    """Up ×2 → 1×1 (narrowing) → BN becomes 1×1 → BN → up ×2: same output, original untouched."""
+    import torch
+    from torch import nn
+
+    from mfsbench.export.stages import export_ready
+
+    torch.manual_seed(0)
+    head = nn.Sequential(nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True),
+                         nn.Conv2d(16, 4, 1), nn.BatchNorm2d(4), nn.LeakyReLU(0.1),
+                         nn.Conv2d(4, 4, 3, padding=1))
+    widen = nn.Sequential(nn.Upsample(scale_factor=2, mode="bilinear"), nn.Conv2d(4, 8, 1))
+    net = nn.Sequential(head, widen).eval()
+    with torch.no_grad():
+        head[2].running_mean.uniform_(-1, 1)
+        head[2].running_var.uniform_(0.5, 2)
+        x = torch.randn(2, 16, 9, 7)
+        want = net(x)
+        ready = export_ready(net)
+        got = ready(x)
+    assert [type(m).__name__ for m in ready[0]][:3] == ["Conv2d", "BatchNorm2d", "Upsample"]
+    assert isinstance(ready[1][0], nn.Upsample)  # a widening 1×1 stays after the upsample
+    assert isinstance(net[0][0], nn.Upsample)  # the original is not modified
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    plain = nn.Sequential(nn.Conv2d(3, 3, 1)).eval()
+    assert export_ready(plain) is plain  # nothing to rewrite: no copy

@@ -164,6 +164,73 @@ def test_litert_matches_numpy(tmp_path: Path) -> None:
     np.testing.assert_allclose(out, inputs["x"] @ w.T + b, atol=1e-5, rtol=0)
 
 
+def _tflite_reshapes_with_signature() -> bytes:
+    """Two RESHAPE ops: int8 ``args_0`` → ``output_10`` and float ``args_1`` → ``output_2``.
+
+    The graph lists ``output_10`` first, the signature's positional order puts ``output_2`` first,
+    and the int8 tensors carry a scale and zero point: what the LiteRT adapter must get right for
+    parity and timing of full-integer files.
+    """
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as s
+
+    def tensor(name: str, dtype: int, scale: float | None = None) -> s.TensorT:
+        t = s.TensorT()
+        t.name, t.shape, t.type, t.buffer = name, [1, 4], dtype, 0
+        if scale is not None:
+            t.quantization = s.QuantizationParametersT()
+            t.quantization.scale, t.quantization.zeroPoint = [scale], [3]
+        return t
+
+    def reshape(inp: int, out: int) -> s.OperatorT:
+        op = s.OperatorT()
+        op.opcodeIndex, op.inputs, op.outputs = 0, [inp], [out]
+        op.builtinOptionsType = s.BuiltinOptions.ReshapeOptions
+        op.builtinOptions = s.ReshapeOptionsT()
+        op.builtinOptions.newShape = [1, 4]
+        return op
+
+    def tensor_map(name: str, index: int) -> s.TensorMapT:
+        m = s.TensorMapT()
+        m.name, m.tensorIndex = name, index
+        return m
+
+    code = s.OperatorCodeT()
+    code.builtinCode = code.deprecatedBuiltinCode = s.BuiltinOperator.RESHAPE
+    code.version = 1
+    graph = s.SubGraphT()
+    graph.tensors = [tensor("a", s.TensorType.INT8, 0.1), tensor("b", s.TensorType.FLOAT32),
+                     tensor("ya", s.TensorType.INT8, 0.1), tensor("yb", s.TensorType.FLOAT32)]
+    graph.operators = [reshape(0, 2), reshape(1, 3)]
+    graph.inputs, graph.outputs = [0, 1], [2, 3]
+    sig = s.SignatureDefT()
+    sig.signatureKey = "serving_default"
+    sig.inputs = [tensor_map("args_0", 0), tensor_map("args_1", 1)]
+    sig.outputs = [tensor_map("output_10", 2), tensor_map("output_2", 3)]
+    model = s.ModelT()
+    model.version, model.operatorCodes, model.subgraphs = 3, [code], [graph]
+    model.buffers, model.signatureDefs = [s.BufferT()], [sig]
+    builder = flatbuffers.Builder(0)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def test_litert_signature_order_and_int8_io(tmp_path: Path) -> None:
+    if not _installed("ai_edge_litert"):
+        pytest.skip("ai-edge-litert not installed")
+    path = tmp_path / "two.tflite"
+    path.write_bytes(_tflite_reshapes_with_signature())
+    prepared = get_runtime("litert").prepare(path, threads=1)
+    assert [i.name for i in prepared.inputs] == ["args_0", "args_1"]
+    assert all(i.dtype == "float32" for i in prepared.inputs)  # callers always pass float
+    a = np.array([[0.04, -1.26, 3.0, 50.0]], np.float32)  # 50 saturates int8 at (127 - 3) * 0.1
+    b = np.array([[1.5, 2.5, -3.5, 4.5]], np.float32)
+    first, second = prepared.run({"args_0": a, "args_1": b})
+    np.testing.assert_array_equal(first, b)  # output_2 before output_10
+    assert second.dtype == np.float32
+    np.testing.assert_allclose(second, [[0.0, -1.3, 3.0, 12.4]], atol=1e-6)
+
+
 def test_unknown_runtime_is_one_line_with_choices() -> None:
     with pytest.raises(BadInputError) as exc:
         get_runtime("openvno")
@@ -317,6 +384,19 @@ def test_parse_recorded_benchmark_app_output() -> None:
     assert parsed["num_threads"] == 2 and parsed["num_streams"] == 1
     assert parsed["inference_precision"] == "float32"
     assert parsed["version"].startswith("2026.4.1")
+
+
+def test_parse_benchmark_app_reads_microseconds_as_ms() -> None:
+    """Under 1 ms benchmark_app prints "956.01 us" (seen on the tiny test model, openvino 2026.4.1)."""
+    text = ("[ INFO ] First inference took 2.46 ms\n[ INFO ] Latency:\n[ INFO ]    Median:        956.01 us\n"
+            "[ INFO ]    Average:       987.36 us\n[ INFO ]    Min:           759.30 us\n"
+            "[ INFO ]    Max:           1.21 ms\n[ INFO ]    90th percentile:     990.00 us\n")
+    parsed = parse_benchmark_app(text)
+    assert parsed["latency_median_ms"] == pytest.approx(0.95601)
+    assert parsed["latency_min_ms"] == pytest.approx(0.7593)
+    assert parsed["latency_max_ms"] == pytest.approx(1.21)
+    assert parsed["latency_p90_ms"] == pytest.approx(0.99)
+    assert parsed["first_inference_ms"] == 2.46
 
 
 def test_parse_benchmark_app_failure_is_an_error() -> None:

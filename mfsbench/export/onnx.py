@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from mfsbench.errors import MfsbenchError
 from mfsbench.export.base import ExportedArtifact, Exporter, default_input_names, require, sha256_file
+from mfsbench.export.stages import export_ready
 
 OPSET = 20
 
@@ -80,6 +81,7 @@ class OnnxExporter(Exporter):
         stem: str = "model",
     ) -> ExportedArtifact:
         self.check_precision(precision)
+        module = export_ready(module)
         inputs = default_input_names(len(example_inputs), input_names)
         outputs = tuple(f"output_{i}" for i in range(output_count(module, example_inputs)))
         path = Path(out_dir) / f"{stem}.onnx"

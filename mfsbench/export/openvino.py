@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from mfsbench.export.base import ExportedArtifact, Exporter, default_input_names, require, sha256_file
 from mfsbench.export.onnx import export_onnx, output_count
+from mfsbench.export.stages import export_ready
 
 
 class OpenVinoExporter(Exporter):
@@ -34,6 +35,7 @@ class OpenVinoExporter(Exporter):
         stem: str = "model",
     ) -> ExportedArtifact:
         self.check_precision(precision)
+        module = export_ready(module)
         ov = require("openvino", "openvino", "OpenVINO export")
         inputs = default_input_names(len(example_inputs), input_names)
         outputs = tuple(f"output_{i}" for i in range(output_count(module, example_inputs)))

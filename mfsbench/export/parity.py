@@ -1,9 +1,10 @@
 """Run an exported artifact in its own runtime and compare it with torch, output by output.
 
 A file that converts but computes something else is worse than no file, so every export ends here.
-Runtimes: onnxruntime (CPU EP), OpenVINO with ``INFERENCE_PRECISION_HINT=f32`` (on AVX512_BF16 CPUs
-it otherwise runs bf16 and fp32 parity would fail for the runtime's reasons, not the file's), and
-the LiteRT interpreter (``ai_edge_litert``; int8 I/O is (de)quantized with the file's own scales).
+Artifacts run through the same :mod:`mfsbench.runtimes` adapters that are timed (one implementation
+per backend, see :data:`PARITY_RUNTIME`): onnxruntime (CPU EP), OpenVINO with
+``INFERENCE_PRECISION_HINT=f32``, and the LiteRT interpreter (int8 I/O is (de)quantized there
+with the file's own scales; outputs in signature order).
 
 Metrics per output, over all samples: ``max_abs_err`` and PSNR. Outputs already in [0, 1] (swapped
 face, mask) are compared as they are; others (identity kernels) are divided by the reference's peak
@@ -13,15 +14,16 @@ face, mask) are compared as they are; others (identity kernels) are divided by t
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from mfsbench.export.base import ExportedArtifact, require
+from mfsbench.export.base import ExportedArtifact
+from mfsbench.runtimes.base import Prepared
 
 #: precision → (metric, bound, direction); fp16/int8 are judged by PSNR because their errors are
 #: expected, only their size matters.
@@ -88,88 +90,30 @@ def _threads() -> int:
     return max(1, torch.get_num_threads())
 
 
-class _Runner(Protocol):
-    """``__call__(inputs) -> outputs``: one loaded artifact, inputs/outputs in artifact order."""
-
-    runtime: str
-
-    def __call__(self, inputs: list[np.ndarray]) -> list[np.ndarray]: ...
+#: export format → the runtime adapter (``mfsbench.runtimes``) that verifies it: the same code that
+#: times it, so parity and latency are of one thing. OpenVINO is the f32-pinned variant; on
+#: AVX512_BF16 CPUs its default runs bf16 and fp32 parity would fail for the runtime's reasons.
+PARITY_RUNTIME: dict[str, str] = {"onnx": "onnxruntime", "openvino": "openvino", "tflite": "litert"}
 
 
-class _OrtRunner:
-    runtime = "onnxruntime"
+def prepare_artifact(artifact: ExportedArtifact, threads: int | None = None) -> tuple[str, Prepared]:
+    """``(runtime name, prepared model)`` for ``artifact`` in its parity runtime."""
+    from mfsbench.runtimes import get_runtime
 
-    def __init__(self, artifact: ExportedArtifact) -> None:
-        ort = require("onnxruntime", "onnxruntime", "ONNX parity")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = _threads()
-        self.session = ort.InferenceSession(str(artifact.path), options, providers=["CPUExecutionProvider"])
-        self.names = [i.name for i in self.session.get_inputs()]
-
-    def __call__(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        return list(self.session.run(None, dict(zip(self.names, inputs, strict=True))))
+    name = PARITY_RUNTIME[artifact.format]
+    return name, get_runtime(name).prepare(artifact.path, threads or _threads())
 
 
-class _OpenVinoRunner:
-    runtime = "openvino (CPU, INFERENCE_PRECISION_HINT=f32)"
-
-    def __init__(self, artifact: ExportedArtifact) -> None:
-        ov = require("openvino", "openvino", "OpenVINO parity")
-        config = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": _threads()}
-        self.compiled = ov.Core().compile_model(str(artifact.path), "CPU", config)
-
-    def __call__(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        result = self.compiled(inputs)
-        return [np.asarray(result[port]) for port in self.compiled.outputs]
-
-
-class _LiteRtRunner:
-    runtime = "ai_edge_litert Interpreter"
-
-    def __init__(self, artifact: ExportedArtifact) -> None:
-        from mfsbench.export.tflite import SIGNATURE
-
-        litert = require("ai_edge_litert.interpreter", "ai-edge-litert", "TFLite parity")
-        self.interpreter = litert.Interpreter(model_path=str(artifact.path), num_threads=_threads())
-        self.runner = self.interpreter.get_signature_runner(SIGNATURE)
-        self.inputs = artifact.input_names
-        self.outputs = artifact.output_names
-        self.input_details = self.runner.get_input_details()
-        self.output_details = self.runner.get_output_details()
-
-    def __call__(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        feed = {}
-        for name, value in zip(self.inputs, inputs, strict=True):
-            detail = self.input_details[name]
-            dtype = np.dtype(detail["dtype"])
-            if np.issubdtype(dtype, np.integer):
-                scale, zero = detail["quantization"]
-                info = np.iinfo(dtype)
-                feed[name] = np.clip(np.round(value / scale) + zero, info.min, info.max).astype(dtype)
-            else:
-                feed[name] = value
-        result = self.runner(**feed)
-        outs = []
-        for name in self.outputs:
-            value = np.asarray(result[name])
-            if np.issubdtype(value.dtype, np.integer):
-                scale, zero = self.output_details[name]["quantization"]
-                value = (value.astype(np.float32) - zero) * scale
-            outs.append(value.astype(np.float32))
-        return outs
-
-
-_RUNNERS: dict[str, Callable[[ExportedArtifact], _Runner]] = {
-    "onnx": _OrtRunner,
-    "openvino": _OpenVinoRunner,
-    "tflite": _LiteRtRunner,
-}
+def _run(prepared: Prepared, arrays: list[np.ndarray]) -> list[np.ndarray]:
+    """Positional inputs → the prepared model's named inputs (the artifact's input order)."""
+    names = [info.name for info in prepared.inputs]
+    return prepared.run(dict(zip(names, arrays, strict=True)))
 
 
 def run_artifact(artifact: ExportedArtifact, samples: Sequence[Sequence[Any]]) -> list[list[np.ndarray]]:
     """Outputs of ``artifact`` in its runtime, one list of arrays per sample."""
-    runner = _RUNNERS[artifact.format](artifact)
-    return [runner(_numpy(sample)) for sample in samples]
+    _, prepared = prepare_artifact(artifact)
+    return [_run(prepared, _numpy(sample)) for sample in samples]
 
 
 def _psnr(mse: float, peak: float) -> float:
@@ -182,7 +126,7 @@ def check_parity(
     module: nn.Module, artifact: ExportedArtifact, samples: Sequence[Sequence[Any]]
 ) -> ParityResult:
     """Compare ``artifact`` with ``module`` (torch, fp32) on every sample (a tuple of stage inputs)."""
-    runner = _RUNNERS[artifact.format](artifact)
+    runtime, prepared = prepare_artifact(artifact)
     got: list[list[np.ndarray]] = []
     want: list[list[np.ndarray]] = []
     module.eval()
@@ -191,8 +135,8 @@ def check_parity(
             # (C,H,W) crops get the batch axis every stage input has
             arrays = [a[None] if a.ndim == 3 else a for a in _numpy(sample)]
             want.append(_numpy(module(*(torch.from_numpy(a) for a in arrays))))
-            got.append(runner(arrays))
-    result = ParityResult(artifact.format, artifact.precision, runner.runtime, len(samples))
+            got.append(_run(prepared, arrays))
+    result = ParityResult(artifact.format, artifact.precision, runtime, len(samples))
     for index, name in enumerate(artifact.output_names):
         ref = [w[index] for w in want]
         out = [g[index].reshape(r.shape) for g, r in zip(got, ref, strict=True)]

@@ -25,8 +25,9 @@ from torch import Tensor, nn
 
 from mfsbench.errors import BadInputError, MfsbenchError
 from mfsbench.export.base import ExportedArtifact, Exporter, default_input_names, require, sha256_file
+from mfsbench.export.stages import export_ready
+from mfsbench.runtimes.litert import SIGNATURE, signature_position
 
-SIGNATURE = "serving_default"
 #: ops whose weights ai-edge-quantizer's float casting can store as fp16
 _FP16_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "CONV_2D_TRANSPOSE")
 
@@ -47,13 +48,8 @@ def signature_names(path: Path) -> tuple[tuple[str, ...], tuple[str, ...]]:
     if SIGNATURE not in signatures:
         raise MfsbenchError(f"{path} has no {SIGNATURE!r} signature (has {sorted(signatures)})")
     sig = signatures[SIGNATURE]
-    return tuple(sorted(sig["inputs"], key=_position)), tuple(sorted(sig["outputs"], key=_position))
-
-
-def _position(name: str) -> tuple[int, str]:
-    """``args_10`` sorts after ``args_2``: order by the trailing index litert-torch appends."""
-    tail = name.rsplit("_", 1)[-1]
-    return (int(tail) if tail.isdigit() else 0, name)
+    return (tuple(sorted(sig["inputs"], key=signature_position)),
+            tuple(sorted(sig["outputs"], key=signature_position)))
 
 
 def convert_fp32(module: nn.Module, example_inputs: Sequence[Tensor], path: Path) -> None:
@@ -128,6 +124,7 @@ class TfliteExporter(Exporter):
         stem: str = "model",
     ) -> ExportedArtifact:
         self.check_precision(precision)
+        module = export_ready(module)
         if precision == "int8" and not calibration:
             raise BadInputError("int8 export needs calibration inputs (real aligned face crops); none given")
         # the file's own names are litert-torch's (args_0, output_0); ours are kept for the record

@@ -116,7 +116,16 @@ def render_markdown(records: Sequence[Record]) -> str:
         "as the best of 5 2048³ fp32 matmuls in torch.",
         "openvino pins f32 inference; openvino-bf16 keeps OpenVINO's default, which is bf16 only on "
         "CPUs with bf16 support.",
+        "Exported graphs get exact reorderings only (mfsbench.export.stages.export_ready: a narrowing "
+        "1×1 conv + BN moved before a bilinear upsample); parity is against the unrewritten torch stage. "
+        "Parity and timing run through the same runtime adapters.",
+        "int8 = static int8 weights and activations (ai-edge-quantizer), integer I/O (de)quantized "
+        "inside the timed run; calibrated on crops disjoint from the parity crops when ≥ 2 photos are "
+        "given.",
     ]
+    if any(r.info.get("backend") == "benchmark_app" for r in cells):
+        notes.append("benchmark_app rows: OpenVINO's own tool on the same f32 IR (median as p50, its "
+                     "avg/min/max; no percentiles, std or raw samples, so no CV).")
     for record in cells:
         if record.status != "ok":
             notes.append(f"{record.model} / {record.info.get('backend')} / {record.info.get('precision')}: "

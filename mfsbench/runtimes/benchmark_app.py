@@ -25,16 +25,18 @@ from typing import Any
 from mfsbench.errors import BadInputError, MfsbenchError, MissingDependencyError
 
 _NUM = r"([0-9]+(?:\.[0-9]+)?)"
+#: latencies under 1 ms are printed in microseconds ("956.01 us"); both are read as ms
+_UNIT = r"(ms|us)\b"
 _PATTERNS: dict[str, str] = {
     "read_model_ms": rf"Read model took\s+{_NUM}\s*ms",
     "compile_model_ms": rf"Compile model took\s+{_NUM}\s*ms",
     "first_inference_ms": rf"First inference took\s+{_NUM}\s*ms",
     "count": rf"Count:\s+{_NUM}\s+iterations",
     "duration_ms": rf"Duration:\s+{_NUM}\s*ms",
-    "latency_median_ms": rf"Median:\s+{_NUM}\s*ms",
-    "latency_avg_ms": rf"Average:\s+{_NUM}\s*ms",
-    "latency_min_ms": rf"Min:\s+{_NUM}\s*ms",
-    "latency_max_ms": rf"Max:\s+{_NUM}\s*ms",
+    "latency_median_ms": rf"Median:\s+{_NUM}\s*{_UNIT}",
+    "latency_avg_ms": rf"Average:\s+{_NUM}\s*{_UNIT}",
+    "latency_min_ms": rf"Min:\s+{_NUM}\s*{_UNIT}",
+    "latency_max_ms": rf"Max:\s+{_NUM}\s*{_UNIT}",
     "throughput_fps": rf"Throughput:\s+{_NUM}\s*FPS",
     "num_threads": rf"INFERENCE_NUM_THREADS:\s+{_NUM}",
     "num_streams": rf"NUM_STREAMS:\s+{_NUM}",
@@ -59,13 +61,16 @@ def parse_benchmark_app(text: str) -> dict[str, Any]:
         match = re.search(pattern, source)
         if match:
             value = float(match.group(1))
+            if match.lastindex == 2 and match.group(2) == "us":
+                value /= 1000.0
             out[key] = int(value) if key in ("count", "num_threads", "num_streams") else value
     for key, pattern in _TEXT_PATTERNS.items():
         match = re.search(pattern, text)
         if match:
             out[key] = match.group(1)
-    for pct, value in re.findall(rf"(\d+)(?:th|st|nd|rd) percentile:\s+{_NUM}\s*ms", latency_block):
-        out[f"latency_p{pct}_ms"] = float(value)
+    for pct, value, unit in re.findall(rf"(\d+)(?:th|st|nd|rd) percentile:\s+{_NUM}\s*{_UNIT}",
+                                       latency_block):
+        out[f"latency_p{pct}_ms"] = float(value) / (1000.0 if unit == "us" else 1.0)
     if "latency_median_ms" not in out:
         raise MfsbenchError(
             "benchmark_app output has no latency median; it probably failed — see its output."

@@ -5,6 +5,14 @@ execution because one image at a time has no independent branches worth a second
 second pool would exceed the budget. ``ORT_ENABLE_ALL`` is set explicitly so a change of
 onnxruntime's default cannot change what is measured. The wheel ships no ``onnxruntime_perf_test``
 (deployment notes §4), so desktop timing goes through this Python API.
+
+Settings tried on the student frame stage (interleaved A/B medians, shared 2-core AMD EPYC with
+AVX2/FMA only, other jobs running; see the issue-5 report): ``ORT_ENABLE_EXTENDED`` 60.1 ms vs
+``ORT_ENABLE_ALL`` 56.5 ms (ALL keeps the NCHWc layout transformer: disabling it gave 63.4 vs
+55.4 ms); ``session.intra_op.allow_spinning = 0`` 35.4 / 33.7 vs 56.5 / 55.4 ms in two contended
+runs but 20.4 vs 18.6 ms in a calmer one. Spinning only costs when another process wants the
+cores, and turning it off adds a wake-up per op on an idle machine, so the default (spinning) is
+kept and ``OnnxRuntime(allow_spinning=False)`` is there for loaded machines.
 """
 
 from __future__ import annotations
@@ -27,10 +35,16 @@ class OnnxRuntime:
     module = "onnxruntime"
     artifact = "onnx"
 
+    def __init__(self, allow_spinning: bool = True) -> None:
+        #: ``False`` sets ``session.intra_op.allow_spinning = 0`` (see the module docstring).
+        self.allow_spinning = allow_spinning
+
     def prepare(self, artifact_path: str | Path, threads: int) -> SimplePrepared:
         ort = require("onnxruntime", self.package, self.name)
         check_threads(threads)
         so = ort.SessionOptions()
+        if not self.allow_spinning:
+            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -54,6 +68,7 @@ class OnnxRuntime:
             "precision": "f32",
             "providers": session.get_providers(),
             "graph_optimization": "ORT_ENABLE_ALL",
+            "allow_spinning": self.allow_spinning,
             "onnxruntime": ort.__version__,
         }
         return SimplePrepared(infos, run, info)

@@ -6,7 +6,11 @@ tiny U-Net, about 2x faster; deployment notes §5) and f32 on CPUs without (an A
 The precision the compiled model *reports* is stored in ``info``, so
 which one ran is always visible.
 Threads go through ``INFERENCE_NUM_THREADS`` with the ``LATENCY`` hint (one stream), the
-configuration that matches one-frame-at-a-time video.
+configuration that matches one-frame-at-a-time video. Tried on the student frame stage
+(interleaved A/B medians on the shared 2 cores; issue-5 report): ``ENABLE_CPU_PINNING`` 20.0 vs
+23.7 ms and an explicit ``NUM_STREAMS=1`` 17.3 vs 23.7 ms, both within that run's noise (p10s
+13.7 / 13.3 vs 15.2 ms), so neither is set. This CPU (AVX2/FMA, no AVX-512) has no bf16: the
+``openvino-bf16`` variant reports f32 and times the same as ``openvino``.
 """
 
 from __future__ import annotations
