@@ -153,6 +153,12 @@ def _build_cosface() -> nn.Module:
     return SphereFace20()
 
 
+def _build_fid_inception() -> nn.Module:
+    from mfsbench.evalnets.inception import FIDInceptionV3
+
+    return FIDInceptionV3()
+
+
 FORMATS: dict[str, OfficialFormat] = {
     f.name: f
     for f in (
@@ -197,6 +203,14 @@ FORMATS: dict[str, OfficialFormat] = {
         ),
         OfficialFormat(
             "cosface", "ACC99.28.pth", "SphereFace20", "SphereFace20", _read_state_dict, _build_cosface
+        ),
+        OfficialFormat(
+            "fid_inception",
+            "pt_inception-2015-12-05-6726825d.pth",
+            "FIDInceptionV3",
+            "FIDInceptionV3",
+            _read_state_dict,
+            _build_fid_inception,
         ),
     )
 }
@@ -332,7 +346,7 @@ def write_official(model_part: nn.Module, path: str | os.PathLike[str], format: 
             if not k.endswith("num_batches_tracked")
         )
         torch.save(state, out, _use_new_zipfile_serialization=False)
-    elif fmt.name in ("simswap_G", "cosface"):
+    elif fmt.name in ("simswap_G", "cosface", "fid_inception"):
         torch.save(OrderedDict((k, v.detach().clone()) for k, v in part.state_dict().items()), out)
     else:
         raise BadInputError(

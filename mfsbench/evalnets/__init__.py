@@ -1,4 +1,5 @@
-"""Evaluation networks of the paper's protocol: Hopenet (pose error) and CosFace (ID retrieval).
+"""Evaluation networks of the paper's protocol: Hopenet (pose error), CosFace (ID retrieval) and
+pytorch-fid's InceptionV3 (FID).
 
 Both are written in plain PyTorch with the module names of their official checkpoints
 (``hopenet_robust_alpha1.pkl``, CosFace ``ACC99.28.pth``), so the released weights load by key
@@ -9,5 +10,6 @@ from __future__ import annotations
 
 from mfsbench.evalnets.cosface import SphereFace20
 from mfsbench.evalnets.hopenet import Hopenet, decode_degrees
+from mfsbench.evalnets.inception import FIDInceptionV3, load_fid_inception
 
-__all__ = ["Hopenet", "SphereFace20", "decode_degrees"]
+__all__ = ["FIDInceptionV3", "Hopenet", "SphereFace20", "decode_degrees", "load_fid_inception"]
