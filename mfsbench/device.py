@@ -154,14 +154,6 @@ def face_sample_sets(
     return parity, calibration, note
 
 
-def face_samples(
-    spec: ModelSpec, size: int, faces_dir: Path | None, limit: int = 8
-) -> tuple[list[tuple[Any, ...]], str]:
-    """Parity samples and their note (see :func:`face_sample_sets`; calibration is not returned)."""
-    parity, _, note = face_sample_sets(spec, size, faces_dir, limit)
-    return parity, note
-
-
 def _timing_inputs(prepared: Any, sample: tuple[Any, ...]) -> dict[str, np.ndarray]:
     names = [info.name for info in prepared.inputs]
     return {name: np.asarray(value, np.float32) for name, value in zip(names, sample, strict=True)}

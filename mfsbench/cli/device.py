@@ -22,8 +22,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--models", nargs="*", default=None,
                         help=f"models (default: {' '.join(DEFAULT_MODELS)})")
     parser.add_argument("--backends", nargs="*", default=None,
-                        help="torch-eager onnxruntime openvino openvino-bf16 litert (default: all installed)")
-    parser.add_argument("--precision", nargs="*", default=["fp32"], help="fp32 fp16 int8 (default: fp32)")
+                        help="torch-eager onnxruntime openvino openvino-bf16 litert, and benchmark_app "
+                        "(OpenVINO's own tool, opt-in) (default: all installed runtimes)")
+    parser.add_argument("--precision", nargs="*", default=None,
+                        help="fp32 fp16 int8 (default: fp32 everywhere, plus int8 on litert)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=int, default=20, help="minimum timed runs (default 20)")
     parser.add_argument("--warmup", type=int, default=3)
@@ -37,14 +39,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mfsbench.device import SweepSettings, check_choices, face_samples, measure_model
+    from mfsbench.device import (
+        SweepSettings,
+        check_choices,
+        default_cells,
+        face_sample_sets,
+        measure_model,
+    )
     from mfsbench.errors import BadInputError
     from mfsbench.report import device as device_report
     from mfsbench.roofline import measure_peak_macs
     from mfsbench.runtimes import available_runtimes
 
     backends = args.backends or available_runtimes()
-    check_choices(backends, args.precision)
+    check_choices(backends, args.precision or [])
     if args.threads < 1 or args.runs < 1 or args.warmup < 0 or args.min_seconds < 0:
         raise BadInputError("--threads and --runs must be ≥ 1, --warmup and --min-seconds ≥ 0")
     specs = resolve_models(args.models or DEFAULT_MODELS)
@@ -60,16 +68,17 @@ def run(args: argparse.Namespace) -> int:
     store = out / "records.jsonl"
     settings = SweepSettings(args.threads, args.warmup, args.runs, args.min_seconds, args.max_seconds)
     peak = measure_peak_macs(threads=args.threads).macs_per_s
-    cells = [(b, p) for b in backends for p in args.precision]
+    cells = default_cells(backends, args.precision)
     run_id = new_run_id()
     this_run = []
     with tempfile.TemporaryDirectory(prefix="mfsbench-device-") as work:
         for spec in specs:
             size = args.size or spec.native_size
             print(f"device: {spec.name} @ {size} on {', '.join(backends)} ...", file=sys.stderr, flush=True)
-            samples, note = face_samples(spec, size, faces)
+            samples, calibration, note = face_sample_sets(spec, size, faces)
             records = measure_model(spec, size, cells=cells, settings=settings, work_dir=Path(work),
-                                    samples=samples, samples_note=note, peak_macs_per_s=peak)
+                                    samples=samples, samples_note=note, calibration=calibration,
+                                    peak_macs_per_s=peak)
             records = stamp(records, run_id)
             append_records(store, records)
             this_run += records

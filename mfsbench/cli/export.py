@@ -19,8 +19,6 @@ from mfsbench.cli.common import writable_dir
 from mfsbench.errors import BadInputError, MfsbenchError
 from mfsbench.records import Record, append_records, new_run_id, stamp
 
-ALIGN_METHOD = "arcface"
-
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("export", help="export a model stage to onnx/openvino/tflite, with parity")
@@ -41,14 +39,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-def _calibration(paths: list[str], shape: tuple[int, ...]) -> list[tuple[Any, ...]]:
-    from mfsbench.export.stages import aligned_crops
-    from mfsbench.faces.detectors import read_image
+def _calibration(spec: Any, paths: list[str], size: int) -> list[tuple[Any, ...]]:
+    """Frame-stage inputs from the faces in ``paths``, aligned and scaled as the model's own swap
+    pipeline does (its adapter), so the calibrated ranges are the ranges the stage will see."""
+    from mfsbench.faces.align import align
+    from mfsbench.faces.detectors import get_detector, read_image
+    from mfsbench.swap.adapters import ADAPTERS
 
-    crops = aligned_crops([read_image(p) for p in paths], shape[-1], ALIGN_METHOD)
-    if not crops:
+    adapter = ADAPTERS.get(spec.family, ADAPTERS["test"])
+    detector = get_detector("dlib")
+    samples: list[tuple[Any, ...]] = []
+    for path in paths:
+        image = read_image(path)
+        for face in detector.detect(image):
+            crop, _ = align(image, face.landmarks5, adapter.align, size)
+            samples.append((adapter.frame_tensor(crop).numpy(),))
+    if not samples:
         raise BadInputError("no face found in the --calibration photos; pass photos with visible faces")
-    return [(crop,) for crop in crops]
+    return samples
 
 
 def run(args: argparse.Namespace) -> int:
@@ -77,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
             raise BadInputError(
                 f"int8 calibration from photos needs a one-input stage; {args.stage} has {len(shapes)}"
             )
-        calibration = _calibration(args.calibration, next(iter(shapes.values())))
+        calibration = _calibration(spec, args.calibration, size)
     out = writable_dir(args.out)
     record = export_record(
         spec.name, args.stage, size, exporter=exporter, precision=args.precision, out=out,
