@@ -12,10 +12,10 @@ import sys
 from collections.abc import Sequence
 
 from mfsbench import __version__
-from mfsbench.cli import convert, device, export, flops, models, report, swap
+from mfsbench.cli import convert, device, export, ffpp_mini, flops, models, quality, report, swap
 from mfsbench.errors import MfsbenchError
 
-COMMANDS = (models, flops, report, swap, convert, export, device)
+COMMANDS = (models, flops, report, swap, convert, export, device, quality, ffpp_mini)
 
 
 def build_parser() -> argparse.ArgumentParser:

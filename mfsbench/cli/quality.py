@@ -1,0 +1,282 @@
+"""``mfsbench quality``: ID retrieval, pose error and FID on FaceForensics++ under a pinned protocol.
+
+Everything is cached in one SQLite file (``--cache``, default ``OUT/quality_cache.sqlite``): a killed
+run resumes where it stopped, a finished one re-renders in seconds, ``--shard i/n`` splits the pairs
+across machines and ``--merge SHARD.sqlite ...`` combines their caches into ``--cache`` and renders
+the merged table. Reports: ``OUT/table2_quality.{md,csv}``, ``OUT/table2_quality_flops_vs_id.png``,
+records in ``OUT/records.jsonl``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from mfsbench.errors import BadInputError
+
+CALIBRATION = ("identity_oracle", "target_copy")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("quality", help="ID retrieval, pose error and FID on FF++ (Table 2)",
+                            description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", choices=("ffpp",), default="ffpp", help="dataset layout (ffpp)")
+    parser.add_argument("--root", help="FF++ root (holds original_sequences/ and manipulated_sequences/)")
+    parser.add_argument("--splits-dir", help="folder with FaceForensics' train/val/test.json split files")
+    parser.add_argument("--subset", choices=("all", "train", "val", "test"), default=None,
+                        help="targets to evaluate (default: the protocol's, all 1000 ids for ffpp_v1)")
+    parser.add_argument("--compression", default=None, help="raw|c23|c40 (default: the protocol's, c23)")
+    parser.add_argument("--protocol", default="ffpp_v1", help="protocol name or TOML file (default ffpp_v1)")
+    parser.add_argument("--models", nargs="*", default=[],
+                        help="zoo models with a swap pipeline (identity_oracle and target_copy always run)")
+    parser.add_argument("--methods", default=None,
+                        help="FF++ methods read from manipulated_sequences, comma-separated "
+                             "(default: every method present; 'none' for none)")
+    parser.add_argument("--video-mode", action="store_true",
+                        help="inject the source once per target video (default: image mode, once per frame)")
+    parser.add_argument("--evaluators", choices=("official", "offline"), default="official",
+                        help="official (CosFace, Hopenet, Inception; user-supplied weights) or offline "
+                             "(registry-installed recogniser and landmark pose; own column names)")
+    parser.add_argument("--cosface-weights", help="CosFace sphere20 state dict (ID retrieval)")
+    parser.add_argument("--hopenet-weights", help="hopenet_robust_alpha1 state dict (pose)")
+    parser.add_argument("--inception-weights", help="pt_inception-2015-12-05 state dict (FID)")
+    parser.add_argument("--evaluator-config", help="JSON or TOML file with cosface/hopenet/inception paths")
+    parser.add_argument("--checkpoint", action="append", default=[], metavar="MODEL=PATH",
+                        help="official checkpoint of a zoo model (repeat per file; MODEL=FORMAT=PATH works)")
+    parser.add_argument("--allow-random-weights", action="store_true",
+                        help="run zoo models without checkpoints; rows are labelled random-weights")
+    parser.add_argument("--seed", type=int, default=0, help="seed of random weights (default 0)")
+    parser.add_argument("--shard", default=None, metavar="i/n", help="evaluate every n-th pair from the i-th")
+    parser.add_argument("--cache", default=None,
+                        help="SQLite cache (default OUT/quality_cache[.shard-i-of-n].sqlite)")
+    parser.add_argument("--merge", nargs="+", default=None, metavar="STORE",
+                        help="merge shard caches into --cache and render the merged report (no evaluation)")
+    parser.add_argument("--out", default="reports", help="folder for reports and records (default reports)")
+    parser.add_argument("--protocol-card", action="store_true", help="print the protocol card and exit")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.set_defaults(run=run)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _model_names(flags: list[str]) -> list[str]:
+    names = [part.strip() for flag in flags for part in flag.split(",") if part.strip()]
+    return list(dict.fromkeys(names))
+
+
+def _checkpoints(flags: list[str], models: list[str]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for flag in flags:
+        model, sep, rest = flag.partition("=")
+        if not sep or not rest:
+            raise BadInputError(f"--checkpoint {flag!r} is not MODEL=PATH "
+                                "(e.g. mobilefaceswap_224=mobilefaceswap_224.pdparams)")
+        if model not in models:
+            raise BadInputError(f"--checkpoint names {model!r}, which is not in --models; "
+                                "add it or drop the flag")
+        out.setdefault(model, []).append(rest)
+    return out
+
+
+def _gmacs(spec: Any, mode: str) -> float | None:
+    """Per-frame MACs of a spec in a mode, from the counts ``test_zoo_specs`` recomputes."""
+    expected = spec.expected
+    if expected is None or expected.frame_flops is None:
+        return None
+    if mode == "video" or "identity" not in spec.stage_names:  # no identity stage: image = frame only
+        return expected.frame_flops / 1e9
+    if expected.identity_flops is None:
+        return None
+    return (expected.identity_flops + expected.frame_flops) / 1e9
+
+
+#: Which mfsbench architecture an FF++ method's videos came from (for the FLOPs axis only).
+METHOD_SPECS = {"Deepfakes": "deepfakes_64", "FaceShifter": "faceshifter_256"}
+
+
+def _rows(args: argparse.Namespace, tree: Any, compression: str) -> list[Any]:
+    from mfsbench.quality.runner import calibration_rows, method_row, zoo_row
+    from mfsbench.registry import get_spec
+    from mfsbench.swap.adapters import adapter_for
+
+    rows = calibration_rows()
+    models = [m for m in _model_names(args.models) if m not in CALIBRATION]
+    ckpts = _checkpoints(args.checkpoint, models)
+    mode = "video" if args.video_mode else "image"
+    for name in models:
+        spec = get_spec(name)
+        adapter_for(spec)
+        flags = ckpts.get(name, [])
+        if not flags and not args.allow_random_weights:
+            raise BadInputError(f"{name} needs its official checkpoints (--checkpoint {name}=PATH ...); "
+                                "pass --allow-random-weights to evaluate untrained weights (labelled so)")
+        paths = [Path(f.partition("=")[2] if "=" in f else f) for f in flags]
+        for path in paths:
+            if not path.is_file():
+                raise BadInputError(f"checkpoint not found: {path}; check the --checkpoint path")
+        weights = "+".join(_sha256(p) for p in paths) if paths else f"random-weights:{args.seed}"
+        rows.append(zoo_row(name, mode, weights, checkpoints=flags, seed=args.seed, gmacs=_gmacs(spec, mode)))
+    present = tree.methods()
+    if args.methods is None:
+        methods = present
+    elif args.methods.strip().lower() == "none":
+        methods = []
+    else:
+        methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+        unknown = [m for m in methods if m not in present]
+        if unknown:
+            raise BadInputError(f"--methods {', '.join(unknown)} not under {args.root}/manipulated_sequences "
+                                f"(present: {', '.join(present) or 'none'}); pick from those")
+    for method in methods:
+        spec_name = METHOD_SPECS.get(method)
+        gmacs = _gmacs(get_spec(spec_name), "image") if spec_name else None
+        rows.append(method_row(method, compression, gmacs))
+    return rows
+
+
+def _evaluator_paths(args: argparse.Namespace) -> dict[str, Path | None]:
+    paths: dict[str, Any] = {"cosface": args.cosface_weights, "hopenet": args.hopenet_weights,
+                             "inception": args.inception_weights}
+    if args.evaluator_config:
+        config_path = Path(args.evaluator_config)
+        if not config_path.is_file():
+            raise BadInputError(f"--evaluator-config {config_path} not found; check the path")
+        text = config_path.read_text(encoding="utf-8")
+        try:
+            if config_path.suffix == ".toml":
+                import tomllib
+
+                config = tomllib.loads(text)
+            else:
+                config = json.loads(text)
+        except ValueError as exc:
+            raise BadInputError(f"--evaluator-config {config_path} is not valid ({exc}); "
+                                "write {\"cosface\": PATH, \"hopenet\": PATH, \"inception\": PATH}") from None
+        unknown = set(config) - set(paths)
+        if unknown:
+            raise BadInputError(f"--evaluator-config has unknown keys {sorted(unknown)}; "
+                                "use cosface, hopenet, inception")
+        for key, value in config.items():
+            if paths[key] is None:
+                paths[key] = str((config_path.parent / value) if not Path(value).is_absolute() else value)
+    return {k: Path(v) if v else None for k, v in paths.items()}
+
+
+def _render(store: Any, out: Path, fingerprint: str, evalset: str, *, stem: str,
+            extra: list[Any] | None = None) -> int:
+    from mfsbench.records import append_records, new_run_id, stamp
+    from mfsbench.report.table2 import to_records, write_reports
+
+    written, warnings, header, rows = write_reports(store, out, fingerprint, evalset, stem)
+    append_records(out / "records.jsonl", stamp(to_records(header, rows) + (extra or []), new_run_id()))
+    for row in rows:
+        print(f"{row.key:<52} ID {_fmt(row.id_top1_pct)} %  cos {_fmt(row.id_cos, 3)}  "
+              f"pose {_fmt(row.pose_err)}  FD {_fmt(row.fd)} (N={row.fd_n})  "
+              f"frames {row.frames_ok} ok / {row.frames_skipped} skipped")
+    for path in written:
+        print(f"wrote {path}", file=sys.stderr)
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return 0
+
+
+def _fmt(value: float | None, digits: int = 2) -> str:
+    from mfsbench.report.table2 import format_number
+
+    return format_number(value, digits)
+
+
+def _merge(args: argparse.Namespace, out: Path) -> int:
+    from mfsbench.quality.store import QualityStore, merge
+
+    cache = Path(args.cache) if args.cache else out / "quality_cache.sqlite"
+    counts = merge(cache, args.merge)
+    print(f"merged {len(args.merge)} store(s) into {cache}: {counts['items']} work items", file=sys.stderr)
+    with QualityStore(cache) as store:
+        runs = [k for (k,) in store.db.execute("SELECT key FROM meta WHERE key LIKE 'run:%' ORDER BY key")]
+        if not runs:
+            raise BadInputError("the merged stores hold no quality run; pass the --cache files of shard runs")
+        for number, key in enumerate(runs):
+            _, fingerprint, evalset = key.split(":", 2)
+            stem = "table2_quality" if number == 0 else f"table2_quality_{number}"
+            _render(store, out, fingerprint, evalset, stem=stem)
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    from mfsbench.cli.common import writable_dir
+    from mfsbench.quality.protocol import load_protocol
+
+    overrides = {k: v for k, v in (("compression", args.compression), ("subset", args.subset)) if v}
+    if args.protocol_card:
+        print(load_protocol(args.protocol, **overrides).card())
+        return 0
+    out = writable_dir(args.out)
+    if args.merge:
+        return _merge(args, out)
+    if not args.root or not args.splits_dir:
+        raise BadInputError("mfsbench quality needs --root (the FF++ folder) and --splits-dir "
+                            "(FaceForensics' dataset/splits); or --protocol-card / --merge")
+    root = Path(args.root)
+    if not root.is_dir():
+        raise BadInputError(f"--root {root} is not a directory; pass the FF++ folder that holds "
+                            "original_sequences/ (build a miniature one with `mfsbench ffpp-mini DIR`)")
+    return _evaluate(args, out, root, load_protocol(args.protocol, **overrides))
+
+
+def _evaluate(args: argparse.Namespace, out: Path, root: Path, protocol: Any) -> int:
+    from mfsbench.quality.evaluators import build_evaluators
+    from mfsbench.quality.ffpp import FFppTree
+    from mfsbench.quality.runner import QualityRunner, evalset_key, outside_share, parse_shard
+    from mfsbench.quality.store import QualityStore
+    from mfsbench.records import Record
+
+    shard = parse_shard(args.shard)
+    tree = FFppTree(root, Path(args.splits_dir), protocol.compression)
+    problems = tree.validate()
+    pairs = tree.pairs(protocol.subset)
+    if not pairs:
+        detail = "; ".join(problems) if problems else f"no pairs in subset {protocol.subset}"
+        raise BadInputError(f"nothing to evaluate under {root}: {detail}")
+    rows = _rows(args, tree, protocol.compression)
+    evaluators = build_evaluators(args.evaluators, **_evaluator_paths(args))
+    if evaluators.identity is None and evaluators.pose is None and evaluators.features is None:
+        reasons = "; ".join(evaluators.disabled.values())
+        raise BadInputError(f"every metric is disabled ({reasons}); pass the evaluator weights or "
+                            "--evaluators offline")
+    for reason in evaluators.disabled.values():
+        print(f"warning: metric disabled: {reason}", file=sys.stderr)
+    suffix = "" if shard == (0, 1) else f".shard-{shard[0]}-of-{shard[1]}"
+    cache = Path(args.cache) if args.cache else out / f"quality_cache{suffix}.sqlite"
+    fingerprint, evalset = protocol.fingerprint(), evalset_key(evaluators)
+    with QualityStore(cache) as store:
+        runner = QualityRunner(protocol=protocol, tree=tree, store=store, rows=rows, evaluators=evaluators,
+                               subset=protocol.subset, shard=shard, progress=not args.no_progress,
+                               info={"root": str(root), "tree_problems": problems})
+        summary = runner.run()
+        print(f"{summary.items_run} work item(s) evaluated, {summary.items_cached} from the cache "
+              f"({cache}), {summary.frames_evaluated} frame(s) in {summary.seconds:.1f} s", file=sys.stderr)
+        extra = []
+        if summary.items_run:
+            timings = store.timings(fingerprint)
+            share = outside_share(timings)
+            metrics = {f"{stage}_s": s for stage, (s, _) in timings.items()}
+            metrics["fps"] = summary.frames_evaluated / max(summary.seconds, 1e-9)
+            if share is not None:
+                metrics["outside_inference_share"] = share
+            extra.append(Record(command="quality", model="pipeline", stage="all",
+                                metrics=metrics, info={"cache": str(cache), "shard": list(shard),
+                                                       "frames_evaluated": summary.frames_evaluated,
+                                                       "note": "stage seconds summed over the whole cache"}))
+        stem = "table2_quality" if shard == (0, 1) else f"table2_quality_shard-{shard[0]}-of-{shard[1]}"
+        return _render(store, out, fingerprint, evalset, stem=stem, extra=extra)

@@ -1,0 +1,195 @@
+"""The pinned FF++ quality protocol: every evaluation choice in one versioned, fingerprinted value.
+
+Published FF++ numbers are not comparable because each implementation chose its own frames, gallery,
+source frame and units (spec ``ffpp_protocol_and_benchmark_tools.md`` §1.2). mfsbench therefore reads
+every choice from a TOML file (``protocols/ffpp_v1.toml``), prints it as a card in every report, and
+keys every cached result by its :meth:`QualityProtocol.fingerprint`, so results of two variants are
+never mixed. Named presets (``ffpp_v1@megafs``) switch the knobs other papers chose.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from dataclasses import dataclass, fields
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from mfsbench.errors import BadInputError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the same parser, packaged (pyproject: tomli; python_version < "3.11")
+    import tomli as tomllib
+
+DEFAULT_PROTOCOL = "ffpp_v1"
+COMPRESSIONS = ("raw", "c0", "c23", "c40")
+SUBSETS = ("all", "train", "val", "test")
+SOURCE_FRAME_POLICIES = ("most_frontal", "same_index", "first")
+NO_FACE_RULES = ("next_frame", "skip")
+
+
+@dataclass(frozen=True)
+class QualityProtocol:
+    """One fully pinned variant of the FF++ face-swap evaluation (see ``protocols/ffpp_v1.toml``)."""
+
+    id: str
+    compression: str
+    subset: str
+    source: str
+    frames_per_video: int
+    frame_sampling: str
+    no_face_rule: str
+    source_frame_policy: str
+    gallery: str
+    gallery_frame: str
+    detector: str
+    eval_crop_landmarks: str
+    id_model: str
+    id_align: str
+    id_flip_concat: bool
+    id_similarity: str
+    pose_model: str
+    pose_units: str
+    fid_features: str
+    fid_sets: str
+    fid_crop_size: int
+    variant: str = ""  # preset and overrides applied on top of the file, e.g. "megafs; frames_per_video=2"
+
+    def content(self) -> dict[str, Any]:
+        """Every pinned value (the variant label aside: it only describes how they were reached)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "variant"}
+
+    def fingerprint(self) -> str:
+        """16 hex digits of sha256 over the canonical JSON content: a cache-key part.
+
+        Two protocols with equal values share a fingerprint however they were loaded (file, preset or
+        overrides), and any changed value gives a new one.
+        """
+        canonical = json.dumps(self.content(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    def card(self) -> str:
+        """Markdown protocol card for ``--protocol-card`` and report headers."""
+        title = f"## Protocol `{self.id}`" + (f" ({self.variant})" if self.variant else "")
+        lines = [title, "", f"fingerprint `{self.fingerprint()}`", "", "| setting | value |", "|---|---|"]
+        lines += [f"| {key} | {_show(value)} |" for key, value in self.content().items()]
+        return "\n".join(lines) + "\n"
+
+
+def _show(value: Any) -> str:
+    return "yes" if value is True else "no" if value is False else str(value)
+
+
+_FIELD_TYPES = {f.name: f.type for f in fields(QualityProtocol)}
+
+
+def _coerce(key: str, value: Any, origin: str) -> Any:
+    """Turn an override (possibly a CLI string) into the field's type, or say which value is wrong."""
+    kind = _FIELD_TYPES[key]
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "yes", "1", "false", "no", "0"):
+            return value.lower() in ("true", "yes", "1")
+        raise BadInputError(f"{origin}: {key} must be true or false, got {value!r}")
+    if kind == "int":
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            return int(value)
+        raise BadInputError(f"{origin}: {key} must be an integer, got {value!r}")
+    if not isinstance(value, str):
+        raise BadInputError(f"{origin}: {key} must be a string, got {value!r}")
+    return value
+
+
+def _check(protocol: QualityProtocol, origin: str) -> None:
+    """Reject values the runner cannot honour, naming the allowed ones."""
+    choices = {"compression": COMPRESSIONS, "subset": SUBSETS, "source_frame_policy": SOURCE_FRAME_POLICIES,
+               "no_face_rule": NO_FACE_RULES}
+    for key, allowed in choices.items():
+        value = getattr(protocol, key)
+        if value not in allowed:
+            raise BadInputError(f"{origin}: {key} {value!r} is not one of {', '.join(allowed)}")
+    if protocol.frames_per_video < 1:
+        raise BadInputError(f"{origin}: frames_per_video must be >= 1, got {protocol.frames_per_video}")
+    if protocol.fid_crop_size < 8:
+        raise BadInputError(f"{origin}: fid_crop_size must be >= 8, got {protocol.fid_crop_size}")
+
+
+def _read(name_or_path: str) -> tuple[dict[str, Any], str]:
+    """The TOML table and where it came from: a packaged protocol name or a file path."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or path.is_file():
+        if not path.is_file():
+            raise BadInputError(f"protocol file {path} not found; pass a .toml file or a packaged name "
+                                f"({', '.join(packaged_protocols())})")
+        text, origin = path.read_text(encoding="utf-8"), str(path)
+    else:
+        resource = resources.files("mfsbench.quality") / "protocols" / f"{name_or_path}.toml"
+        if not resource.is_file():
+            raise BadInputError(f"unknown protocol {name_or_path!r}; choose one of "
+                                f"{', '.join(packaged_protocols())} or pass a .toml file")
+        text, origin = resource.read_text(encoding="utf-8"), f"protocol {name_or_path}"
+    try:
+        return tomllib.loads(text), origin
+    except tomllib.TOMLDecodeError as exc:
+        raise BadInputError(f"{origin} is not valid TOML ({exc}); fix the file") from None
+
+
+def packaged_protocols() -> list[str]:
+    """Names of the protocol files shipped with mfsbench (``ffpp_v1``, ...)."""
+    folder = resources.files("mfsbench.quality") / "protocols"
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
+
+
+def presets(name_or_path: str = DEFAULT_PROTOCOL) -> dict[str, str]:
+    """Preset name -> one-line description, for help texts and the card."""
+    table, _ = _read(name_or_path.partition("@")[0])
+    return {name: str(body.get("description", "")) for name, body in table.get("presets", {}).items()}
+
+
+def load_protocol(name_or_path: str = DEFAULT_PROTOCOL, **overrides: Any) -> QualityProtocol:
+    """Load a protocol (packaged name or .toml path), optionally ``@preset``, then keyword overrides.
+
+    ``None`` overrides are ignored, so CLI flags can be passed straight through. The variant label
+    records the preset and every override that changed a value; the fingerprint covers the values.
+
+    Raises:
+        BadInputError: unknown protocol, preset or key, a missing key, or a value out of range.
+    """
+    base, _, preset = name_or_path.partition("@")
+    table, origin = _read(base)
+    values = {k: v for k, v in table.items() if k != "presets"}
+    notes = []
+    if preset:
+        available = table.get("presets", {})
+        if preset not in available:
+            raise BadInputError(f"{origin} has no preset {preset!r}; choose one of "
+                                f"{', '.join(sorted(available)) or 'none'}")
+        values.update({k: v for k, v in available[preset].items() if k != "description"})
+        notes.append(preset)
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key not in _FIELD_TYPES or key in ("id", "variant"):
+            raise BadInputError(f"unknown protocol setting {key!r}; settings are "
+                                f"{', '.join(k for k in _FIELD_TYPES if k not in ('id', 'variant'))}")
+        coerced = _coerce(key, value, origin)
+        if values.get(key) != coerced:
+            notes.append(f"{key}={coerced}")
+        values[key] = coerced
+    unknown = sorted(set(values) - set(_FIELD_TYPES))
+    if unknown:
+        raise BadInputError(f"{origin}: unknown setting(s) {', '.join(unknown)}; "
+                            "remove them or fix the spelling")
+    missing = [f.name for f in fields(QualityProtocol) if f.name not in values and f.name != "variant"]
+    if missing:
+        raise BadInputError(f"{origin}: missing setting(s) {', '.join(missing)}; add them to the file")
+    checked = {k: _coerce(k, v, origin) for k, v in values.items()}
+    protocol = QualityProtocol(**checked, variant="; ".join(notes))
+    _check(protocol, origin)
+    return protocol

@@ -1,0 +1,314 @@
+"""The on-disk cache of a quality run (SQLite, WAL): what makes runs resumable, shardable and re-renderable.
+
+Everything a run computes is stored under keys that say what it depends on, so a value is reused
+only when it would be recomputed identically:
+
+* ``protocol``: the protocol card's fingerprint (frames, detector, policies);
+* ``row``: what produced the swapped frames, e.g. ``mobilefaceswap_224@random-weights:0/image``,
+  ``mobilefaceswap_224@<sha256>/video``, ``ffpp:Deepfakes@c23``, ``identity_oracle``;
+* ``evaluator`` / ``evalset``: evaluator name + weights sha256 (``dlib_resnet128@<sha256>``).
+
+Every table has a UNIQUE primary key and every insert is ``INSERT OR IGNORE`` (or an upsert where a
+later value must win), so a run killed with SIGKILL and run again adds no duplicate row; a work
+item (one row × one target video) is written in **one transaction**, so it is either all there or
+not at all. :func:`merge` copies shard stores into one with the same statements.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mfsbench.errors import BadInputError
+
+SCHEMA_VERSION = 1
+TARGET_ROW = "__target__"
+GALLERY_ROW = "__gallery__"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS videos (
+    protocol TEXT, video TEXT, status TEXT NOT NULL, reason TEXT, n_frames INTEGER, stamp TEXT,
+    PRIMARY KEY (protocol, video));
+CREATE TABLE IF NOT EXISTS detections (
+    protocol TEXT, video TEXT, frame INTEGER, found INTEGER NOT NULL, score REAL, box BLOB, landmarks BLOB,
+    PRIMARY KEY (protocol, video, frame));
+CREATE TABLE IF NOT EXISTS selections (
+    protocol TEXT, video TEXT, role TEXT, value TEXT NOT NULL,
+    PRIMARY KEY (protocol, video, role));
+CREATE TABLE IF NOT EXISTS outputs (
+    protocol TEXT, row TEXT, evaluator TEXT, target TEXT, source TEXT, frame INTEGER, kind TEXT,
+    value BLOB NOT NULL,
+    PRIMARY KEY (protocol, row, evaluator, target, source, frame, kind));
+CREATE TABLE IF NOT EXISTS frame_results (
+    protocol TEXT, row TEXT, evalset TEXT, target TEXT, source TEXT, frame INTEGER,
+    status TEXT NOT NULL, reason TEXT, top1 INTEGER, cos REAL, pose_err REAL,
+    PRIMARY KEY (protocol, row, evalset, target, source, frame));
+CREATE TABLE IF NOT EXISTS items (
+    protocol TEXT, row TEXT, evalset TEXT, target TEXT, source TEXT,
+    status TEXT NOT NULL, reason TEXT, frames_ok INTEGER, frames_skipped INTEGER,
+    PRIMARY KEY (protocol, row, evalset, target, source));
+CREATE TABLE IF NOT EXISTS timings (
+    protocol TEXT, row TEXT, evalset TEXT, target TEXT, source TEXT, stage TEXT,
+    seconds REAL NOT NULL, calls INTEGER NOT NULL,
+    PRIMARY KEY (protocol, row, evalset, target, source, stage));
+CREATE TABLE IF NOT EXISTS rows (
+    protocol TEXT, row TEXT, evalset TEXT, position INTEGER, info TEXT NOT NULL,
+    PRIMARY KEY (protocol, row, evalset));
+"""
+
+#: Tables copied by :func:`merge`, in dependency-free order.
+TABLES = ("meta", "videos", "detections", "selections", "outputs", "frame_results", "items", "timings",
+          "rows")
+
+
+def encode(array: np.ndarray) -> bytes:
+    """Arrays are stored as little-endian float64 bytes: exact, and independent of the evaluator's dtype."""
+    return np.ascontiguousarray(array, dtype="<f8").tobytes()
+
+
+def decode(blob: bytes) -> np.ndarray:
+    return np.frombuffer(blob, dtype="<f8").copy()
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    """One evaluated (or skipped) frame of one work item."""
+
+    frame: int
+    status: str  # "ok" | "skipped"
+    reason: str | None = None
+    top1: bool | None = None
+    cos: float | None = None
+    pose_err: float | None = None
+
+
+class QualityStore:
+    """One SQLite file; open it, use it from one thread, close it (or use ``with``)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(str(self.path), isolation_level=None, timeout=30.0)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(_SCHEMA)
+            self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+        except sqlite3.DatabaseError as exc:
+            raise BadInputError(f"cannot use {self.path} as a quality cache ({exc}); "
+                                "pass another --cache file or delete this one") from None
+        schema = self.db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()[0]
+        if schema != str(SCHEMA_VERSION):
+            raise BadInputError(f"{self.path} is a schema-{schema} cache, this mfsbench writes schema "
+                                f"{SCHEMA_VERSION}; pass a new --cache file")
+        self._depth = 0
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> QualityStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """All writes inside commit together, or (killed, raised) not at all. Nests."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        self.db.execute("BEGIN IMMEDIATE")
+        self._depth = 1
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        else:
+            self.db.execute("COMMIT")
+        finally:
+            self._depth = 0
+
+    def put_meta(self, key: str, value: Any) -> None:
+        """Run facts the report needs when re-rendered from the store alone (protocol card, evaluators)."""
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES (?,?)", (key, json.dumps(value, sort_keys=True)))
+
+    def meta(self, key: str) -> Any | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    # ------------------------------------------------------------------------------- videos, faces
+
+    def put_video(self, protocol: str, video: str, status: str, *, reason: str | None,
+                  n_frames: int | None, stamp: str | None = None) -> None:
+        """``stamp`` (size and mtime of the file) lets a later run notice that the dataset changed."""
+        self.db.execute("INSERT OR REPLACE INTO videos VALUES (?,?,?,?,?,?)",
+                        (protocol, video, status, reason, n_frames, stamp))
+
+    def video(self, protocol: str, video: str) -> tuple[str, str | None, int | None, str | None] | None:
+        row = self.db.execute(
+            "SELECT status, reason, n_frames, stamp FROM videos WHERE protocol=? AND video=?",
+            (protocol, video)).fetchone()
+        return None if row is None else (row[0], row[1], row[2], row[3])
+
+    def put_detection(self, protocol: str, video: str, frame: int, face: Any | None) -> None:
+        """``face`` is a :class:`mfsbench.faces.Face` or ``None`` for a frame without a face."""
+        if face is None:
+            values: tuple[Any, ...] = (protocol, video, frame, 0, None, None, None)
+        else:
+            values = (protocol, video, frame, 1, face.score, encode(face.box), encode(face.landmarks5))
+        self.db.execute("INSERT OR IGNORE INTO detections VALUES (?,?,?,?,?,?,?)", values)
+
+    def detections(self, protocol: str, video: str) -> dict[int, Any | None]:
+        """Cached detections of a video: frame → Face, or None where no face was found."""
+        from mfsbench.faces.types import Face
+
+        found: dict[int, Any | None] = {}
+        for frame, ok, score, box, lmk in self.db.execute(
+            "SELECT frame, found, score, box, landmarks FROM detections WHERE protocol=? AND video=?",
+            (protocol, video),
+        ):
+            found[frame] = Face(decode(box), score, decode(lmk).reshape(5, 2)) if ok else None
+        return found
+
+    def put_selection(self, protocol: str, video: str, role: str, value: Any) -> None:
+        self.db.execute("INSERT OR REPLACE INTO selections VALUES (?,?,?,?)",
+                        (protocol, video, role, json.dumps(value, sort_keys=True)))
+
+    def selection(self, protocol: str, video: str, role: str) -> Any | None:
+        row = self.db.execute("SELECT value FROM selections WHERE protocol=? AND video=? AND role=?",
+                              (protocol, video, role)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    # ---------------------------------------------------------------------------- evaluator outputs
+
+    def put_output(self, protocol: str, row: str, evaluator: str, *, target: str, source: str, frame: int,
+                   kind: str, value: np.ndarray) -> None:
+        self.db.execute("INSERT OR IGNORE INTO outputs VALUES (?,?,?,?,?,?,?,?)",
+                        (protocol, row, evaluator, target, source, frame, kind, encode(value)))
+
+    def output(self, protocol: str, row: str, evaluator: str, *, target: str, source: str, frame: int,
+               kind: str) -> np.ndarray | None:
+        found = self.db.execute(
+            "SELECT value FROM outputs WHERE protocol=? AND row=? AND evaluator=? AND target=? AND source=? "
+            "AND frame=? AND kind=?", (protocol, row, evaluator, target, source, frame, kind)).fetchone()
+        return None if found is None else decode(found[0])
+
+    def outputs(self, protocol: str, row: str, evaluator: str,
+                kind: str) -> dict[tuple[str, str, int], np.ndarray]:
+        """All outputs of one kind for a row: (target, source, frame) → array."""
+        return {(t, s, f): decode(v) for t, s, f, v in self.db.execute(
+            "SELECT target, source, frame, value FROM outputs WHERE protocol=? AND row=? AND evaluator=? "
+            "AND kind=?", (protocol, row, evaluator, kind))}
+
+    # ------------------------------------------------------------------------------- work items
+
+    def item_done(self, protocol: str, row: str, evalset: str, target: str, source: str) -> bool:
+        return self.db.execute(
+            "SELECT 1 FROM items WHERE protocol=? AND row=? AND evalset=? AND target=? AND source=?",
+            (protocol, row, evalset, target, source)).fetchone() is not None
+
+    def put_item(self, protocol: str, row: str, evalset: str, *, target: str, source: str, status: str,
+                 reason: str | None, results: Sequence[FrameResult], timings: dict[str, tuple[float, int]],
+                 planned: int | None = None) -> None:
+        """Write one finished work item (its frames, timings and status) in one transaction.
+
+        ``planned`` is the number of frames the item should have had; frames without a result (an
+        item skipped as a whole) count as skipped.
+        """
+        with self.transaction():
+            self.db.executemany(
+                "INSERT OR IGNORE INTO frame_results VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                [(protocol, row, evalset, target, source, r.frame, r.status, r.reason,
+                  None if r.top1 is None else int(r.top1), r.cos, r.pose_err) for r in results])
+            self.db.executemany(
+                "INSERT OR IGNORE INTO timings VALUES (?,?,?,?,?,?,?,?)",
+                [(protocol, row, evalset, target, source, stage, s, n) for stage, (s, n) in timings.items()])
+            ok = sum(r.status == "ok" for r in results)
+            total = max(len(results), planned or 0)
+            self.db.execute("INSERT OR IGNORE INTO items VALUES (?,?,?,?,?,?,?,?,?)",
+                            (protocol, row, evalset, target, source, status, reason, ok, total - ok))
+
+    def put_row(self, protocol: str, row: str, evalset: str, position: int, info: dict[str, Any]) -> None:
+        self.db.execute("INSERT OR REPLACE INTO rows VALUES (?,?,?,?,?)",
+                        (protocol, row, evalset, position, json.dumps(info, sort_keys=True)))
+
+    # ---------------------------------------------------------------------------------- reading
+
+    def rows(self, protocol: str | None = None) -> list[tuple[str, str, str, dict[str, Any]]]:
+        """(protocol, row, evalset, info) in the order the rows were declared."""
+        query = "SELECT protocol, row, evalset, info FROM rows"
+        args: tuple[Any, ...] = ()
+        if protocol is not None:
+            query += " WHERE protocol=?"
+            args = (protocol,)
+        ordered = self.db.execute(query + " ORDER BY position, row", args)
+        return [(p, r, e, json.loads(i)) for p, r, e, i in ordered]
+
+    def frame_results(self, protocol: str, row: str, evalset: str) -> list[tuple[str, str, FrameResult]]:
+        return [(t, s, FrameResult(f, st, rs, None if top is None else bool(top), cos, pose))
+                for t, s, f, st, rs, top, cos, pose in self.db.execute(
+                    "SELECT target, source, frame, status, reason, top1, cos, pose_err FROM frame_results "
+                    "WHERE protocol=? AND row=? AND evalset=? ORDER BY target, source, frame",
+                    (protocol, row, evalset))]
+
+    def items(self, protocol: str, row: str,
+              evalset: str) -> list[tuple[str, str, str, str | None, int, int]]:
+        return list(self.db.execute(
+            "SELECT target, source, status, reason, frames_ok, frames_skipped FROM items "
+            "WHERE protocol=? AND row=? AND evalset=? ORDER BY target, source", (protocol, row, evalset)))
+
+    def timings(self, protocol: str) -> dict[str, tuple[float, int]]:
+        """Seconds and calls per stage, summed over every work item of the protocol."""
+        return {stage: (float(s), int(n)) for stage, s, n in self.db.execute(
+            "SELECT stage, SUM(seconds), SUM(calls) FROM timings WHERE protocol=? GROUP BY stage",
+            (protocol,))}
+
+    def bad_videos(self, protocol: str) -> list[tuple[str, str]]:
+        return [(v, r or "") for v, r in self.db.execute(
+            "SELECT video, reason FROM videos WHERE protocol=? AND status!='ok' ORDER BY video", (protocol,))]
+
+    def counts(self) -> dict[str, int]:
+        """Rows per table: what the resume test compares."""
+        return {t: self.db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in TABLES}
+
+
+def merge(out: str | Path, stores: Iterable[str | Path]) -> dict[str, int]:
+    """Copy every row of ``stores`` into ``out`` (created if needed); returns ``out``'s row counts.
+
+    Shards compute disjoint work items and identical shared values (detections, gallery), so
+    ``INSERT OR IGNORE`` is a correct union; merging the same shard twice changes nothing.
+
+    Raises:
+        BadInputError: a shard that is missing or not a quality cache.
+    """
+    paths = [Path(p) for p in stores]
+    for path in paths:
+        if not path.is_file():
+            raise BadInputError(f"shard store not found: {path}; pass the --cache files of the shard runs")
+    with QualityStore(out) as target:
+        for path in paths:
+            if path.resolve() == target.path.resolve():
+                continue
+            QualityStore(path).close()  # validates the schema before attaching
+            target.db.execute("ATTACH DATABASE ? AS shard", (str(path),))
+            try:
+                with target.transaction():
+                    for table in TABLES:
+                        target.db.execute(f"INSERT OR IGNORE INTO {table} SELECT * FROM shard.{table}")
+            finally:
+                target.db.execute("DETACH DATABASE shard")
+        return target.counts()

@@ -1,0 +1,359 @@
+"""Table 2 (quality on FF++) rendered from a quality store: markdown, CSV, a FLOPs-vs-ID plot, records.
+
+Everything here is read back from :class:`~mfsbench.quality.store.QualityStore`, never from the run
+in memory, so a finished (or merged) store re-renders byte-identical tables without touching a
+video or a network. Columns are labelled with the evaluator that produced them: an offline
+recogniser's column is never called CosFace, a feature distance that is not Inception pool3 is
+never called FID. The paper's figures sit in their own "as reported" columns, only where the
+mapping to the paper's row is certain (``specs/paper_tables.md``).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mfsbench.errors import MissingDependencyError
+from mfsbench.quality.store import TARGET_ROW, QualityStore
+from mfsbench.records import Record
+
+
+@dataclass(frozen=True)
+class PaperFigure:
+    """A MobileFaceSwap figure, as reported (FF++, CosFace / Hopenet / FID of the paper's own runs)."""
+
+    where: str
+    id_retrieval: float | None
+    pose: float | None
+    fid: float | None
+
+
+#: Rows whose paper figure is certain. Keys: zoo model names and ``ffpp:<Method>`` rows.
+PAPER: dict[str, PaperFigure] = {
+    "mobilefaceswap_224": PaperFigure("Table 2 row 12, Ours (SimSwap teacher)", 95.98, 1.32, 6.79),
+    "simswap_224": PaperFigure("Table 2 row 11, Teacher (SimSwap)", 95.94, 1.39, 10.26),
+    "mobilefaceswap_256": PaperFigure("Table 1, Ours (FaceShifter teacher)", 96.10, 1.70, None),
+    "ffpp:Deepfakes": PaperFigure("Table 1, DeepFakes", 81.96, 4.14, None),
+    "ffpp:FaceShifter": PaperFigure("Table 1, FaceShifter", 97.38, 2.96, None),
+}
+
+
+@dataclass
+class Table2Row:
+    """One row's aggregated metrics over its evaluated frames."""
+
+    key: str
+    label: str
+    kind: str
+    model: str
+    mode: str | None
+    weights: str
+    gmacs: float | None
+    frames_ok: int = 0
+    frames_skipped: int = 0
+    items_ok: int = 0
+    items_skipped: int = 0
+    id_top1_pct: float | None = None
+    id_cos: float | None = None
+    pose_err: float | None = None
+    fd: float | None = None
+    fd_n: int = 0
+    skipped: Counter = field(default_factory=Counter)
+
+    @property
+    def paper(self) -> PaperFigure | None:
+        return PAPER.get(self.model)
+
+
+@dataclass
+class Header:
+    """What a reader needs to trust the table: protocol, evaluators, coverage, what was unusable."""
+
+    protocol_id: str
+    fingerprint: str
+    evalset: str
+    run: dict[str, Any]
+    gallery_size: int
+    bad_videos: list[tuple[str, str]]
+    gallery_missing: list[tuple[str, str]]
+    pairs_done: int = 0
+    substitutions: list[str] = field(default_factory=list)
+
+    @property
+    def chance_pct(self) -> float | None:
+        return 100.0 / self.gallery_size if self.gallery_size else None
+
+    def column(self, metric: str) -> str:
+        ev = self.run.get("evaluators", {}).get(metric) or {}
+        name = ev.get("name")
+        if metric == "identity":
+            return f"ID retrieval % ↑ ({name})" if name else "ID retrieval % ↑ (disabled)"
+        if metric == "pose":
+            return f"Pose error ° ↓ ({name})" if name else "Pose error ↓ (disabled)"
+        if not name:
+            return "FID ↓ (disabled)"
+        return f"FID ↓ ({name})" if name.startswith("fid") else f"FD ↓ ({name}, not FID)"
+
+
+def reason_category(reason: str | None) -> str:
+    """Group per-frame reasons (which name frame numbers) into a few countable causes."""
+    if not reason:
+        return "unknown"
+    text = re.sub(r"\bframes? \d+(-\d+)?\b", "frame(s) N", reason)
+    text = re.sub(r"\b\d+(-\d+)?\b", "N", text)
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def collect(store: QualityStore, fingerprint: str, evalset: str) -> tuple[Header, list[Table2Row]]:
+    """Aggregate every row of one (protocol, evaluator set) in the store."""
+    from mfsbench.quality.fid import set_distance
+
+    run = store.meta(f"run:{fingerprint}:{evalset}") or {}
+    evaluators = run.get("evaluators", {})
+    identity_key = (evaluators.get("identity") or {}).get("key")
+    features_key = (evaluators.get("features") or {}).get("key")
+    gallery = store.db.execute(
+        "SELECT COUNT(DISTINCT target) FROM outputs WHERE protocol=? AND row='__gallery__' AND evaluator=?",
+        (fingerprint, identity_key or "")).fetchone()[0]
+    missing = []
+    for video, value in store.db.execute(
+            "SELECT video, value FROM selections WHERE protocol=? AND role='gallery' ORDER BY video",
+            (fingerprint,)):
+        reason = json.loads(value).get("reason")
+        if reason:
+            missing.append((video, reason))
+    done = store.db.execute(
+        "SELECT COUNT(DISTINCT target || '_' || source) FROM items WHERE protocol=? AND evalset=?",
+        (fingerprint, evalset)).fetchone()[0]
+    substitutions = []
+    for video, value in store.db.execute(
+            "SELECT video, value FROM selections WHERE protocol=? AND role='target' ORDER BY video",
+            (fingerprint,)):
+        substitutions += [f"{video}: {p['reason']}" for p in json.loads(value)
+                          if p["frame"] is not None and p["frame"] != p["requested"]]
+    header = Header(run.get("protocol_id", "?"), fingerprint, evalset, run, int(gallery),
+                    store.bad_videos(fingerprint), missing, int(done), substitutions)
+    target_features = (store.outputs(fingerprint, TARGET_ROW, features_key, "features")
+                       if features_key else {})
+    rows = []
+    for _fp, key, row_evalset, info in store.rows(fingerprint):
+        if row_evalset != evalset:
+            continue
+        row = Table2Row(key, info["label"], info["kind"], info["model"], info.get("mode"),
+                        info.get("weights", "-"), info.get("gmacs"))
+        for _t, _s, status, reason, ok, skipped in store.items(fingerprint, key, evalset):
+            row.frames_ok += ok
+            row.frames_skipped += skipped
+            if status == "ok":
+                row.items_ok += 1
+            else:
+                row.items_skipped += 1
+                row.skipped[reason_category(reason)] += skipped
+        results = store.frame_results(fingerprint, key, evalset)
+        for _t, _s, result in results:
+            if result.status != "ok":
+                row.skipped[reason_category(result.reason)] += 1
+        ok = [r for _t, _s, r in results if r.status == "ok"]
+        top1 = [r.top1 for r in ok if r.top1 is not None]
+        cos = [r.cos for r in ok if r.cos is not None]
+        pose = [r.pose_err for r in ok if r.pose_err is not None]
+        row.id_top1_pct = 100.0 * float(np.mean(top1)) if top1 else None
+        row.id_cos = float(np.mean(cos)) if cos else None
+        row.pose_err = float(np.mean(pose)) if pose else None
+        if features_key:
+            swapped = store.outputs(fingerprint, key, features_key, "features")
+            keys = sorted(k for k in swapped if (k[0], "", k[2]) in target_features)
+            if len(keys) >= 2:
+                a = np.stack([swapped[k] for k in keys])
+                b = np.stack([target_features[(k[0], "", k[2])] for k in keys])
+                row.fd, row.fd_n = float(set_distance(a, b)), len(keys)
+        rows.append(row)
+    return header, rows
+
+
+def format_number(value: float | None, digits: int = 2) -> str:
+    if value is None:
+        return "-"
+    rounded = round(value, digits)
+    return f"{(rounded if rounded != 0 else 0.0):.{digits}f}"  # no "-0.00" for a distance of -1e-9
+
+
+def _paper(value: float | None) -> str:
+    return "-" if value is None else f"{value:g}"
+
+
+def render_markdown(header: Header, rows: Sequence[Table2Row]) -> str:
+    run = header.run
+    lines = [f"# Table 2 reproduced: face-swap quality on FaceForensics++ ({header.protocol_id})", ""]
+    lines.append(f"- protocol: `{header.protocol_id}`, card fingerprint `{header.fingerprint}` "
+                 f"(`mfsbench quality --protocol-card` prints it)")
+    lines.append(f"- dataset: {run.get('dataset', '?')}, compression {run.get('compression', '?')}, "
+                 f"subset `{run.get('subset', '?')}`, {run.get('pairs', '?')} target/source pairs, "
+                 f"{header.pairs_done} of them in this store (a shard holds its share; merge the rest)")
+    for metric in ("identity", "pose", "features"):
+        ev = run.get("evaluators", {}).get(metric)
+        if ev:
+            sha = ev.get("sha256") or "none"
+            lines.append(f"- {metric} evaluator: `{ev['name']}`, weights sha256 `{sha}`")
+    for _metric, reason in sorted(run.get("disabled", {}).items()):
+        lines.append(f"- disabled: {reason}")
+    chance = header.chance_pct
+    lines.append(f"- ID gallery: {header.gallery_size} source identities, one held-out frame each"
+                 + (f" (chance top-1 = {chance:.2f} %)" if chance else ""))
+    if header.substitutions:
+        shown = "; ".join(header.substitutions[:10]) + (" ..." if len(header.substitutions) > 10 else "")
+        lines.append(f"- no-face rule: {len(header.substitutions)} frame substitution(s): {shown}")
+    for video, reason in header.gallery_missing:
+        lines.append(f"- no gallery embedding for identity {video}: {reason}")
+    for row in rows:
+        if row.kind == "zoo":
+            lines.append(f"- `{row.key}`: weights {row.weights}")
+    for problem in run.get("tree_problems", []):
+        lines.append(f"- dataset problem (counted, not fatal): {problem}")
+    for video, reason in header.bad_videos:
+        lines.append(f"- unusable video {video} (counted, not fatal): {reason}")
+    lines.append("")
+    columns = ["Row", header.column("identity"), "ID mean cos ↑", header.column("pose"),
+               header.column("features"), "N (FD/FID)", "frames ok", "frames skipped",
+               "paper Id (as reported)", "paper Pose (as reported)", "paper FID (as reported)", "paper row"]
+    lines.append("| " + " | ".join(columns) + " |")
+    lines.append("|" + "---|" * len(columns))
+    for row in rows:
+        paper = row.paper
+        cells = [f"{row.label} [`{row.key}`]", format_number(row.id_top1_pct), format_number(row.id_cos, 3),
+                 format_number(row.pose_err), format_number(row.fd), str(row.fd_n), str(row.frames_ok),
+                 str(row.frames_skipped),
+                 _paper(paper.id_retrieval) if paper else "-", _paper(paper.pose) if paper else "-",
+                 _paper(paper.fid) if paper else "-", paper.where if paper else "-"]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append("Paper figures are MobileFaceSwap's, as reported, measured with CosFace, Hopenet and FID on "
+                 "the paper's own protocol; they compare with a row only when the same evaluators, "
+                 "protocol and official checkpoints were used. Random-weight rows check the pipeline, "
+                 "they are not results.")
+    skipped = [(row, reason, n) for row in rows for reason, n in sorted(row.skipped.items()) if n]
+    if skipped:
+        lines += ["", "## Frames skipped, by reason", "", "| Row | Reason | Frames |", "|---|---|---|"]
+        lines += [f"| `{row.key}` | {reason} | {n} |" for row, reason, n in skipped]
+    return "\n".join(lines) + "\n"
+
+
+CSV_FIELDS = ("row", "label", "kind", "model", "mode", "weights", "protocol_id", "protocol_fingerprint",
+              "identity_evaluator", "pose_evaluator", "features_evaluator", "id_retrieval_pct", "id_cos_mean",
+              "pose_error", "feature_distance", "feature_distance_n", "frames_ok", "frames_skipped",
+              "items_ok", "items_skipped", "gmacs", "paper_id", "paper_pose", "paper_fid", "paper_row")
+
+
+def render_csv(header: Header, rows: Sequence[Table2Row]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_FIELDS)
+    evs = header.run.get("evaluators", {})
+
+    def name(metric: str) -> str:
+        return (evs.get(metric) or {}).get("name", "")
+
+    for row in rows:
+        paper = row.paper
+        writer.writerow([
+            row.key, row.label, row.kind, row.model, row.mode or "", row.weights, header.protocol_id,
+            header.fingerprint, name("identity"), name("pose"), name("features"),
+            _blank(row.id_top1_pct), _blank(row.id_cos), _blank(row.pose_err), _blank(row.fd),
+            row.fd_n, row.frames_ok, row.frames_skipped, row.items_ok, row.items_skipped, _blank(row.gmacs),
+            _blank(paper and paper.id_retrieval), _blank(paper and paper.pose), _blank(paper and paper.fid),
+            paper.where if paper else "",
+        ])
+    return buffer.getvalue()
+
+
+def _blank(value: float | None) -> str:
+    return "" if value is None else repr(float(value))
+
+
+def plot_flops_vs_id(header: Header, rows: Sequence[Table2Row], path: Path) -> Path | None:
+    """GMACs per frame (log) vs ID retrieval, one point per row with both; None when no row has both."""
+    points = [r for r in rows if r.gmacs and r.id_top1_pct is not None]
+    if not points:
+        return None
+    from mfsbench.report.plots import _pyplot
+
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    axis.scatter([], [], color="#2b6cb0", label="measured (this store)")
+    axis.scatter([], [], color="#c05621", marker="x", label="paper (as reported)")
+    for row in points:
+        axis.scatter(row.gmacs, row.id_top1_pct, color="#2b6cb0")
+        axis.annotate(row.label, (row.gmacs, row.id_top1_pct), fontsize=8, xytext=(4, 4),
+                      textcoords="offset points")
+        if row.paper and row.paper.id_retrieval is not None:
+            axis.scatter(row.gmacs, row.paper.id_retrieval, color="#c05621", marker="x")
+    axis.set_xscale("log")
+    for row in rows:
+        if row.kind in ("oracle", "copy") and row.id_top1_pct is not None:
+            axis.axhline(row.id_top1_pct, ls="--", lw=0.8, color="#718096")
+            axis.text(axis.get_xlim()[0], row.id_top1_pct, f" {row.label.split(' (')[0]}", fontsize=7,
+                      va="bottom", color="#4a5568")
+    axis.legend(loc="center right", fontsize=8)
+    axis.set_xlabel("GMACs per output frame (paper convention; row's mode)")
+    axis.set_ylabel(header.column("identity"))
+    axis.set_title(f"FLOPs vs ID retrieval ({header.protocol_id}); x = paper figure (as reported)",
+                   fontsize=9)
+    axis.grid(alpha=0.3, which="both")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def write_reports(store: QualityStore, out_dir: Path, fingerprint: str, evalset: str,
+                  stem: str = "table2_quality") -> tuple[list[Path], list[str], Header, list[Table2Row]]:
+    """Write ``<stem>.md``, ``.csv`` and ``.png``; returns paths, warnings, header and rows."""
+    header, rows = collect(store, fingerprint, evalset)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    md, csv_path = out_dir / f"{stem}.md", out_dir / f"{stem}.csv"
+    md.write_text(render_markdown(header, rows), encoding="utf-8")
+    csv_path.write_text(render_csv(header, rows), encoding="utf-8")
+    written, warnings = [md, csv_path], []
+    try:
+        png = plot_flops_vs_id(header, rows, out_dir / f"{stem}_flops_vs_id.png")
+        if png is not None:
+            written.append(png)
+    except MissingDependencyError as exc:
+        warnings.append(str(exc))
+    return written, warnings, header, rows
+
+
+def to_records(header: Header, rows: Sequence[Table2Row]) -> list[Record]:
+    """One ``quality`` record per row (status skipped when no frame could be evaluated)."""
+    records = []
+    evs = header.run.get("evaluators", {})
+    for row in rows:
+        metrics: dict[str, float] = {"frames_ok": row.frames_ok, "frames_skipped": row.frames_skipped}
+        for name, value in (("id_retrieval_pct", row.id_top1_pct), ("id_cos_mean", row.id_cos),
+                            ("pose_error_deg", row.pose_err), ("feature_distance", row.fd)):
+            if value is not None:
+                metrics[name] = value
+        if row.fd is not None:
+            metrics["feature_distance_n"] = row.fd_n
+        records.append(Record(
+            command="quality", model=row.model, mode=row.mode, metrics=metrics,
+            status="ok" if row.frames_ok else "skipped",
+            error=None if row.frames_ok else "no frame evaluated: " + "; ".join(sorted(row.skipped)),
+            info={"row": row.key, "label": row.label, "kind": row.kind, "weights": row.weights,
+                  "random_weights": row.weights.startswith("random-weights"),
+                  "protocol_id": header.protocol_id, "protocol_fingerprint": header.fingerprint,
+                  "evaluators": {k: (v or {}).get("name") for k, v in evs.items()},
+                  "gallery_size": header.gallery_size, "skipped": dict(row.skipped),
+                  "paper": None if row.paper is None else vars(row.paper)},
+        ))
+    return records

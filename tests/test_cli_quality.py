@@ -1,0 +1,154 @@
+"""``mfsbench quality`` end to end on the mini FF++ tree (real faces from registry photos).
+
+The acceptance command of issue 4 runs once per module; the tests assert on what it wrote. A second
+tree with a zero-byte video, a corrupt video and a missing split file checks that each is counted
+and named in the report instead of stopping the run.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import time
+from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CliResult
+
+pytestmark = pytest.mark.cli
+
+
+def _tree(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
+    from mfsbench.quality.mini import build_mini_ffpp
+
+    try:
+        return build_mini_ffpp(tmp_path_factory.mktemp(name))
+    except RuntimeError as exc:  # registry unreachable: no real faces, no test (never fake data)
+        pytest.skip(f"face photos unavailable: {exc}")
+
+
+def _cli(*args: str) -> CliResult:
+    """The CLI in this process, as conftest's ``run_cli`` (usable from a module-scoped fixture)."""
+    from mfsbench.cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        try:
+            code = main(list(args))
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+    return CliResult(code, out.getvalue(), err.getvalue())
+
+
+def _run(root: Path, out: Path, *extra: str) -> CliResult:
+    return _cli("quality", "--dataset", "ffpp", "--root", str(root), "--splits-dir", str(root / "splits"),
+                  "--evaluators", "offline", "--out", str(out), "--no-progress", *extra)
+
+
+@pytest.fixture(scope="module")
+def acceptance(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, CliResult, float]:
+    """The issue's acceptance command, run once: (tree, out, result, seconds)."""
+    root = _tree(tmp_path_factory, "ffpp")
+    out = tmp_path_factory.mktemp("out")
+    started = time.perf_counter()
+    result = _run(root, out, "--models", "identity_oracle,target_copy,mobilefaceswap_224",
+                  "--allow-random-weights")
+    return root, out, result, time.perf_counter() - started
+
+
+def _rows(out: Path) -> dict[str, dict[str, str]]:
+    with (out / "table2_quality.csv").open(encoding="utf-8") as handle:
+        return {row["row"]: row for row in csv.DictReader(handle)}
+
+
+def test_acceptance_calibration_rows(acceptance: tuple[Path, Path, CliResult, float]) -> None:
+    _root, out, result, _seconds = acceptance
+    assert result.code == 0, result.err
+    rows = _rows(out)
+    oracle, copy = rows["identity_oracle"], rows["target_copy"]
+    assert float(oracle["id_retrieval_pct"]) == 100.0
+    assert int(oracle["frames_ok"]) > 0
+    gallery = json.loads((out / "records.jsonl").read_text().splitlines()[0])["info"]["gallery_size"]
+    assert gallery >= 6
+    assert float(copy["id_retrieval_pct"]) <= 100.0 / gallery  # at most chance
+    assert float(copy["pose_error"]) == 0.0
+    student = rows["mobilefaceswap_224@random-weights:0/image"]
+    assert student["weights"] == "random-weights:0" and int(student["frames_ok"]) > 0
+    assert student["identity_evaluator"] == "dlib_resnet128" and student["pose_evaluator"] == "landmark_pnp"
+
+
+def test_acceptance_reports_and_records(acceptance: tuple[Path, Path, CliResult, float]) -> None:
+    _root, out, result, _seconds = acceptance
+    md = (out / "table2_quality.md").read_text(encoding="utf-8")
+    assert "ffpp_v1" in md and "fingerprint" in md and "(random weights)" in md
+    assert "ID retrieval % ↑ (dlib_resnet128)" in md and "FD ↓ (fd_dlib128, not FID)" in md
+    assert "95.98" in md  # the paper's figure beside the student's row, as reported
+    assert (out / "table2_quality_flops_vs_id.png").stat().st_size > 1000
+    records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    quality = [r for r in records if r["command"] == "quality" and r["model"] != "pipeline"]
+    assert {r["model"] for r in quality} >= {"identity_oracle", "target_copy", "mobilefaceswap_224"}
+    (pipeline,) = [r for r in records if r["model"] == "pipeline"]
+    assert pipeline["metrics"]["fps"] > 0 and 0 <= pipeline["metrics"]["outside_inference_share"] <= 1
+    assert "identity_oracle" in result.out
+
+
+def test_rerun_over_a_finished_cache_only_renders(acceptance: tuple[Path, Path, CliResult, float]) -> None:
+    root, out, _result, first_seconds = acceptance
+    before = (out / "table2_quality.md").read_text(encoding="utf-8")
+    started = time.perf_counter()
+    again = _run(root, out, "--models", "identity_oracle,target_copy,mobilefaceswap_224",
+                 "--allow-random-weights")
+    seconds = time.perf_counter() - started
+    assert again.code == 0, again.err
+    assert "0 work item(s) evaluated" in again.err
+    assert (out / "table2_quality.md").read_text(encoding="utf-8") == before
+    assert seconds < min(10.0, first_seconds)  # the issue's budget is 5 s; shared CI cores are noisy
+
+
+def test_bad_videos_and_missing_split_are_counted_not_fatal(tmp_path_factory: pytest.TempPathFactory,
+                                                            tmp_path: Path) -> None:
+    root = _tree(tmp_path_factory, "damaged")
+    splits = sorted((root / "splits").glob("*.json"))
+    pairs = {p.name: json.loads(p.read_text()) for p in splits}
+    dropped = max(splits, key=lambda p: len(pairs[p.name]))  # keep the smaller splits: a cheaper run
+    kept = [p for p in splits if p != dropped]
+    videos = root / "original_sequences" / "youtube" / "c23" / "videos"
+    (zero, corrupt) = [pairs[p.name][0][0] for p in kept][:1] + [pairs[p.name][0][1] for p in kept][:1]
+    (videos / f"{zero}.mp4").write_bytes(b"")
+    (videos / f"{corrupt}.mp4").write_bytes(b"\x00not an mp4\x00" * 64)
+    dropped.unlink()
+    result = _run(root, tmp_path, "--models", "identity_oracle", "--methods", "none")
+    assert result.code == 0, result.err
+    md = (tmp_path / "table2_quality.md").read_text(encoding="utf-8")
+    assert dropped.name in md  # the missing split file is named
+    assert f"unusable video {zero}" in md and f"unusable video {corrupt}" in md
+    rows = _rows(tmp_path)
+    assert int(rows["target_copy"]["frames_skipped"]) > 0
+    assert "target video unusable" in md or "source video unusable" in md
+
+
+def test_bad_input_is_one_line_and_exit_2(run_cli, tmp_path: Path) -> None:
+    missing = run_cli("quality", "--root", str(tmp_path / "nope"), "--splits-dir", str(tmp_path),
+                      "--out", str(tmp_path / "o"))
+    assert missing.code == 2 and "--root" in missing.err and len(missing.err.strip().splitlines()) == 1
+    card = run_cli("quality", "--protocol-card")
+    assert card.code == 0 and "ffpp_v1" in card.out
+
+
+def test_unknown_model_and_missing_checkpoint(acceptance: tuple[Path, Path, CliResult, float], run_cli,
+                                              tmp_path: Path) -> None:
+    root = acceptance[0]
+    base = ("quality", "--root", str(root), "--splits-dir", str(root / "splits"), "--evaluators", "offline",
+            "--out", str(tmp_path))
+    unknown = run_cli(*base, "--models", "mobilefaceswap_999")
+    assert unknown.code == 2 and "unknown model" in unknown.err
+    no_weights = run_cli(*base, "--models", "mobilefaceswap_224")
+    assert no_weights.code == 2 and "--allow-random-weights" in no_weights.err
+    assert len(no_weights.err.strip().splitlines()) == 1
+    not_swappable = run_cli(*base, "--models", "deepfakes_64", "--allow-random-weights")
+    assert not_swappable.code == 2 and "swap pipeline" in not_swappable.err
+    shutil.rmtree(tmp_path, ignore_errors=True)
