@@ -35,10 +35,30 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--faces", default=None, help="folder of face photos for parity and int8 calibration")
     parser.add_argument("--format", choices=("table", "md", "csv", "json"), default="table")
     parser.add_argument("--out", default="reports")
+    phone = parser.add_argument_group("phones (--adb)")
+    phone.add_argument("--adb", action="store_true",
+                       help="time on Android phones through adb instead of this machine")
+    phone.add_argument("--serial", action="append", default=None,
+                       help="device serial or HOST:PORT, repeatable (default: every attached device)")
+    phone.add_argument("--benchmark-binary", default=None,
+                       help="Android benchmark_model or onnxruntime_perf_test to push (never downloaded)")
+    phone.add_argument("--adb-timeout", type=float, default=60.0, help="seconds per adb call (default 60)")
+    phone.add_argument("--delegate", default="xnnpack", help="cpu xnnpack gpu nnapi (default xnnpack)")
+    phone.add_argument("--affinity", default=None, help="taskset CPU mask on the phone, e.g. f0")
+    phone.add_argument("--cooldown-timeout", type=float, default=120.0,
+                       help="max seconds to wait for the phone to cool before each model (default 120)")
+    phone.add_argument("--max-thermal-status", type=int, default=0,
+                       help="cool-down gate: highest thermal status to start at (default 0)")
+    phone.add_argument("--max-battery-temp", type=float, default=38.0,
+                       help="cool-down gate: highest battery temperature °C to start at (default 38)")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.adb:
+        from device_runners.android.cli import run_adb
+
+        return run_adb(args)
     from mfsbench.device import (
         SweepSettings,
         check_choices,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from mfsbench.errors import MissingDependencyError
 from mfsbench.records import Record
-from mfsbench.report import device, table1
+from mfsbench.report import device, device_android, table1
 from mfsbench.report.plots import plot_complexity
 
 
@@ -21,7 +21,10 @@ def table1_stem(convention: str) -> str:
 
 
 def render_reports(records: Sequence[Record], out_dir: Path) -> tuple[list[Path], list[str]]:
-    """Render Table 1 for every convention present and the device report; returns paths and warnings."""
+    """Table 1 for every convention present, and the desktop and phone device reports.
+
+    Returns the written paths and warnings.
+    """
     written: list[Path] = []
     warnings: list[str] = []
     for convention in table1.conventions_in(records):
@@ -40,4 +43,5 @@ def render_reports(records: Sequence[Record], out_dir: Path) -> tuple[list[Path]
         except MissingDependencyError as exc:
             warnings.append(str(exc))
     written += device.write_reports(records, out_dir)
+    written += device_android.write_reports(records, out_dir)
     return written, warnings

@@ -1,0 +1,1 @@
+"""Android runner for ``mfsbench device --adb``: the real adb client, device facts, tool-output parsers."""

@@ -1,0 +1,101 @@
+"""``mfsbench device --adb``: export each frame stage, time it on every selected phone, write the report.
+
+Exit codes: 0 every record ok, 1 some device or model failed (its error record is written), 2 bad
+input (no device attached, unknown serial, missing benchmark binary), raised as BadInputError before
+any export starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+from device_runners.android.adb import Adb
+from device_runners.android.runner import DELEGATES, PhoneModel, PhoneSettings, run_devices, tool_of
+from mfsbench.cli.common import resolve_models, writable_dir
+from mfsbench.errors import BadInputError
+from mfsbench.records import append_records, new_run_id, read_records, stamp
+
+
+def _say(line: str) -> None:
+    """Progress and errors go to stderr (stdout carries the table)."""
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
+def _serials(adb: Adb, wanted: list[str] | None) -> list[str]:
+    """The requested serials (``HOST:PORT`` ones are ``adb connect``ed first), or all attached."""
+    for serial in wanted or []:
+        if ":" in serial and serial not in adb.devices():
+            adb.connect(serial)
+    attached = {s for s, state in adb.devices().items() if state == "device"}
+    if not wanted:
+        if not attached:
+            raise BadInputError("no Android device attached (adb devices -l lists none in 'device' state); "
+                                "plug in a phone with USB debugging on, or pass --serial HOST:PORT")
+        return sorted(attached)
+    unknown = [s for s in wanted if s not in attached]
+    if unknown:
+        raise BadInputError(f"unknown or offline serial {', '.join(unknown)}; attached: "
+                            f"{', '.join(sorted(attached)) or 'none'} (see adb devices -l)")
+    return list(dict.fromkeys(wanted))
+
+
+def _export(spec_names: list, size_arg: int | None, tool: str, work: Path) -> list[PhoneModel]:
+    from mfsbench.export.base import get_exporter
+    from mfsbench.export.stages import stage_input_names, stage_module
+    from mfsbench.registry import create_model
+
+    exporter = get_exporter("onnx" if tool == "ort" else "tflite")
+    models = []
+    for spec in spec_names:
+        size = size_arg or spec.native_size
+        _say(f"device --adb: exporting {spec.name} @ {size} to {exporter.name} fp32 ...")
+        module, example = stage_module(spec, create_model(spec.name), "frame", size)
+        artifact = exporter.export(module, example, work / spec.name, "fp32",
+                                   input_names=stage_input_names(spec, "frame"), stem=spec.name)
+        models.append(PhoneModel(spec.name, artifact.path, size,
+                                 {"display_name": spec.display_name, "format": artifact.format,
+                                  "size_mb": artifact.size_mb}))
+    return models
+
+
+def run_adb(args: argparse.Namespace) -> int:
+    binary = Path(args.benchmark_binary) if args.benchmark_binary else None
+    if binary is None or not binary.is_file():
+        raise BadInputError(f"--benchmark-binary {binary or '(missing)'} is not a file; pass the Android "
+                            "arm64 benchmark_model or onnxruntime_perf_test you built or downloaded")
+    if args.delegate not in DELEGATES:
+        raise BadInputError(f"--delegate {args.delegate!r}: choose one of {', '.join(DELEGATES)}")
+    if args.threads < 1 or args.runs < 1 or args.warmup < 0 or args.adb_timeout <= 0:
+        raise BadInputError("--threads and --runs must be ≥ 1, --warmup ≥ 0, --adb-timeout > 0")
+    specs = resolve_models(args.models or ["mobilefaceswap_224"])
+    for spec in specs:
+        if "frame" not in spec.stage_names:
+            raise BadInputError(f"{spec.name} has no frame stage to export and time")
+        if args.size is not None:
+            spec.check_size(args.size)
+    out = writable_dir(args.out)
+    adb = Adb(timeout_s=args.adb_timeout)
+    serials = _serials(adb, args.serial)
+    settings = PhoneSettings(threads=args.threads, warmup=args.warmup, runs=args.runs, delegate=args.delegate,
+                             affinity=args.affinity, cooldown_timeout_s=args.cooldown_timeout,
+                             max_thermal_status=args.max_thermal_status, max_battery_c=args.max_battery_temp)
+    store = out / "records.jsonl"
+    with tempfile.TemporaryDirectory(prefix="mfsbench-adb-") as work:
+        models = _export(specs, args.size, tool_of(binary), Path(work))
+        _say(f"device --adb: running on {', '.join(serials)} ...")
+        records = stamp(run_devices(adb, serials, models, binary, settings), new_run_id())
+    append_records(store, records)
+    from mfsbench.report import device_android
+
+    sys.stdout.write(device_android.render_markdown(records))
+    for path in device_android.write_reports(read_records(store), out):
+        _say(f"wrote {path}")
+    errors = [r for r in records if r.status == "error"]
+    for record in errors:
+        _say(f"error: {record.model} on {record.info.get('serial')}: {record.error}")
+    return 1 if errors else 0
+

@@ -1,0 +1,81 @@
+"""``mfsbench device --adb`` end to end with the real adb client and loopback devices."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.loopback_adb import adb_server, loopback, replay_binary  # noqa: F401  (fixtures)
+
+pytestmark = [pytest.mark.adb, pytest.mark.cli]
+RECORDED = Path(__file__).parent / "data" / "adb" / "sample_benchmark_model_public_log.txt"
+MODEL = "test_frame_only"
+
+
+def _records(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+
+
+def test_bad_input_exit_2(adb_server, loopback, run_cli, tmp_path: Path) -> None:  # noqa: F811
+    missing = run_cli("device", "--adb", "--benchmark-binary", str(tmp_path / "nope"), "--out", str(tmp_path))
+    assert missing.code == 2 and "--benchmark-binary" in missing.err
+    binary = replay_binary(tmp_path / "benchmark_model", RECORDED)
+    none = run_cli("device", "--adb", "--models", MODEL, "--benchmark-binary", str(binary),
+                   "--out", str(tmp_path))
+    assert none.code == 2 and "no Android device attached" in none.err
+    device = loopback()
+    adb_server.connect(device.serial)
+    unknown = run_cli("device", "--adb", "--serial", "R58M123", "--models", MODEL,
+                      "--benchmark-binary", str(binary), "--out", str(tmp_path))
+    assert unknown.code == 2 and "unknown or offline serial R58M123" in unknown.err
+    assert f"attached: {device.serial}" in unknown.err
+
+
+def test_one_device_report_and_clean_device(adb_server, loopback, run_cli, tmp_path: Path) -> None:  # noqa: F811
+    device = loopback()
+    binary = replay_binary(tmp_path / "benchmark_model", RECORDED)
+    out = tmp_path / "out dir"
+    result = run_cli("device", "--adb", "--serial", device.serial, "--models", "mobilefaceswap_224",
+                     "--benchmark-binary", str(binary), "--threads", "4", "--affinity", "1",
+                     "--out", str(out))
+    assert result.code == 0, result.err
+    (record,) = _records(out)
+    assert record["status"] == "ok" and record["command"] == "device-android"
+    assert record["metrics"]["p50_ms"] == pytest.approx(51.891)
+    assert record["metrics"]["init_ms"] == pytest.approx(119.515)
+    info = record["info"]
+    assert info["device"]["model"] == "Loopback_phone" and info["device"]["soc"] == "MT6891"
+    assert info["device_sha256"] == info["model_sha256"]  # the model on the phone was the exported one
+    assert info["state_before"]["battery_temp_c"] == 31.2 and info["cooldown"]["reached"] is True
+    assert info["device_command"].startswith("taskset 1 /data/local/tmp/mfsbench-")
+    assert "--num_threads=4" in info["device_command"] and "--use_xnnpack=true" in info["device_command"]
+    ran = [c for c in device.commands if "benchmark_model" in c and "--graph" in c]
+    assert len(ran) == 1
+    md = (out / "device_android.md").read_text()
+    row = next(line for line in md.splitlines() if line.startswith("| mobilefaceswap_224 |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1:4] == [device.serial, "Loopback_phone", "MT6891"]
+    assert "19.3" in cells and "25.6" in cells  # parsed FPS beside the paper's
+    csv_text = (out / "device_android.csv").read_text()
+    assert csv_text.splitlines()[0].startswith("model,serial,device,soc")
+    assert list((device.root / "data/local/tmp").iterdir()) == []  # nothing left on the device
+
+
+def test_killed_device_gives_error_record_and_exit_1(adb_server, loopback, run_cli, tmp_path: Path) -> None:  # noqa: F811
+    good, bad = loopback("good"), loopback("bad", kill_on=r"benchmark_model.*--graph")
+    binary = replay_binary(tmp_path / "benchmark_model", RECORDED)
+    out = tmp_path / "out"
+    result = run_cli("device", "--adb", "--serial", good.serial, "--serial", bad.serial, "--models", MODEL,
+                     "--benchmark-binary", str(binary), "--adb-timeout", "10", "--out", str(out))
+    assert result.code == 1, result.err
+    by_serial = {r["info"]["serial"]: r for r in _records(out)}
+    assert by_serial[good.serial]["status"] == "ok"
+    assert by_serial[good.serial]["metrics"]["mean_ms"] == pytest.approx(63.7432)
+    assert by_serial[bad.serial]["status"] == "error"
+    assert f"{bad.serial} disconnected during the run" in by_serial[bad.serial]["error"]
+    assert by_serial[bad.serial]["info"]["cleanup"].startswith("could not remove /data/local/tmp/mfsbench-")
+    assert by_serial[good.serial]["info"]["cleanup"].startswith("removed /data/local/tmp/mfsbench-")
+    assert f"error: {MODEL} on {bad.serial}" in result.err
+    assert list((good.root / "data/local/tmp").iterdir()) == []
