@@ -14,7 +14,7 @@ $(BIN)/python:
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[plot,faces,onnx,export,convert,dev]'
+	$(BIN)/pip install --quiet -e '.[plot,faces,onnx,export,quality,adb,convert,dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -25,6 +25,11 @@ demo: $(STAMP)
 	@# a cell outside parity tolerance is an error record (exit 1) but must not hide the rest of the demo
 	$(BIN)/mfsbench device --models mobilefaceswap_224 simswap_224 --out reports \
 		|| echo "mfsbench device: some cells failed; reports/device_desktop.md says which and why"
+	@# quality on a miniature FF++ tree of real faces (registry photos), offline evaluators, random weights
+	$(BIN)/mfsbench ffpp-mini build/mini_ffpp
+	$(BIN)/mfsbench quality --dataset ffpp --root build/mini_ffpp --splits-dir build/mini_ffpp/splits \
+		--evaluators offline --models identity_oracle,target_copy,mobilefaceswap_224 \
+		--allow-random-weights --out reports
 
 test: $(STAMP)
 	$(BIN)/ruff check .
@@ -36,6 +41,8 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_flops.py
 	$(BIN)/python benchmarks/bench_swap.py
+	$(BIN)/python benchmarks/bench_device.py
+	$(BIN)/python benchmarks/bench_quality.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
