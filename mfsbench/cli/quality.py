@@ -10,7 +10,6 @@ records in ``OUT/records.jsonl``.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 from pathlib import Path
@@ -61,14 +60,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _model_names(flags: list[str]) -> list[str]:
     names = [part.strip() for flag in flags for part in flag.split(",") if part.strip()]
     return list(dict.fromkeys(names))
@@ -105,6 +96,7 @@ METHOD_SPECS = {"Deepfakes": "deepfakes_64", "FaceShifter": "faceshifter_256"}
 
 
 def _rows(args: argparse.Namespace, tree: Any, compression: str) -> list[Any]:
+    from mfsbench.checkpoints.formats import sha256_file
     from mfsbench.quality.runner import calibration_rows, method_row, zoo_row
     from mfsbench.registry import get_spec
     from mfsbench.swap.adapters import adapter_for
@@ -124,7 +116,7 @@ def _rows(args: argparse.Namespace, tree: Any, compression: str) -> list[Any]:
         for path in paths:
             if not path.is_file():
                 raise BadInputError(f"checkpoint not found: {path}; check the --checkpoint path")
-        weights = "+".join(_sha256(p) for p in paths) if paths else f"random-weights:{args.seed}"
+        weights = "+".join(sha256_file(p) for p in paths) if paths else f"random-weights:{args.seed}"
         rows.append(zoo_row(name, mode, weights, checkpoints=flags, seed=args.seed, gmacs=_gmacs(spec, mode)))
     present = tree.methods()
     if args.methods is None:

@@ -8,7 +8,6 @@ names the pip package.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -112,14 +111,6 @@ def require(module: str, package: str, why: str) -> ModuleType:
         raise MissingDependencyError(
             f"{why} needs the {package!r} package ({exc}); install it with: pip install {package}"
         ) from None
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def default_input_names(count: int, names: Sequence[str] | None) -> tuple[str, ...]:

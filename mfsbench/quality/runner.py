@@ -564,25 +564,21 @@ class QualityRunner:
     def _target_side(self, target: str, index: int, frame: np.ndarray, face: Any,
                      timer: Timer) -> tuple[np.ndarray | None, np.ndarray | None]:
         """Pose and features of the unswapped target frame (cached; shared by all rows)."""
-        pose = features = None
-        if self.evaluators.pose is not None:
-            key = evaluator_key(self.evaluators.pose)
-            pose = self.store.output(self.fp, TARGET_ROW, key, target=target, source="", frame=index,
-                                     kind="pose")
-            if pose is None:
-                with timer.time("eval_pose"):
-                    pose = np.asarray(self.evaluators.pose.pose(frame, face), np.float64)
-                self.store.put_output(self.fp, TARGET_ROW, key, target=target, source="", frame=index,
-                                      kind="pose", value=pose)
-        if self.evaluators.features is not None:
-            key = evaluator_key(self.evaluators.features)
-            features = self.store.output(self.fp, TARGET_ROW, key, target=target, source="", frame=index,
-                                         kind="features")
-            if features is None:
-                with timer.time("eval_features"):
-                    features = np.asarray(self.evaluators.features.features(frame, face), np.float64)
-                self.store.put_output(self.fp, TARGET_ROW, key, target=target, source="", frame=index,
-                                      kind="features", value=features)
+        def cached(kind: str, evaluator: Any, compute: Callable[[], Any]) -> np.ndarray | None:
+            if evaluator is None:
+                return None
+            key = evaluator_key(evaluator)
+            where = {"target": target, "source": "", "frame": index, "kind": kind}
+            value = self.store.output(self.fp, TARGET_ROW, key, **where)
+            if value is None:
+                with timer.time(f"eval_{kind}"):
+                    value = np.asarray(compute(), np.float64)
+                self.store.put_output(self.fp, TARGET_ROW, key, **where, value=value)
+            return value
+
+        pose = cached("pose", self.evaluators.pose, lambda: self.evaluators.pose.pose(frame, face))
+        features = cached("features", self.evaluators.features,
+                          lambda: self.evaluators.features.features(frame, face))
         return pose, features
 
     def _evaluate(self, row: RowPlan, pair: Any, index: int, *, swapped: np.ndarray, face: Any,
