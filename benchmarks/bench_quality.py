@@ -42,7 +42,6 @@ def _cli(args: list[str]) -> tuple[int, float, str]:
 def main() -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from mfsbench.quality.mini import build_mini_ffpp
-
     from mfsbench.quality.runner import INFERENCE_STAGES
 
     torch.set_num_threads(2)

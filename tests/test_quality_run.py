@@ -134,10 +134,9 @@ def run_quality(root: Path | str, cache: Path | str, shard: str = "0/1") -> None
 
     Also the entry point of the subprocess that the resume test kills.
     """
+    from mfsbench.quality.evaluators import build_evaluators
     from mfsbench.quality.ffpp import FFppTree
     from mfsbench.quality.protocol import load_protocol
-
-    from mfsbench.quality.evaluators import build_evaluators
     from mfsbench.quality.runner import QualityRunner, calibration_rows, zoo_row
 
     root = Path(root)
