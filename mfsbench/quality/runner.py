@@ -379,7 +379,13 @@ class QualityRunner:
               cached: dict[int, Any], timer: Timer) -> dict[str, Any]:
         rule = self.protocol.no_face_rule
         candidates = list(window) if rule == "next_frame" else [index]
-        for candidate in candidates:
+        for position, candidate in enumerate(candidates):
+            if position == 1:
+                # the requested frame had no face: decode the rest of the window in one pass
+                # instead of re-opening the video and decoding from frame 0 for every candidate
+                missing = [c for c in candidates[1:] if c not in frames and c not in cached]
+                if missing:
+                    frames.update(self._read(path, missing, timer))
             if self._face(video, path, candidate, frames=frames, cached=cached, timer=timer) is not None:
                 note = None if candidate == index else f"no face at frame {index}; used frame {candidate}"
                 return {"requested": index, "frame": candidate, "reason": note}
