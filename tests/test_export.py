@@ -176,3 +176,35 @@ def test_export_ready_commutes_upsample_and_pointwise_exactly() -> None:
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
     plain = nn.Sequential(nn.Conv2d(3, 3, 1)).eval()
     assert export_ready(plain) is plain  # nothing to rewrite: no copy
+
+
+@pytest.mark.parametrize("overrides", [{}, {"fusion_mask": False}, {"pointwise": "adain"}])
+def test_student_deployment_form_is_exact_and_leaves_the_stage_alone(overrides: dict) -> None:
+    """sigmoid(2z) for (1 + tanh z)/2 and the folded blend: same outputs, the torch stage untouched."""
+    import dataclasses
+
+    import torch
+    from torch import nn
+
+    from mfsbench.export.stages import export_ready
+    from mfsbench.models.arcface import ArcFaceIRSE
+    from mfsbench.models.mobilefaceswap import MobileFaceSwap
+    from mfsbench.models.tiny import TINY_STUDENT
+
+    torch.manual_seed(0)
+    id_net = ArcFaceIRSE(layers=(1, 1, 1, 1), widths=(4, 8, 8, 16), embedding_dim=16)
+    model = MobileFaceSwap(dataclasses.replace(TINY_STUDENT, **overrides), id_net).eval()
+    source, target = torch.rand(1, 3, 112, 112), torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        stage = model.frame_stage(model.identity_stage()(source)).eval()
+        want = stage(target)
+        ready = export_ready(stage)
+        got = ready(target)
+    assert ready is not stage and ready.deployment_form and not stage.deployment_form
+    assert isinstance(ready.final[-1], nn.Sigmoid) and isinstance(stage.final[-1], nn.Tanh)
+    assert isinstance(model.swap.final[-1], nn.Tanh)  # the shared head of the model is not touched
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, atol=2e-6, rtol=1e-5)
+    with torch.no_grad():
+        ready.rewrite_for_deployment()  # idempotent: a second call must not scale the conv again
+        torch.testing.assert_close(ready(target)[0], want[0], atol=2e-6, rtol=1e-5)

@@ -155,23 +155,36 @@ def _commute_upsample(seq: nn.Sequential) -> int:
     return moved
 
 
+def _model_rewrites(root: nn.Module) -> list[nn.Module]:
+    """Submodules that know an exact deployment form of themselves (``rewrite_for_deployment()``)."""
+    return [m for m in root.modules() if callable(getattr(m, "rewrite_for_deployment", None))]
+
+
 def export_ready(module: nn.Module) -> nn.Module:
     """``module`` rewritten for deployment, as a copy; ``module`` itself is never changed.
 
-    Rewrites only reorder exact linear operations (see :func:`_commute_upsample`), so outputs agree
-    with the original to float rounding; every exporter applies this and parity is checked against
-    the *unrewritten* module, which proves it on each export. On the student frame stage (the
-    ``final`` head: up ×2 then 1×1 32→8) the 224×224 upsample moves from 32 to 8 channels and the
-    1×1 conv runs at 112×112: LiteRT fp32 8.54 → 7.66 ms, OpenVINO f32 10.8 → 10.1 ms (medians,
-    interleaved A/B on the shared 2 cores). A module with nothing to rewrite is returned as is
-    (no copy of SimSwap's weights).
+    Two kinds of rewrite, both exact in real arithmetic, so outputs agree with the original to
+    float rounding; every exporter applies this and parity is checked against the *unrewritten*
+    module, which proves it on each export:
+
+    * generic: :func:`_commute_upsample` in every ``nn.Sequential``. On the student frame stage (the
+      ``final`` head: up ×2 then 1×1 32→8) the 224×224 upsample moves from 32 to 8 channels and the
+      1×1 conv runs at 112×112: LiteRT fp32 8.54 → 7.66 ms, OpenVINO f32 10.8 → 10.1 ms (medians,
+      interleaved A/B on the shared 2 cores);
+    * model-specific: a submodule with a ``rewrite_for_deployment()`` method rewrites itself (the
+      student's output tail, :meth:`mfsbench.models.mobilefaceswap.InjectedIDN.rewrite_for_deployment`).
+
+    A module with nothing to rewrite is returned as is (no copy of SimSwap's weights).
     """
     def sequences(root: nn.Module) -> list[nn.Sequential]:
         return [m for m in root.modules() if isinstance(m, nn.Sequential)]
 
-    if not any(_commutable(list(seq), i) for seq in sequences(module) for i in range(len(seq))):
+    commutable = any(_commutable(list(seq), i) for seq in sequences(module) for i in range(len(seq)))
+    if not commutable and not _model_rewrites(module):
         return module
     ready = copy.deepcopy(module).eval()
+    for part in _model_rewrites(ready):
+        part.rewrite_for_deployment()
     for seq in sequences(ready):
         _commute_upsample(seq)
     return ready

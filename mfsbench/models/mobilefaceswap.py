@@ -343,6 +343,34 @@ class InjectedIDN(nn.Module):
         self.final = weights.final
         self.mask = weights.mask if config.fusion_mask else None
         self.up = _upsample()
+        #: set by :meth:`rewrite_for_deployment`: ``final`` ends in a sigmoid and the blend is folded
+        self.deployment_form = False
+
+    def rewrite_for_deployment(self) -> None:
+        """Rewrite the per-frame tail into an algebraically identical form that does less work.
+
+        Called by ``mfsbench.export.stages.export_ready`` on a *copy* of the stage (it changes the
+        shared ``final`` head in place); torch runs and parity references keep the official form.
+
+        * ``(1 + tanh(z)) / 2 = sigmoid(2z)``: the last conv of ``final`` is scaled by 2 and its
+          ``Tanh`` becomes a ``Sigmoid``, which drops an add and a multiply over 224×224×3;
+        * ``out · m + (1 − m) · target = target + m · (out − target)``: three elementwise ops
+          instead of four.
+
+        Measured (fastest of 300 runs, LiteRT fp32, 2 threads): 6.86–6.88 → 6.69–6.72 ms; OpenVINO
+        f32 8.40–8.62 → 7.69–8.02 ms; ONNX Runtime within noise.
+        """
+        if self.deployment_form:
+            return
+        last_conv, squash = self.final[-2], self.final[-1]
+        if not (isinstance(last_conv, nn.Conv2d) and isinstance(squash, nn.Tanh)):
+            raise TypeError("final head does not end in Conv2d → Tanh; nothing to rewrite")
+        with torch.no_grad():
+            last_conv.weight.mul_(2)
+            if last_conv.bias is not None:
+                last_conv.bias.mul_(2)
+        self.final[-1] = nn.Sigmoid()
+        self.deployment_form = True
 
     def _activate(self, x: Tensor, index: int) -> Tensor:
         if self.styles is not None:
@@ -363,10 +391,12 @@ class InjectedIDN(nn.Module):
             x = self._activate(block(self.up(x)), n_enc + index)
             if index < len(skips):
                 x = torch.cat([x, skips[index]], dim=1)
-        out = (1 + self.final(x)) / 2
+        out = self.final(x) if self.deployment_form else (1 + self.final(x)) / 2
         if self.mask is None:
             return out, torch.ones_like(out[:, :1])
         mask = self.mask(bottleneck.detach())
+        if self.deployment_form:
+            return target + mask * (out - target), mask
         return out * mask + (1 - mask) * target, mask
 
 

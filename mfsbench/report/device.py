@@ -116,8 +116,10 @@ def render_markdown(records: Sequence[Record]) -> str:
         "as the best of 5 2048³ fp32 matmuls in torch.",
         "openvino pins f32 inference; openvino-bf16 keeps OpenVINO's default, which is bf16 only on "
         "CPUs with bf16 support.",
-        "Exported graphs get exact reorderings only (mfsbench.export.stages.export_ready: a narrowing "
-        "1×1 conv + BN moved before a bilinear upsample); parity is against the unrewritten torch stage. "
+        "Exported graphs get exact rewrites only (mfsbench.export.stages.export_ready: a narrowing "
+        "1×1 conv + BN moved before a bilinear upsample; the student's (1 + tanh z)/2 written as "
+        "sigmoid(2z) and its blend as target + m·(out − target); bias-free convs given explicit zero "
+        "biases in ONNX); parity is against the unrewritten torch stage. "
         "Parity and timing run through the same runtime adapters.",
         "int8 = static int8 weights and activations (ai-edge-quantizer), integer I/O (de)quantized "
         "inside the timed run; calibrated on crops disjoint from the parity crops when ≥ 2 photos are "
