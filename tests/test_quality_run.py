@@ -267,3 +267,25 @@ def test_report_renders_from_the_store_alone(merged: Path, tmp_path: Path) -> No
     records = to_records(header, rows)
     assert {r.model for r in records} == {"identity_oracle", "target_copy", "mobilefaceswap_224"}
     assert all(r.info["protocol_fingerprint"] == header.fingerprint for r in records)
+
+
+def test_set_distance_is_computed_once_per_content(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Re-rendering reads the stored distance; new features recompute it; merge and counts ignore it."""
+    from mfsbench.quality import fid
+    from mfsbench.report.table2 import stored_set_distance
+
+    calls = []
+    real = fid.set_distance
+    monkeypatch.setattr(fid, "set_distance", lambda a, b: calls.append(1) or real(a, b))
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(6, 3)), rng.normal(size=(6, 3)) + 1.0
+    with QualityStore(tmp_path / "c.sqlite") as store:
+        before = store.counts()
+        first = stored_set_distance(store, a, b)
+        assert stored_set_distance(store, a, b) == first == pytest.approx(real(a, b))
+        assert len(calls) == 1
+        changed = b.copy()
+        changed[0, 0] += 1e-3
+        assert stored_set_distance(store, a, changed) != first and len(calls) == 2
+        assert store.counts() == before  # derived values are not part of the run's rows
+    assert merge(tmp_path / "m.sqlite", [tmp_path / "c.sqlite"]) == before

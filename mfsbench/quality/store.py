@@ -62,9 +62,11 @@ CREATE TABLE IF NOT EXISTS timings (
 CREATE TABLE IF NOT EXISTS rows (
     protocol TEXT, row TEXT, evalset TEXT, position INTEGER, info TEXT NOT NULL,
     PRIMARY KEY (protocol, row, evalset));
+CREATE TABLE IF NOT EXISTS derived (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
-#: Tables copied by :func:`merge`, in dependency-free order.
+#: Tables copied by :func:`merge`, in dependency-free order. ``derived`` (values recomputable from
+#: these, keyed by their inputs' digest) is neither merged nor counted.
 TABLES = ("meta", "videos", "detections", "selections", "outputs", "frame_results", "items", "timings",
           "rows")
 
@@ -151,6 +153,14 @@ class QualityStore:
         return None if row is None else json.loads(row[0])
 
     # ------------------------------------------------------------------------------- videos, faces
+
+    def put_derived(self, key: str, value: Any) -> None:
+        """A value computed from stored data (a set distance), keyed by a digest of its inputs."""
+        self.db.execute("INSERT OR REPLACE INTO derived VALUES (?,?)", (key, json.dumps(value)))
+
+    def derived(self, key: str) -> Any | None:
+        row = self.db.execute("SELECT value FROM derived WHERE key=?", (key,)).fetchone()
+        return None if row is None else json.loads(row[0])
 
     def put_video(self, protocol: str, video: str, status: str, *, reason: str | None,
                   n_frames: int | None, stamp: str | None = None) -> None:

@@ -11,6 +11,7 @@ mapping to the paper's row is certain (``specs/paper_tables.md``).
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import re
@@ -113,10 +114,30 @@ def reason_category(reason: str | None) -> str:
     return text if len(text) <= 160 else text[:157] + "..."
 
 
-def collect(store: QualityStore, fingerprint: str, evalset: str) -> tuple[Header, list[Table2Row]]:
-    """Aggregate every row of one (protocol, evaluator set) in the store."""
+def stored_set_distance(store: QualityStore, swapped: np.ndarray, targets: np.ndarray) -> float:
+    """The Fréchet distance of two feature sets, computed once per content and kept in the store.
+
+    Why: with the official 2048-d Inception features ``sqrtm`` takes ~39 s per row on 2 cores, and
+    a report is re-rendered from the store after every run, shard merge or ``mfsbench report``. The
+    key is a sha256 of both arrays (dtype, shape, bytes), so any new or changed feature recomputes.
+    """
     from mfsbench.quality.fid import set_distance
 
+    digest = hashlib.sha256()
+    for array in map(np.ascontiguousarray, (swapped, targets)):
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(array.tobytes())
+    key = f"set_distance:{digest.hexdigest()}"
+    cached = store.derived(key)
+    if cached is not None:
+        return float(cached)
+    value = float(set_distance(swapped, targets))
+    store.put_derived(key, value)
+    return value
+
+
+def collect(store: QualityStore, fingerprint: str, evalset: str) -> tuple[Header, list[Table2Row]]:
+    """Aggregate every row of one (protocol, evaluator set) in the store."""
     run = store.meta(f"run:{fingerprint}:{evalset}") or {}
     evaluators = run.get("evaluators", {})
     identity_key = (evaluators.get("identity") or {}).get("key")
@@ -175,7 +196,7 @@ def collect(store: QualityStore, fingerprint: str, evalset: str) -> tuple[Header
             if len(keys) >= 2:
                 a = np.stack([swapped[k] for k in keys])
                 b = np.stack([target_features[(k[0], "", k[2])] for k in keys])
-                row.fd, row.fd_n = float(set_distance(a, b)), len(keys)
+                row.fd, row.fd_n = stored_set_distance(store, a, b), len(keys)
         rows.append(row)
     return header, rows
 
