@@ -6,6 +6,10 @@ second pool would exceed the budget. ``ORT_ENABLE_ALL`` is set explicitly so a c
 onnxruntime's default cannot change what is measured. The wheel ships no ``onnxruntime_perf_test``
 (deployment notes §4), so desktop timing goes through this Python API.
 
+The exported graph matters more than any setting: before :func:`mfsbench.export.onnx.with_explicit_biases`
+most student convs could not enter the NCHWc kernels (14.9–24.8 ms; 10.6–10.8 ms after, 7.7 ms
+fastest). The numbers below predate that fix; their ratios are what they show.
+
 Settings tried on the student frame stage (interleaved A/B medians, shared 2-core AMD EPYC with
 AVX2/FMA only, other jobs running; see the issue-5 report): ``ORT_ENABLE_EXTENDED`` 60.1 ms vs
 ``ORT_ENABLE_ALL`` 56.5 ms (ALL keeps the NCHWc layout transformer: disabling it gave 63.4 vs
