@@ -36,7 +36,7 @@ def main() -> int:
         detector = get_detector("dlib", upsample=upsample)
         pipeline = SwapPipeline(spec, create_model(spec.name), detector, 224, every)
         pipeline.inject(read_image(photos["obama"].path))
-        pipeline.timer.samples.clear()
+        pipeline.timer.clear()
         started = time.perf_counter()
         for frame in frames:
             pipeline.swap_frame(frame)

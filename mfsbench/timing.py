@@ -27,7 +27,8 @@ import os
 import resource
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -38,6 +39,56 @@ from mfsbench.runtimes.base import Prepared, Runtime
 
 #: Coefficient of variation above which a timing is flagged unstable (see module docstring).
 UNSTABLE_CV = 0.10
+
+
+@dataclass
+class StageTimer:
+    """Wall-clock seconds and calls per pipeline stage (``perf_counter``), summed.
+
+    One timer for every per-stage account: the swap pipeline's (mean ms per call, time split) and
+    the quality runner's (per work item, stored so a resumed run keeps its timings). Totals and
+    counts are all either needs, so individual calls are not kept.
+    """
+
+    seconds: dict[str, float] = field(default_factory=dict)
+    calls: dict[str, int] = field(default_factory=dict)
+
+    @contextmanager
+    def time(self, stage: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(stage, time.perf_counter() - started)
+
+    def add(self, stage: str, seconds: float, calls: int = 1) -> None:
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
+        self.calls[stage] = self.calls.get(stage, 0) + calls
+
+    def merge(self, other: StageTimer, skip: Iterable[str] = ()) -> None:
+        """Add ``other``'s totals to this one, except the stages in ``skip``."""
+        skipped = set(skip)
+        for stage, (seconds, calls) in other.items().items():
+            if stage not in skipped:
+                self.add(stage, seconds, calls)
+
+    def copy(self) -> StageTimer:
+        return StageTimer(dict(self.seconds), dict(self.calls))
+
+    def clear(self) -> None:
+        self.seconds.clear()
+        self.calls.clear()
+
+    def items(self) -> dict[str, tuple[float, int]]:
+        """``{stage: (seconds, calls)}``: what the quality store keeps per work item."""
+        return {stage: (self.seconds[stage], self.calls[stage]) for stage in self.seconds}
+
+    def total_s(self) -> dict[str, float]:
+        return dict(self.seconds)
+
+    def mean_ms(self) -> dict[str, float]:
+        return {stage: 1000 * self.seconds[stage] / self.calls[stage]
+                for stage in self.seconds if self.calls[stage]}
 
 
 @dataclass(frozen=True)

@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
           f"{pipeline.frames_without_face} without a face")
     for stage in STAGES:
         if stage in means:
-            print(f"  {stage:<14} {means[stage]:8.2f} ms/call  ({len(pipeline.timer.samples[stage])} calls)")
+            print(f"  {stage:<14} {means[stage]:8.2f} ms/call  ({pipeline.timer.calls[stage]} calls)")
     print(f"  end to end     {frames / elapsed:8.2f} fps")
     record = Record(
         command="swap", model=spec.name, mode="video" if info else "image",

@@ -34,9 +34,8 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -44,6 +43,7 @@ import numpy as np
 
 from mfsbench.errors import BadInputError, MfsbenchError
 from mfsbench.quality.store import GALLERY_ROW, TARGET_ROW, FrameResult, QualityStore
+from mfsbench.timing import StageTimer
 
 RowKind = Literal["oracle", "copy", "zoo", "method"]
 SOURCE_POLICIES = ("most_frontal", "first", "same_index")
@@ -183,29 +183,6 @@ def file_stamp(path: Path) -> str:
 # -------------------------------------------------------------------------------------- timing
 
 
-@dataclass
-class Timer:
-    """Seconds and calls per stage; a copy per work item goes to the store."""
-
-    seconds: dict[str, float] = field(default_factory=dict)
-    calls: dict[str, int] = field(default_factory=dict)
-
-    @contextmanager
-    def time(self, stage: str) -> Iterator[None]:
-        started = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.add(stage, time.perf_counter() - started)
-
-    def add(self, stage: str, seconds: float, calls: int = 1) -> None:
-        self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
-        self.calls[stage] = self.calls.get(stage, 0) + calls
-
-    def items(self) -> dict[str, tuple[float, int]]:
-        return {s: (self.seconds[s], self.calls[s]) for s in self.seconds}
-
-
 def outside_share(timings: dict[str, tuple[float, int]]) -> float | None:
     """Share of the measured time not spent in a network's forward pass."""
     total = sum(s for s, _ in timings.values())
@@ -308,14 +285,14 @@ class QualityRunner:
                 self._detector = get_detector(self.protocol.detector)
         return self._detector
 
-    def _detect(self, frame: np.ndarray, timer: Timer) -> Any | None:
+    def _detect(self, frame: np.ndarray, timer: StageTimer) -> Any | None:
         from mfsbench.swap.pipeline import largest_face
 
         with timer.time("detect"):
             faces = self.detector.detect(frame)
         return largest_face(faces) if faces else None
 
-    def _read(self, path: Path, indices: Sequence[int], timer: Timer) -> dict[int, np.ndarray]:
+    def _read(self, path: Path, indices: Sequence[int], timer: StageTimer) -> dict[int, np.ndarray]:
         from mfsbench.quality.frames import read_frames
 
         started = time.perf_counter()
@@ -338,7 +315,7 @@ class QualityRunner:
             return VideoPlan(video, known[0], known[1], known[2] or 0, picks or [])
         from mfsbench.quality.frames import VideoError, sample_indices, video_frame_count
 
-        timer = Timer()
+        timer = StageTimer()
         try:
             with timer.time("decode"):
                 n_frames = video_frame_count(path)
@@ -363,7 +340,7 @@ class QualityRunner:
         return VideoPlan(video, "ok", None, n_frames, picks)
 
     def _face(self, video: str, path: Path, index: int, *, frames: dict[int, np.ndarray],
-              cached: dict[int, Any], timer: Timer) -> Any | None:
+              cached: dict[int, Any], timer: StageTimer) -> Any | None:
         if index in cached:
             return cached[index]
         if index not in frames:
@@ -376,7 +353,7 @@ class QualityRunner:
         return face
 
     def _pick(self, path: Path, video: str, index: int, *, window: range, frames: dict[int, np.ndarray],
-              cached: dict[int, Any], timer: Timer) -> dict[str, Any]:
+              cached: dict[int, Any], timer: StageTimer) -> dict[str, Any]:
         rule = self.protocol.no_face_rule
         candidates = list(window) if rule == "next_frame" else [index]
         for position, candidate in enumerate(candidates):
@@ -393,7 +370,7 @@ class QualityRunner:
         return {"requested": index, "frame": None, "reason": f"no face in {span}"}
 
     def _sources(self, plan: VideoPlan, target_frames: dict[int, np.ndarray],
-                 timer: Timer) -> dict[int, tuple[int, np.ndarray, Any]]:
+                 timer: StageTimer) -> dict[int, tuple[int, np.ndarray, Any]]:
         """The source image for each target frame: one per pair, or the same index (``same_index``).
 
         ``same_index`` (MegaFS) takes the source video's frame at the target's index and falls back
@@ -449,7 +426,7 @@ class QualityRunner:
         from mfsbench.quality.frames import VideoError, sample_indices, video_frame_count
 
         path = self.tree.original_video(video)
-        timer = Timer()
+        timer = StageTimer()
         try:
             n_frames = video_frame_count(path)
         except (VideoError, OSError) as exc:
@@ -500,7 +477,7 @@ class QualityRunner:
         return pipeline
 
     def _swap_frames(self, row: RowPlan, item: _Item,
-                     timer: Timer) -> tuple[dict[int, np.ndarray], str | None]:
+                     timer: StageTimer) -> tuple[dict[int, np.ndarray], str | None]:
         """Swapped frames per chosen frame index, or a reason the whole item is skipped."""
         if row.kind == "copy":
             return dict(item.target_frames), None
@@ -512,7 +489,7 @@ class QualityRunner:
             return self._oracle(item, timer), None
         pipeline = self._pipeline(row)
         replay: _Replay = pipeline.detector
-        pipeline.timer.samples.clear()
+        pipeline.timer.clear()
         injected = None
         out = {}
         for index, frame in item.target_frames.items():
@@ -525,14 +502,12 @@ class QualityRunner:
                 injected = source_index
             replay.faces = [item.target_faces[index]]
             out[index] = pipeline.swap_frame(frame)
-        for stage, values in pipeline.timer.samples.items():
-            if stage != "detect":  # replayed landmarks: detection was timed when it ran
-                timer.add(stage, float(np.sum(values)), len(values))
+        timer.merge(pipeline.timer, skip=("detect",))  # replayed landmarks: detection was timed when it ran
         pipeline.frame_net = None  # the next item has another source
         return out, None
 
     def _method_frames(self, row: RowPlan, item: _Item,
-                       timer: Timer) -> tuple[dict[int, np.ndarray], str | None]:
+                       timer: StageTimer) -> tuple[dict[int, np.ndarray], str | None]:
         """FF++'s own swap of this pair, at the target's chosen frame indices."""
         from mfsbench.quality.frames import VideoError
 
@@ -544,7 +519,7 @@ class QualityRunner:
         except (VideoError, OSError) as exc:
             return {}, f"{path}: {exc}"
 
-    def _oracle(self, item: _Item, timer: Timer) -> dict[int, np.ndarray]:
+    def _oracle(self, item: _Item, timer: StageTimer) -> dict[int, np.ndarray]:
         """The source's aligned face, pasted into the target with the target's own alignment."""
         from mfsbench.faces.align import align_face
         from mfsbench.faces.paste import paste_back
@@ -568,7 +543,7 @@ class QualityRunner:
     # ------------------------------------------------------------------------------- evaluation
 
     def _target_side(self, target: str, index: int, frame: np.ndarray, face: Any,
-                     timer: Timer) -> tuple[np.ndarray | None, np.ndarray | None]:
+                     timer: StageTimer) -> tuple[np.ndarray | None, np.ndarray | None]:
         """Pose and features of the unswapped target frame (cached; shared by all rows)."""
         def cached(kind: str, evaluator: Any, compute: Callable[[], Any]) -> np.ndarray | None:
             if evaluator is None:
@@ -589,7 +564,7 @@ class QualityRunner:
 
     def _evaluate(self, row: RowPlan, pair: Any, index: int, *, swapped: np.ndarray, face: Any,
                   target_pose: np.ndarray | None, gallery: np.ndarray, gallery_ids: list[str],
-                  timer: Timer) -> FrameResult:
+                  timer: StageTimer) -> FrameResult:
         from mfsbench.quality.evaluators import id_retrieval, pose_error
 
         ev = self.evaluators
@@ -678,7 +653,7 @@ class QualityRunner:
                                     status="skipped", reason=reason, results=[], timings={},
                                     planned=self.protocol.frames_per_video)
             return len(rows)
-        timer = Timer()
+        timer = StageTimer()
         faces = self.store.detections(self.fp, pair.target)
         chosen = {p["frame"]: p for p in target.picks if p["frame"] is not None}
         path = self.tree.original_video(pair.target)
@@ -688,7 +663,7 @@ class QualityRunner:
         for row in rows:
             if row.kind == "zoo":
                 self._pipeline(row)  # a checkpoint that does not load is the user's error: exit, not skip
-            row_timer = Timer(dict(timer.seconds), dict(timer.calls)) if row is rows[0] else Timer()
+            row_timer = timer.copy() if row is rows[0] else StageTimer()
             with self.store.transaction():
                 target_side = {i: self._target_side(pair.target, i, f, target_faces[i], row_timer)
                                for i, f in target_frames.items()}

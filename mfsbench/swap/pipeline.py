@@ -9,12 +9,6 @@ pass through unchanged and are counted.
 
 from __future__ import annotations
 
-import time
-from collections import defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-
 import numpy as np
 import torch
 from torch import nn
@@ -27,29 +21,9 @@ from mfsbench.faces.types import Face
 from mfsbench.models.base import SwapNet
 from mfsbench.registry import ModelSpec
 from mfsbench.swap.adapters import SwapAdapter, adapter_for
+from mfsbench.timing import StageTimer
 
 STAGES = ("detect", "align", "identity", "frame_network", "paste_back")
-
-
-@dataclass
-class StageTimer:
-    """Wall-clock seconds per pipeline stage, every call kept (``perf_counter``)."""
-
-    samples: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
-
-    @contextmanager
-    def time(self, stage: str) -> Iterator[None]:
-        started = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.samples[stage].append(time.perf_counter() - started)
-
-    def mean_ms(self) -> dict[str, float]:
-        return {s: 1000 * float(np.mean(v)) for s, v in self.samples.items() if v}
-
-    def total_s(self) -> dict[str, float]:
-        return {s: float(np.sum(v)) for s, v in self.samples.items()}
 
 
 def largest_face(faces: list[Face]) -> Face:
