@@ -120,30 +120,16 @@ def face_sample_sets(
     Raises:
         BadInputError: when no face can be found in the photos.
     """
-    from mfsbench.faces.align import align
-    from mfsbench.faces.detectors import get_detector
-    from mfsbench.swap.adapters import ADAPTERS
+    from mfsbench.export.stages import face_crops_per_photo, frame_stage_inputs
 
     images, source = _photos(faces_dir)
-    adapter = ADAPTERS.get(spec.family, ADAPTERS["test"])
-    detector = get_detector("dlib")
-    per_photo: list[list[np.ndarray]] = []
-    for image in images:
-        crops = []
-        for face in detector.detect(image)[:limit]:
-            crop, _ = align(image, face.landmarks5, adapter.align, size)
-            # mirrored crops add variety at no cost
-            crops += [crop, np.ascontiguousarray(crop[:, ::-1])]
-        if crops:
-            per_photo.append(crops)
+    # mirrored crops add variety at no cost
+    per_photo = [c for c in face_crops_per_photo(spec, size, images, limit=limit, mirror=True) if c]
     if not per_photo:
         raise BadInputError(f"no face found in {source}; pass --faces DIR with face photos")
-    inputs = spec.stage("frame").inputs
-    extra = tuple(np.zeros(s, np.float32) for s in [i.shape(size) for i in inputs[1:]])
 
     def tuples(groups: list[list[np.ndarray]]) -> list[tuple[Any, ...]]:
-        crops = [c for group in groups for c in group][:limit]
-        return [(adapter.frame_tensor(crop).numpy(), *extra) for crop in crops]
+        return frame_stage_inputs(spec, size, [c for group in groups for c in group][:limit])
 
     if len(per_photo) == 1:
         parity = tuples(per_photo)

@@ -125,7 +125,13 @@ def test_mobilefaceswap_224_frame_stage_all_formats(tmp_path, face_photos) -> No
     """The real student frame network: fp32 parity ≤ 1e-4 in all three runtimes, int8 ≥ 30 dB."""
     from mfsbench.export import get_exporter
     from mfsbench.export.parity import check_parity
-    from mfsbench.export.stages import aligned_crops, random_inputs, stage_input_names, stage_module
+    from mfsbench.export.stages import (
+        face_crops_per_photo,
+        frame_stage_inputs,
+        random_inputs,
+        stage_input_names,
+        stage_module,
+    )
     from mfsbench.faces.detectors import read_image
     from mfsbench.registry import create_model, get_spec
 
@@ -140,9 +146,9 @@ def test_mobilefaceswap_224_frame_stage_all_formats(tmp_path, face_photos) -> No
         assert parity.max_abs_err <= 1e-4, (fmt, parity)
     _needs("tflite", "int8")
     photos = _calibration_paths(face_photos)
-    crops = aligned_crops([read_image(p) for p in photos], 224, "arcface")
-    assert len(crops) >= 5
-    calibration = [(crop,) for crop in crops]
+    per_photo = face_crops_per_photo(spec, 224, [read_image(p) for p in photos])
+    calibration = frame_stage_inputs(spec, 224, [crop for crops in per_photo for crop in crops])
+    assert len(calibration) >= 5
     artifact = get_exporter("tflite").export(
         module, example, tmp_path, "int8", input_names=names, calibration=calibration, stem="int8"
     )

@@ -42,18 +42,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def _calibration(spec: Any, paths: list[str], size: int) -> list[tuple[Any, ...]]:
     """Frame-stage inputs from the faces in ``paths``, aligned and scaled as the model's own swap
     pipeline does (its adapter), so the calibrated ranges are the ranges the stage will see."""
-    from mfsbench.faces.align import align
-    from mfsbench.faces.detectors import get_detector, read_image
-    from mfsbench.swap.adapters import ADAPTERS
+    from mfsbench.export.stages import face_crops_per_photo, frame_stage_inputs
+    from mfsbench.faces.detectors import read_image
 
-    adapter = ADAPTERS.get(spec.family, ADAPTERS["test"])
-    detector = get_detector("dlib")
-    samples: list[tuple[Any, ...]] = []
-    for path in paths:
-        image = read_image(path)
-        for face in detector.detect(image):
-            crop, _ = align(image, face.landmarks5, adapter.align, size)
-            samples.append((adapter.frame_tensor(crop).numpy(),))
+    per_photo = face_crops_per_photo(spec, size, [read_image(path) for path in paths])
+    samples = frame_stage_inputs(spec, size, [crop for crops in per_photo for crop in crops])
     if not samples:
         raise BadInputError("no face found in the --calibration photos; pass photos with visible faces")
     return samples

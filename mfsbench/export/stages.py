@@ -87,25 +87,41 @@ def stage_module(
     return FlatOutputs(frame).eval(), random_inputs(shapes)
 
 
-def aligned_crops(
-    images_bgr: Sequence[np.ndarray], size: int, method: str = "arcface", detector: str = "dlib"
-) -> list[np.ndarray]:
-    """Every detected face in ``images_bgr`` aligned to ``method``'s template at ``size``.
+def face_crops_per_photo(
+    spec: ModelSpec, size: int, images_bgr: Sequence[np.ndarray], *, limit: int | None = None,
+    mirror: bool = False, detector: str = "dlib",
+) -> list[list[np.ndarray]]:
+    """Each photo's detected faces (at most ``limit``), aligned as ``spec``'s own swap pipeline aligns.
 
-    Returns (3, size, size) float32 RGB in [0, 1]: the tensor layout the swap pipeline feeds the
-    stages, used for int8 calibration and for parity on real faces.
+    The model's adapter decides the template (ArcFace for the student, SimSwap's for SimSwap), so
+    int8 calibration and parity see the crops the stage sees in use. ``mirror`` adds each crop's
+    mirror image. Photos without a face give an empty list (callers decide whether that is an error).
+    Returns BGR uint8 crops of ``size``; :func:`frame_stage_inputs` turns them into stage inputs.
     """
     from mfsbench.faces.align import align
     from mfsbench.faces.detectors import get_detector
+    from mfsbench.swap.adapters import ADAPTERS
 
+    adapter = ADAPTERS.get(spec.family, ADAPTERS["test"])
     found = get_detector(detector)
-    crops = []
+    per_photo = []
     for image in images_bgr:
-        for face in found.detect(image):
-            crop, _ = align(image, face.landmarks5, method, size)
-            rgb = np.ascontiguousarray(crop[:, :, ::-1], dtype=np.float32) / 255.0
-            crops.append(np.ascontiguousarray(rgb.transpose(2, 0, 1)))
-    return crops
+        crops = []
+        for face in found.detect(image)[:limit]:
+            crop, _ = align(image, face.landmarks5, adapter.align, size)
+            crops += [crop, np.ascontiguousarray(crop[:, ::-1])] if mirror else [crop]
+        per_photo.append(crops)
+    return per_photo
+
+
+def frame_stage_inputs(spec: ModelSpec, size: int, crops: Iterable[np.ndarray]) -> list[tuple[Any, ...]]:
+    """One frame-stage input tuple per crop: the adapter's tensor (RGB in [0, 1], NCHW) as numpy,
+    then zeros for any further input of the stage."""
+    from mfsbench.swap.adapters import ADAPTERS
+
+    adapter = ADAPTERS.get(spec.family, ADAPTERS["test"])
+    extra = tuple(np.zeros(item.shape(size), np.float32) for item in spec.stage("frame").inputs[1:])
+    return [(adapter.frame_tensor(crop).numpy(), *extra) for crop in crops]
 
 
 def _is_bilinear_up(layer: nn.Module) -> bool:
