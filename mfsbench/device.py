@@ -74,6 +74,12 @@ class SweepSettings:
     runs: int = 20
     min_seconds: float = 2.0
     max_seconds: float = 30.0
+    #: also take a per-operator profile where the runtime has a profiler (separate runs, after timing)
+    profile: bool = False
+
+    @property
+    def profile_runs(self) -> int:
+        return max(5, min(50, self.runs))
 
 
 def check_choices(backends: Sequence[str], precisions: Sequence[str]) -> None:
@@ -249,14 +255,23 @@ def _measure_cell(
         init_ms = (time.perf_counter() - started) * 1000
     else:
         prepared, init_ms = timed_prepare(runtime, target, settings.threads)
+    inputs = _timing_inputs(prepared, samples[0])
     with torch.inference_mode():
-        result = time_runtime(prepared, _timing_inputs(prepared, samples[0]), settings.warmup, settings.runs,
+        result = time_runtime(prepared, inputs, settings.warmup, settings.runs,
                               settings.min_seconds, settings.max_seconds, init_ms=init_ms,
                               threads=settings.threads)
+    record.info["runtime_info"] = {k: str(v) for k, v in getattr(prepared, "info", {}).items()}
+    del prepared  # its threads and buffers must not compete with the profiling session
+    profile = getattr(runtime, "profile", None)
+    if settings.profile and callable(profile):
+        try:
+            record.info["op_profile"] = profile(target, settings.threads, inputs,
+                                                settings.profile_runs).as_dict()
+        except Exception as exc:  # a profiler failure must not discard a valid timing
+            record.info["op_profile_error"] = f"{type(exc).__name__}: {exc}".splitlines()[0]
     record.metrics.update(result.metrics())
     record.metrics["gmacs"] = record.info["gmacs_paper"]
     record.info["samples_ms"] = list(result.samples_ms)
-    record.info["runtime_info"] = {k: str(v) for k, v in getattr(prepared, "info", {}).items()}
     peak = record.info.get("peak_macs_per_s")
     if peak:
         record.metrics["efficiency"] = efficiency(record.metrics["gmacs"], record.metrics["p50_ms"], peak)

@@ -34,6 +34,32 @@ def test_device_sweep_on_tiny_student(run_cli, tmp_path: Path) -> None:
 
 
 @pytest.mark.cli
+def test_device_profile_says_where_the_time_goes(run_cli, tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("openvino")
+    result = run_cli("device", "--models", "test_mobilefaceswap", "--backends", "onnxruntime", "openvino",
+                     "torch-eager", "--precision", "fp32", "--runs", "5", "--warmup", "1",
+                     "--min-seconds", "0", "--profile", "--out", str(tmp_path))
+    assert result.code == 0, result.err
+    cells = {r.info["backend"]: r for r in read_records(tmp_path / "records.jsonl")}
+    for backend, conv in (("onnxruntime", "Conv"), ("openvino", "Convolution")):
+        profile = cells[backend].info["op_profile"]
+        assert profile["runs"] == 5 and profile["total_ms"] > 0, profile
+        by_type = dict(profile["by_op_type"])
+        assert conv in by_type, by_type
+        assert profile["total_ms"] == pytest.approx(sum(by_type.values()))
+        shares = [ms for _op, ms in profile["by_op_type"]]
+        assert shares == sorted(shares, reverse=True)
+        _node, op, ms = profile["top_nodes"][0]
+        assert 0 < ms <= by_type[op]
+    assert "op_profile" not in cells["torch-eager"].info  # no profiler: nothing invented
+    md = (tmp_path / "device_desktop.md").read_text()
+    section = md.split("## Where the time goes")[1].split("## Notes")[0]
+    assert "test_mobilefaceswap / onnxruntime / fp32" in section and "onnxruntime" in section
+    assert "test_mobilefaceswap / openvino / fp32" in section and "PERF_COUNT" in section
+
+
+@pytest.mark.cli
 @pytest.mark.parametrize(
     ("args", "needle"),
     [

@@ -31,6 +31,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--min-seconds", type=float, default=2.0, help="minimum timed seconds (default 2)")
     parser.add_argument("--max-seconds", type=float, default=30.0, help="cap per cell (default 30)")
+    parser.add_argument("--profile", action="store_true",
+                        help="also profile per operator where the runtime can (onnxruntime, openvino): "
+                             "separate runs after timing, shown under 'Where the time goes'")
     parser.add_argument("--size", type=int, default=None)
     parser.add_argument("--faces", default=None, help="folder of face photos for parity and int8 calibration")
     parser.add_argument("--format", choices=("table", "md", "csv", "json"), default="table")
@@ -86,7 +89,8 @@ def run(args: argparse.Namespace) -> int:
         raise BadInputError(f"--faces {faces} is not a folder of photos")
     out = writable_dir(args.out)
     store = out / "records.jsonl"
-    settings = SweepSettings(args.threads, args.warmup, args.runs, args.min_seconds, args.max_seconds)
+    settings = SweepSettings(args.threads, args.warmup, args.runs, args.min_seconds, args.max_seconds,
+                             profile=args.profile)
     peak = measure_peak_macs(threads=args.threads).macs_per_s
     cells = default_cells(backends, args.precision)
     run_id = new_run_id()

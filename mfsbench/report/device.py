@@ -105,6 +105,9 @@ def render_markdown(records: Sequence[Record]) -> str:
     lines += ["| " + " | ".join(row) + " |" for row in _rows(records)]
     lines += ["", "## Speed ratio", ""]
     lines += [f"- {line}" for line in _ratio_lines(records)] or ["- not measured in one run"]
+    profiles = _profile_lines(cells)
+    if profiles:
+        lines += ["", "## Where the time goes", ""] + [f"- {line}" for line in profiles]
     lines += ["", "## Notes", ""]
     notes = [
         "Timed: the frame stage with one identity injected (video mode), batch 1, at the model's "
@@ -135,6 +138,28 @@ def render_markdown(records: Sequence[Record]) -> str:
                          f"{record.status} — {record.error}")
     lines += [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"
+
+
+def _profile_lines(cells: Sequence[Record], shown: int = 6, nodes: int = 3) -> list[str]:
+    """One line per profiled cell: the operator types' shares and the slowest nodes (``--profile``)."""
+    lines = []
+    for record in cells:
+        what = f"{record.model} / {record.info.get('backend')} / {record.info.get('precision')}"
+        if "op_profile_error" in record.info:
+            lines.append(f"{what}: profiler failed ({record.info['op_profile_error']})")
+        profile = record.info.get("op_profile")
+        if not profile:
+            continue
+        total = profile["total_ms"] or 1.0
+        types = ", ".join(f"{op} {100 * ms / total:.0f} % ({ms:.2f} ms)"
+                          for op, ms in profile["by_op_type"][:shown])
+        slow = ", ".join(f"{node} ({op}) {ms:.2f} ms" for node, op, ms in profile["top_nodes"][:nodes])
+        lines.append(f"{what}: {profile['total_ms']:.2f} ms of kernels per run ({profile['tool']}, "
+                     f"{profile['runs']} runs after timing): {types}; slowest nodes: {slow}")
+    if lines and any(r.info.get("backend") == "litert" for r in cells):
+        lines.append("litert: no per-operator profile (the Python interpreter has no profiler and XNNPACK "
+                     "runs the graph as one delegate node)")
+    return lines
 
 
 def render_csv(records: Sequence[Record]) -> str:

@@ -21,12 +21,15 @@ kept and ``OnnxRuntime(allow_spinning=False)`` is there for loaded machines.
 
 from __future__ import annotations
 
+import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from mfsbench.runtimes.base import SimplePrepared, TensorInfo, check_inputs, check_threads, require
+from mfsbench.runtimes.profiling import OpProfile, aggregate
 
 _ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int64)": "int64"}
 
@@ -43,8 +46,7 @@ class OnnxRuntime:
         #: ``False`` sets ``session.intra_op.allow_spinning = 0`` (see the module docstring).
         self.allow_spinning = allow_spinning
 
-    def prepare(self, artifact_path: str | Path, threads: int) -> SimplePrepared:
-        ort = require("onnxruntime", self.package, self.name)
+    def _options(self, ort: Any, threads: int) -> Any:
         check_threads(threads)
         so = ort.SessionOptions()
         if not self.allow_spinning:
@@ -53,6 +55,32 @@ class OnnxRuntime:
         so.inter_op_num_threads = 1
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        return so
+
+    def profile(self, artifact_path: str | Path, threads: int, inputs: dict[str, np.ndarray],
+                runs: int) -> OpProfile:
+        """Kernel time per operator from ONNX Runtime's JSON trace, same session settings as timed.
+
+        Node names and types are those of the *optimised* graph (fused convs, NCHWc reorders), i.e.
+        what actually ran. ``runs + 1`` inferences are traced; every run executes each node once, so
+        the first run's events (allocations, first touches) are dropped by count.
+        """
+        ort = require("onnxruntime", self.package, self.name)
+        so = self._options(ort, threads)
+        with tempfile.TemporaryDirectory(prefix="mfsbench-ort-profile-") as tmp:
+            so.enable_profiling = True
+            so.profile_file_prefix = str(Path(tmp) / "ort")
+            session = ort.InferenceSession(str(artifact_path), so, providers=["CPUExecutionProvider"])
+            for _ in range(runs + 1):
+                session.run(None, inputs)
+            trace = json.loads(Path(session.end_profiling()).read_text())
+        events = [(e["name"][: -len("_kernel_time")], e["args"]["op_name"], e["dur"] / 1000.0)
+                  for e in trace if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time")]
+        return aggregate(events[len(events) // (runs + 1):], runs, f"onnxruntime {ort.__version__} profiler")
+
+    def prepare(self, artifact_path: str | Path, threads: int) -> SimplePrepared:
+        ort = require("onnxruntime", self.package, self.name)
+        so = self._options(ort, threads)
         session = ort.InferenceSession(str(artifact_path), so, providers=["CPUExecutionProvider"])
         infos = [
             TensorInfo(

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from mfsbench.runtimes.base import SimplePrepared, TensorInfo, check_inputs, check_threads, require
+from mfsbench.runtimes.profiling import OpProfile, aggregate
 
 
 class OpenVinoRuntime:
@@ -35,15 +36,36 @@ class OpenVinoRuntime:
         self.precision = precision
         self.name = "openvino" if precision == "f32" else "openvino-bf16"
 
-    def prepare(self, artifact_path: str | Path, threads: int) -> SimplePrepared:
-        ov = require("openvino", self.package, self.name)
+    def _config(self, threads: int) -> dict[str, Any]:
         check_threads(threads)
-        core = ov.Core()
-        model = core.read_model(str(artifact_path))
         config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads}
         if self.precision is not None:
             config["INFERENCE_PRECISION_HINT"] = self.precision
-        compiled = core.compile_model(model, "CPU", config)
+        return config
+
+    def profile(self, artifact_path: str | Path, threads: int, inputs: dict[str, np.ndarray],
+                runs: int) -> OpProfile:
+        """Per-layer time from OpenVINO's ``PERF_COUNT`` (executed layers of the compiled graph, after
+        its fusions), same configuration as timed; one unprofiled warm-up inference first."""
+        ov = require("openvino", self.package, self.name)
+        core = ov.Core()
+        compiled = core.compile_model(core.read_model(str(artifact_path)), "CPU",
+                                      {**self._config(threads), "PERF_COUNT": True})
+        request = compiled.create_infer_request()
+        request.infer(inputs)
+        events = []
+        for _ in range(runs):
+            request.infer(inputs)
+            events += [(info.node_name, info.node_type, info.real_time.total_seconds() * 1000.0)
+                       for info in request.profiling_info
+                       if info.status == info.Status.EXECUTED]
+        return aggregate(events, runs, f"openvino {ov.__version__} PERF_COUNT")
+
+    def prepare(self, artifact_path: str | Path, threads: int) -> SimplePrepared:
+        ov = require("openvino", self.package, self.name)
+        core = ov.Core()
+        model = core.read_model(str(artifact_path))
+        compiled = core.compile_model(model, "CPU", self._config(threads))
         request = compiled.create_infer_request()
         infos = []
         for port in compiled.inputs:
