@@ -196,3 +196,14 @@ def test_models_lists_zoo(run_cli) -> None:
         assert name in result.out
     assert "test_frame_only" not in result.out
     assert "test_frame_only" in run_cli("models", "--all").out
+
+
+def test_report_starts_without_importing_torch(table1, tmp_path: Path) -> None:
+    """Only the command asked for is imported: re-rendering records needs no torch (~2 s saved)."""
+    _, out = table1
+    argv = ["report", "--records", str(out / "records.jsonl"), "--out", str(tmp_path)]
+    script = ("import sys; from mfsbench.cli.main import main; "
+              f"code = main({argv!r}); print(code, 'torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
+    assert done.stdout.split()[-2:] == ["0", "False"], done.stdout + done.stderr
+    assert (tmp_path / "table1_complexity.md").read_text() == (out / "table1_complexity.md").read_text()

@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 import torch
 
-from mfsbench.checkpoints.formats import sha256_file, write_official
+from mfsbench.checkpoints.digest import sha256_file
+from mfsbench.checkpoints.formats import write_official
 from mfsbench.errors import BadInputError
 from mfsbench.evalnets.hopenet import BINS, decode_degrees
 from mfsbench.faces.types import Face

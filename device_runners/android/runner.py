@@ -22,7 +22,7 @@ from typing import Any
 from device_runners.android import info as device_info
 from device_runners.android.adb import Adb, AdbError
 from device_runners.android.parse import parse_benchmark_model, parse_ort_perf_test
-from mfsbench.checkpoints.formats import sha256_file
+from mfsbench.checkpoints.digest import sha256_file
 from mfsbench.errors import MfsbenchError
 from mfsbench.records import Record
 

@@ -19,7 +19,6 @@ the mapping is lossless: official → ours → official gives the same bytes.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 import warnings
@@ -33,6 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mfsbench.checkpoints.digest import sha256_file
 from mfsbench.checkpoints.mapping import load_strict, paddle_to_torch
 from mfsbench.checkpoints.safe_pickle import (
     WHOLE_MODEL_FOREIGN,
@@ -74,14 +74,6 @@ class OfficialFormat:
     read: Callable[[Path], StateDict]
     build: Callable[[], nn.Module]
     wrapper_attr: str | None = None
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # --------------------------------------------------------------------------------------- readers
@@ -370,7 +362,6 @@ __all__ = [
     "load_official",
     "load_simswap_generator",
     "read_official",
-    "sha256_file",
     "torch_to_paddle",
     "write_official",
 ]

@@ -11,7 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mfsbench.checkpoints.formats import FORMATS, convert_official, sha256_file
+from mfsbench.checkpoints.digest import sha256_file
+from mfsbench.checkpoints.formats import FORMATS, convert_official
 from mfsbench.errors import BadInputError, MissingDependencyError
 
 SUFFIXES = (".safetensors", ".pt")

@@ -96,7 +96,7 @@ METHOD_SPECS = {"Deepfakes": "deepfakes_64", "FaceShifter": "faceshifter_256"}
 
 
 def _rows(args: argparse.Namespace, tree: Any, compression: str) -> list[Any]:
-    from mfsbench.checkpoints.formats import sha256_file
+    from mfsbench.checkpoints.digest import sha256_file
     from mfsbench.quality.runner import calibration_rows, method_row, zoo_row
     from mfsbench.registry import get_spec
     from mfsbench.swap.adapters import adapter_for

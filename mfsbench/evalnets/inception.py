@@ -29,7 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mfsbench.checkpoints.formats import LoadedCheckpoint, sha256_file
+from mfsbench.checkpoints.digest import sha256_file
+from mfsbench.checkpoints.formats import LoadedCheckpoint
 from mfsbench.checkpoints.mapping import load_strict
 from mfsbench.checkpoints.safe_pickle import load_torch_file, strip_prefix
 from mfsbench.errors import BadInputError

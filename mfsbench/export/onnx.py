@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from mfsbench.checkpoints.formats import sha256_file
+from mfsbench.checkpoints.digest import sha256_file
 from mfsbench.errors import MfsbenchError
 from mfsbench.export.base import ExportedArtifact, Exporter, default_input_names, require
 from mfsbench.export.stages import export_ready

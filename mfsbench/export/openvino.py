@@ -14,7 +14,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from mfsbench.checkpoints.formats import sha256_file
+from mfsbench.checkpoints.digest import sha256_file
 from mfsbench.export.base import ExportedArtifact, Exporter, default_input_names, require
 from mfsbench.export.onnx import export_onnx, output_count
 from mfsbench.export.stages import export_ready

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from mfsbench.checkpoints.formats import sha256_file
+from mfsbench.checkpoints.digest import sha256_file
 from mfsbench.errors import BadInputError, MfsbenchError
 from mfsbench.export.base import ExportedArtifact, Exporter, default_input_names, require
 from mfsbench.export.stages import export_ready

@@ -1,0 +1,20 @@
+"""The one file digest every record uses (checkpoints, exported models, videos pushed to phones).
+
+Kept apart from :mod:`mfsbench.checkpoints.formats` because that module imports torch, and commands
+that only hash files (re-rendering a quality run, the adb runner) should not pay torch's import.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks (checkpoints can be hundreds of MB)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
