@@ -1,7 +1,7 @@
-"""The one file digest every record uses (checkpoints, exported models, videos pushed to phones).
+"""The one file digest every record uses (checkpoints, exported models, models pushed to phones).
 
-Kept apart from :mod:`mfsbench.checkpoints.formats` because that module imports torch, and commands
-that only hash files (re-rendering a quality run, the adb runner) should not pay torch's import.
+Kept apart from :mod:`mfsbench.checkpoints.formats` because that module imports torch, and code
+that only hashes files (the adb runner, the exporters' records) should not need it.
 """
 
 from __future__ import annotations

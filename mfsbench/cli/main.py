@@ -27,8 +27,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
     Why ``only``: command modules import what their options need (``flops`` its counting
     conventions, ``convert`` the checkpoint formats), and two of them pull in torch (~3 s on 2
-    cores). A command that needs no torch, such as ``report`` or a ``quality`` run over a finished
-    cache, should not pay that at start-up; ``--help`` and unknown commands still get the full list.
+    cores). A command that needs no torch, such as ``report``, should not pay that at start-up
+    (commands that look models up still do: the registry imports the zoo); ``--help`` and unknown
+    commands still get the full list.
     """
     parser = argparse.ArgumentParser(
         prog="mfsbench",
