@@ -20,7 +20,7 @@ import torch
 
 from mfsbench.checkpoints.digest import sha256_file
 from mfsbench.checkpoints.formats import write_official
-from mfsbench.errors import BadInputError
+from mfsbench.errors import BadInputError, MissingDependencyError
 from mfsbench.evalnets.hopenet import BINS, decode_degrees
 from mfsbench.faces.types import Face
 from mfsbench.quality.evaluators import (
@@ -335,6 +335,45 @@ def test_offline_takes_real_fid_when_the_inception_file_is_given(weights_dir: Pa
     evs = build_evaluators("offline", inception=weights_dir / "pt_inception-2015-12-05-6726825d.pth")
     assert evs.identity is not None and evs.identity.name == "dlib_resnet128"
     assert evs.features is not None and evs.features.name == "fid_inception_pool3"
+
+
+def test_offline_models_load_on_the_first_face_not_at_construction() -> None:
+    """A re-run over a finished cache builds the evaluators but never sees a face: it must not pay
+    dlib's ~1 s model deserialisation."""
+    pytest.importorskip("dlib", reason="offline evaluators need dlib-bin")
+    from mfsbench.quality import offline as offline_module
+
+    offline_module._dlib_models.cache_clear()
+    build_evaluators("offline")
+    assert offline_module._dlib_models.cache_info().currsize == 0
+
+
+def test_offline_without_its_model_files_fails_at_construction(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    pytest.importorskip("dlib", reason="offline evaluators need dlib-bin")
+    from mfsbench.quality import offline as offline_module
+
+    monkeypatch.setattr(offline_module, "dlib_model_dir", lambda: tmp_path)
+    with pytest.raises(MissingDependencyError, match=r"shape_predictor_68.*missing.*reinstall"):
+        build_evaluators("offline")
+
+
+def test_offline_with_a_corrupt_model_file_names_the_fix(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    pytest.importorskip("dlib", reason="offline evaluators need dlib-bin")
+    from mfsbench.quality import offline as offline_module
+
+    for name in (offline_module.PREDICTOR_FILE, offline_module.DESCRIPTOR_FILE):
+        (tmp_path / name).write_bytes(b"not a dlib model")
+    monkeypatch.setattr(offline_module, "dlib_model_dir", lambda: tmp_path)
+    offline_module._dlib_models.cache_clear()
+    try:
+        with pytest.raises(MissingDependencyError, match=r"could not load.*reinstall"):
+            offline_module._dlib_models()
+    finally:
+        offline_module._dlib_models.cache_clear()
 
 
 def test_offline_identity_puts_the_same_person_closer(

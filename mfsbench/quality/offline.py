@@ -21,12 +21,14 @@ from __future__ import annotations
 import functools
 import hashlib
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mfsbench.errors import MissingDependencyError
 from mfsbench.faces.align import cv2_module
-from mfsbench.faces.detectors import _dlib, check_image, dlib_model_dir
+from mfsbench.faces.detectors import FACES_EXTRA, _dlib, check_image, dlib_model_dir
 from mfsbench.faces.types import Face
 
 DESCRIPTOR_FILE = "dlib_face_recognition_resnet_model_v1.dat"
@@ -53,13 +55,40 @@ MODEL_POINT_INDICES = (30, 8, 36, 45, 48, 54)
 _FLIP_YZ = np.diag([1.0, -1.0, -1.0])
 
 
+def _dlib_files() -> tuple[Any, Path, Path]:
+    """(dlib, predictor path, descriptor path); checks the package and both files without loading them.
+
+    The evaluators call this when they are built, so a missing package still fails at once with one
+    line; the ~1 s deserialisation waits for the first face (a re-run over a finished cache never
+    needs it).
+
+    Raises:
+        MissingDependencyError: dlib or face-recognition-models is not installed, or a model file is gone.
+    """
+    dlib = _dlib()
+    models = dlib_model_dir()
+    files = models / PREDICTOR_FILE, models / DESCRIPTOR_FILE
+    for file in files:
+        if not file.is_file():
+            raise MissingDependencyError(
+                f"dlib model file {file} is missing; reinstall it: pip install --force-reinstall "
+                f"'mfsbench[{FACES_EXTRA}]'"
+            )
+    return dlib, *files
+
+
 @functools.lru_cache(maxsize=1)
 def _dlib_models() -> tuple[Any, Any, Any]:
     """(dlib, 68-point predictor, ResNet descriptor), loaded once per process (~1 s, 120 MB)."""
-    dlib = _dlib()
-    models = dlib_model_dir()
-    predictor = dlib.shape_predictor(str(models / PREDICTOR_FILE))
-    descriptor = dlib.face_recognition_model_v1(str(models / DESCRIPTOR_FILE))
+    dlib, predictor_file, descriptor_file = _dlib_files()
+    try:
+        predictor = dlib.shape_predictor(str(predictor_file))
+        descriptor = dlib.face_recognition_model_v1(str(descriptor_file))
+    except RuntimeError as exc:
+        raise MissingDependencyError(
+            f"dlib could not load its model files in {predictor_file.parent} ({exc}); reinstall them: "
+            f"pip install --force-reinstall 'mfsbench[{FACES_EXTRA}]'"
+        ) from None
     return dlib, predictor, descriptor
 
 
@@ -82,7 +111,7 @@ class DlibResnetIdentity:
     name = "dlib_resnet128"
 
     def __init__(self) -> None:
-        _dlib_models()  # load now, so a missing package fails at construction with one line
+        _dlib_files()  # a missing package fails at construction, with one line
         self.weights_sha256: str | None = None  # a pinned package file, named by the label
         self._last: tuple[bytes, np.ndarray] | None = None
 
@@ -187,7 +216,7 @@ class LandmarkPnpPose:
     name = "landmark_pnp"
 
     def __init__(self) -> None:
-        _dlib_models()
+        _dlib_files()
         self.weights_sha256: str | None = None
 
     def pose(self, image_bgr: np.ndarray, face: Face) -> np.ndarray:

@@ -179,13 +179,9 @@ def render_json(records: Sequence[Record]) -> str:
 
 def plot_roofline(records: Sequence[Record], path: Path) -> Path | None:
     """FPS against GMACs per frame (log-log) with the roofline FPS = peak MAC/s ÷ MACs."""
-    try:
-        import matplotlib
+    from mfsbench.report.plots import pyplot
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise MissingDependencyError("plots need matplotlib: pip install 'mfsbench[plot]'") from None
+    plt = pyplot()
     cells = [r for r in latest_cells(records) if r.status == "ok" and r.metrics.get("gmacs")]
     if not cells:
         return None

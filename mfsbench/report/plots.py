@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
 
 from mfsbench.errors import MissingDependencyError
 from mfsbench.report.table1 import Table1Row, method_label
 
 
-def _pyplot():
+def pyplot() -> ModuleType:
+    """``matplotlib.pyplot`` on the Agg backend (headless), or one line naming the ``plot`` extra."""
     try:
         import matplotlib
 
@@ -28,7 +30,7 @@ def _pyplot():
 
 def plot_complexity(rows: Sequence[Table1Row], path: Path, convention: str) -> Path:
     """Two panels (image, video): GMACs per method, measured bars beside the paper's."""
-    plt = _pyplot()
+    plt = pyplot()
     labels = [method_label(row) for row in rows]
     figure, axes = plt.subplots(1, 2, figsize=(13, 0.45 * len(rows) + 2.5), sharey=True)
     for axis, mode in zip(axes, ("image", "video"), strict=True):

@@ -305,9 +305,9 @@ def plot_flops_vs_id(header: Header, rows: Sequence[Table2Row], path: Path) -> P
     points = [r for r in rows if r.gmacs and r.id_top1_pct is not None]
     if not points:
         return None
-    from mfsbench.report.plots import _pyplot
+    from mfsbench.report.plots import pyplot
 
-    plt = _pyplot()
+    plt = pyplot()
     figure, axis = plt.subplots(figsize=(7, 4.5))
     axis.scatter([], [], color="#2b6cb0", label="measured (this store)")
     axis.scatter([], [], color="#c05621", marker="x", label="paper (as reported)")
