@@ -112,6 +112,49 @@ def test_bad_video_files_raise_one_line_naming_the_file(tmp_path: Path) -> None:
         list(read_frames(corrupt, [0]))
 
 
+def _grey_video(path: Path, frames: int) -> Path:
+    """A tiny mp4 whose frame i is a flat grey of level 20·i (decoding, not faces, is under test)."""
+    import cv2
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (32, 32))
+    if not writer.isOpened():
+        pytest.skip("OpenCV cannot write mp4 here")
+    for i in range(frames):
+        writer.write(np.full((32, 32, 3), 20 * i, np.uint8))
+    writer.release()
+    return path
+
+
+def test_decoded_frames_decode_once_are_read_only_and_respect_the_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mfsbench.quality import frames as frames_module
+    from mfsbench.quality.frames import DecodedFrames
+
+    video = _grey_video(tmp_path / "grey.mp4", 8)
+    asked: list[list[int]] = []
+    real = frames_module.read_frames
+    monkeypatch.setattr(frames_module, "read_frames",
+                        lambda path, idx: asked.append(list(idx)) or real(path, idx))
+    cache = DecodedFrames()
+    first, decoded = cache.read(video, [5, 2, 2])
+    assert sorted(first) == [2, 5] and decoded == 2
+    assert abs(float(first[5].mean()) - 100) < 8  # the right frame (levels are 20 apart), within mp4v loss
+    with pytest.raises(ValueError, match="read-only"):
+        first[2][0, 0, 0] = 1
+    again, decoded = cache.read(video, [2, 5, 6, 99])  # 99 is past the end: simply absent
+    assert decoded == 1 and sorted(again) == [2, 5, 6] and again[2] is first[2]
+    assert asked == [[2, 5], [6, 99]]  # only what was not decoded yet
+    small = DecodedFrames(max_bytes=2 * first[2].nbytes)
+    small.read(video, [0, 1, 2])
+    _, decoded = small.read(video, [0, 2])
+    assert decoded == 1  # frame 0, the oldest, was evicted; 2 was kept
+    (tmp_path / "grey.mp4").unlink()
+    assert sorted(cache.read(video, [2, 5])[0]) == [2, 5]  # served from memory, no file needed
+    with pytest.raises(VideoError, match="not found"):
+        cache.read(video, [7])
+
+
 # ------------------------------------------------------------------------------------------ tree (no video)
 
 

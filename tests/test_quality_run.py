@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -289,3 +290,46 @@ def test_set_distance_is_computed_once_per_content(tmp_path: Path, monkeypatch: 
         assert stored_set_distance(store, a, changed) != first and len(calls) == 2
         assert store.counts() == before  # derived values are not part of the run's rows
     assert merge(tmp_path / "m.sqlite", [tmp_path / "c.sqlite"]) == before
+
+
+def test_decode_order_puts_each_reverse_pair_next() -> None:
+    from mfsbench.quality.ffpp import Pair
+    from mfsbench.quality.runner import decode_order
+
+    names = [("000", "003"), ("001", "002"), ("002", "001"), ("003", "000"), ("004", "005")]
+    pairs = [Pair(*n) for n in names]
+    assert decode_order(pairs) == [pairs[0], pairs[3], pairs[1], pairs[2], pairs[4]]
+    assert decode_order([]) == []
+
+
+def test_each_frame_is_decoded_once_per_run(mini_tree: Path, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Detection and the swap read the same frames: the second read comes from memory, even with room
+    for only a few frames (so the work order matters, not just the cache)."""
+    import functools
+
+    import cv2
+
+    from mfsbench.quality import frames as frames_module
+    from mfsbench.quality import runner as runner_module
+
+    decoded: dict[tuple[str, int], int] = {}
+    real = frames_module.read_frames
+
+    def counting(path: Path, indices: list[int]) -> Iterator[tuple[int, np.ndarray]]:
+        for index, frame in real(path, indices):
+            decoded[(str(path), index)] = decoded.get((str(path), index), 0) + 1
+            yield index, frame
+
+    some_video = next((mini_tree / "original_sequences").rglob("*.mp4"))
+    capture = cv2.VideoCapture(str(some_video))
+    ok, frame = capture.read()
+    capture.release()
+    assert ok
+    budget = 2 * 2 * FRAMES * frame.nbytes  # the sampled frames of one pair's two videos, twice over
+    small = functools.partial(frames_module.DecodedFrames, budget)
+    monkeypatch.setattr(runner_module, "DecodedFrames", small)
+    monkeypatch.setattr(frames_module, "read_frames", counting)
+    run_quality(mini_tree, tmp_path / "c.sqlite")
+    originals = {k: n for k, n in decoded.items() if "original_sequences" in k[0]}
+    assert originals and max(originals.values()) == 1, {k: n for k, n in originals.items() if n > 1}

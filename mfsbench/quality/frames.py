@@ -8,6 +8,7 @@ the wanted ones decoded, because seeking in h264 is frame-inexact in OpenCV.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -102,3 +103,51 @@ def read_frames(path: Path, indices: Sequence[int]) -> Iterator[tuple[int, np.nd
             position += 1
     finally:
         capture.release()
+
+
+class DecodedFrames:
+    """Frames already decoded, kept (read-only) up to a byte budget, oldest evicted first.
+
+    :func:`read_frames` decodes every frame up to the last wanted one, so on a FaceForensics++
+    video each read costs about a whole decode. The runner detects faces on a pair's target
+    frames and then swaps and evaluates the same frames; this keeps them between the two, so each
+    video is decoded once per pair rather than twice. Frames are made read-only: a caller that
+    wrote into one would otherwise corrupt it for every later row.
+    """
+
+    def __init__(self, max_bytes: int = 512 * 2**20) -> None:
+        self.max_bytes = max_bytes
+        self._frames: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
+        self._bytes = 0
+
+    def read(self, path: Path, indices: Sequence[int]) -> tuple[dict[int, np.ndarray], int]:
+        """``({index: frame}, number of frames decoded now)`` for the wanted indices that exist.
+
+        Raises:
+            VideoError: the file cannot be opened (only when some index had to be decoded).
+        """
+        key = str(path)
+        wanted = sorted({int(i) for i in indices if int(i) >= 0})
+        found: dict[int, np.ndarray] = {}
+        for index in wanted:
+            frame = self._frames.get((key, index))
+            if frame is not None:
+                self._frames.move_to_end((key, index))
+                found[index] = frame
+        missing = [i for i in wanted if i not in found]
+        decoded = 0
+        for index, frame in read_frames(path, missing):
+            frame.flags.writeable = False
+            found[index] = frame
+            decoded += 1
+            self._keep((key, index), frame)
+        return {i: found[i] for i in sorted(found)}, decoded
+
+    def _keep(self, key: tuple[str, int], frame: np.ndarray) -> None:
+        if frame.nbytes > self.max_bytes:
+            return
+        self._frames[key] = frame
+        self._bytes += frame.nbytes
+        while self._bytes > self.max_bytes:
+            _, evicted = self._frames.popitem(last=False)
+            self._bytes -= evicted.nbytes

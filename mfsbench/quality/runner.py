@@ -1,12 +1,15 @@
 """Run the FF++ quality protocol: sample frames, detect once, swap per row, evaluate, cache everything.
 
-The work, in the order it runs (every step resumes from :class:`~mfsbench.quality.store.QualityStore`):
+The work (every step resumes from :class:`~mfsbench.quality.store.QualityStore`); the gallery (3) is
+built first, then each pair prepares its two videos (1, 2) just before its work items (4), and the
+reverse pair follows it (:func:`decode_order`), so the frames decoded for detection are still in
+memory (:class:`~mfsbench.quality.frames.DecodedFrames`) when they are swapped and evaluated:
 
-1. **Prepare videos.** For every target video of this shard, count frames, take the protocol's
-   evenly spaced indices and detect a face on each; a frame without one follows the protocol's
-   ``no_face_rule`` (``next_frame``: the next frame *before the midpoint to the next sampled index*,
-   logged as a substitution), or is skipped with its reason. A zero-byte or corrupt video is recorded
-   with its reason, never fatal. One commit per video.
+1. **Prepare videos.** For the target and source video of each pair (once per video), count frames,
+   take the protocol's evenly spaced indices and detect a face on each; a frame without one follows
+   the protocol's ``no_face_rule`` (``next_frame``: the next frame *before the midpoint to the next
+   sampled index*, logged as a substitution), or is skipped with its reason. A zero-byte or corrupt
+   video is recorded with its reason, never fatal. One commit per video.
 2. **Source frame** per source video, by ``source_frame_policy`` (``most_frontal``: the most frontal
    of its own sampled faces, by a landmark yaw/roll score, so the choice does not depend on which
    evaluator is installed; ``first``; ``same_index``: the target's frame index, else most frontal).
@@ -42,6 +45,7 @@ from typing import Any, Literal
 import numpy as np
 
 from mfsbench.errors import BadInputError, MfsbenchError
+from mfsbench.quality.frames import DecodedFrames
 from mfsbench.quality.store import GALLERY_ROW, TARGET_ROW, FrameResult, QualityStore
 from mfsbench.timing import StageTimer
 
@@ -119,6 +123,24 @@ def shard_pairs(pairs: Iterable[Any], shard: tuple[int, int]) -> list[Any]:
     """Every n-th pair of the sorted list, starting at i: deterministic, disjoint, complete."""
     ordered = sorted(pairs, key=lambda p: (p.target, p.source))
     return ordered[shard[0]::shard[1]]
+
+
+def decode_order(pairs: Sequence[Any]) -> list[Any]:
+    """``pairs`` with each pair's reverse (same two videos, roles swapped) moved right after it.
+
+    Results do not depend on the order; decoding does. Preparing a pair decodes both videos' sampled
+    frames, and the reverse pair swaps the source's frames as its targets: run next, it finds them
+    still in memory, so each video of a shard holding both directions is decoded once.
+    """
+    index = {(p.target, p.source): p for p in pairs}
+    order: list[Any] = []
+    placed: set[tuple[str, str]] = set()
+    for pair in pairs:
+        for key in ((pair.target, pair.source), (pair.source, pair.target)):
+            if key in index and key not in placed:
+                order.append(index[key])
+                placed.add(key)
+    return order
 
 
 def evaluator_key(evaluator: Any | None) -> str:
@@ -261,6 +283,7 @@ class QualityRunner:
         self._detector_factory = detector_factory
         self._detector: Any | None = None
         self._pipelines: dict[str, Any] = {}
+        self._frames = DecodedFrames()
         self.progress = progress
         self.info = dict(info or {})
 
@@ -293,11 +316,11 @@ class QualityRunner:
         return largest_face(faces) if faces else None
 
     def _read(self, path: Path, indices: Sequence[int], timer: StageTimer) -> dict[int, np.ndarray]:
-        from mfsbench.quality.frames import read_frames
-
+        """The wanted frames (read-only), decoding only those not decoded recently."""
         started = time.perf_counter()
-        frames = dict(read_frames(path, sorted(set(indices))))
-        timer.add("decode", time.perf_counter() - started, len(frames))
+        frames, decoded = self._frames.read(path, indices)
+        if decoded:
+            timer.add("decode", time.perf_counter() - started, decoded)
         return frames
 
     # ------------------------------------------------------------------------------- prepare
@@ -613,13 +636,14 @@ class QualityRunner:
         if not pending:
             summary.seconds = time.perf_counter() - started
             return summary
-        needed = sorted({p.target for p in pairs if (p.target, p.source) in pending}
-                        | {p.source for p in pairs if (p.target, p.source) in pending})
-        plans = {v: self.prepare_video(v) for v in self._bar(needed, len(needed), "detect faces")}
         gallery_ids, gallery = self._gallery(sorted({p.source for p in all_pairs}))
-        for pair in self._bar(pairs, len(pairs), "evaluate pairs"):
-            if (pair.target, pair.source) not in pending:
-                continue
+        plans: dict[str, VideoPlan] = {}
+        todo_pairs = decode_order([p for p in pairs if (p.target, p.source) in pending])
+        for pair in self._bar(todo_pairs, len(todo_pairs), "evaluate pairs"):
+            # planned just before the pair, so its target frames are still decoded when it runs
+            for video in (pair.target, pair.source):
+                if video not in plans:
+                    plans[video] = self.prepare_video(video)
             summary.items_run += self._run_pair(pair, plans, gallery_ids, gallery, summary)
         summary.seconds = time.perf_counter() - started
         return summary
