@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -72,11 +73,18 @@ def count_spec(
             stage = spec.stage("identity")
             shapes = stage.input_shapes(size)
             inputs = random_inputs(shapes.values())
-            flops = count_flops(identity_module, inputs, convention, cross_check=cross_check)
+            outputs: list[Any] = []
+            keep = identity_module.register_forward_hook(lambda _m, _i, out: outputs.append(out))
+            try:  # the counter's trace runs the stage for real: its output is the identity
+                flops = count_flops(identity_module, inputs, convention, cross_check=cross_check)
+            finally:
+                keep.remove()
             params = count_params([identity_module])
             counts["identity"] = StageCount("identity", params, params, flops, shapes)
-            with torch.no_grad():
-                identity = identity_module(*inputs)
+            identity = next((out for out in outputs if not _on_meta_device(out)), None)
+            if identity is None:  # a counter that never ran it on CPU: run it once
+                with torch.no_grad():
+                    identity = identity_module(*inputs)
         if "frame" in spec.stage_names:
             stage = spec.stage("frame")
             shapes = stage.input_shapes(size)
@@ -94,6 +102,15 @@ def count_spec(
         del model
         gc.collect()
     return counts
+
+
+def _on_meta_device(value: Any) -> bool:
+    """Whether any tensor in a (nested) stage output lives on the meta device (the cross-check's run)."""
+    if isinstance(value, torch.Tensor):
+        return value.device.type == "meta"
+    if isinstance(value, (tuple, list)):
+        return any(_on_meta_device(item) for item in value)
+    return False
 
 
 def compose_modes(spec: ModelSpec, counts: dict[StageName, StageCount]) -> dict[ModeName, ModeCount]:

@@ -104,3 +104,34 @@ def test_cheap_init_changes_no_count_and_restores_torch_init() -> None:
     with counting.cheap_init():
         built = nn.Conv2d(4, 8, 3)
     assert torch.all(built.weight == 1 / 36) and torch.all(built.bias == 0)
+
+
+@pytest.mark.parametrize("cross_check", [True, False])
+def test_count_spec_runs_the_identity_stage_once_and_builds_the_frame_stage_from_it(
+    monkeypatch: pytest.MonkeyPatch, cross_check: bool
+) -> None:
+    """The counter's own trace already computes the identity; a second CPU forward only costs time."""
+    from mfsbench.complexity import count_spec
+    from mfsbench.models import mobilefaceswap
+    from mfsbench.registry import get_spec
+
+    runs: list[str] = []
+    built: list[tuple[torch.Tensor, ...]] = []
+    forward, frame_stage = mobilefaceswap.IdentityStage.forward, mobilefaceswap.MobileFaceSwap.frame_stage
+
+    def counted(self: nn.Module, source: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        runs.append(source.device.type)
+        return forward(self, source)
+
+    def recorded(self: nn.Module, identity: tuple[torch.Tensor, ...]) -> nn.Module:
+        built.append(identity)
+        return frame_stage(self, identity)
+
+    monkeypatch.setattr(mobilefaceswap.IdentityStage, "forward", counted)
+    monkeypatch.setattr(mobilefaceswap.MobileFaceSwap, "frame_stage", recorded)
+    spec = get_spec("test_mobilefaceswap")
+    counts = count_spec(spec, spec.native_size, "paper", cross_check=cross_check)
+    assert runs == (["cpu", "meta"] if cross_check else ["cpu"])
+    (identity,) = built
+    assert all(t.device.type == "cpu" and not t.requires_grad for t in identity)
+    assert counts["frame"].flops.flops == spec.expected.frame_flops
