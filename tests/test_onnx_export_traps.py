@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from mfsbench.export.onnx import export_onnx, with_explicit_biases
+from mfsbench.export.onnx import explicit_biases, export_onnx
 
 
 class RmsScale(nn.Module):
@@ -76,8 +76,18 @@ def test_bias_free_convs_are_exported_with_constant_biases(tmp_path: Path) -> No
         np.testing.assert_allclose(got, module(x).numpy(), rtol=1e-5, atol=1e-6)
 
 
-def test_explicit_biases_leave_modules_without_bias_free_convs_alone() -> None:
-    module = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
-    assert with_explicit_biases(module) is module
-    convs = [m for m in with_explicit_biases(_bias_free_net()).modules() if isinstance(m, nn.Conv2d)]
-    assert all(conv.bias is not None and not conv.bias.any() for conv in convs)
+def test_explicit_biases_are_zero_while_open_and_gone_after_even_on_error() -> None:
+    module = _bias_free_net()
+    convs = [m for m in module.modules() if isinstance(m, nn.Conv2d)]
+    with explicit_biases(module) as ready:
+        assert ready is module  # no copy of the weights
+        assert all(conv.bias is not None and not conv.bias.any() for conv in convs)
+    assert all(conv.bias is None for conv in convs)
+    with pytest.raises(RuntimeError, match="export failed"), explicit_biases(module):
+        raise RuntimeError("export failed")
+    assert all(conv.bias is None for conv in convs)
+    biased = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
+    before = biased[0].bias
+    with explicit_biases(biased):
+        assert biased[0].bias is before  # an existing bias is never touched
+    assert biased[0].bias is before

@@ -6,7 +6,7 @@ second pool would exceed the budget. ``ORT_ENABLE_ALL`` is set explicitly so a c
 onnxruntime's default cannot change what is measured. The wheel ships no ``onnxruntime_perf_test``
 (deployment notes §4), so desktop timing goes through this Python API.
 
-The exported graph matters more than any setting: before :func:`mfsbench.export.onnx.with_explicit_biases`
+The exported graph matters more than any setting: before :func:`mfsbench.export.onnx.explicit_biases`
 most student convs could not enter the NCHWc kernels (14.9–24.8 ms; 10.6–10.8 ms after, 7.7 ms
 fastest). The numbers below predate that fix; their ratios are what they show.
 
