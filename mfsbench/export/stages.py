@@ -87,6 +87,14 @@ def stage_module(
     return FlatOutputs(frame).eval(), random_inputs(shapes)
 
 
+def _adapter(spec: ModelSpec) -> Any:
+    """``spec``'s swap adapter; families without a swap pipeline get the plain one (ArcFace template,
+    [0, 1] RGB), which is what their stages are fed in tests and sweeps."""
+    from mfsbench.swap.adapters import ADAPTERS
+
+    return ADAPTERS.get(spec.family, ADAPTERS["test"])
+
+
 def face_crops_per_photo(
     spec: ModelSpec, size: int, images_bgr: Sequence[np.ndarray], *, limit: int | None = None,
     mirror: bool = False, detector: str = "dlib",
@@ -100,9 +108,8 @@ def face_crops_per_photo(
     """
     from mfsbench.faces.align import align
     from mfsbench.faces.detectors import get_detector
-    from mfsbench.swap.adapters import ADAPTERS
 
-    adapter = ADAPTERS.get(spec.family, ADAPTERS["test"])
+    adapter = _adapter(spec)
     found = get_detector(detector)
     per_photo = []
     for image in images_bgr:
@@ -117,9 +124,7 @@ def face_crops_per_photo(
 def frame_stage_inputs(spec: ModelSpec, size: int, crops: Iterable[np.ndarray]) -> list[tuple[Any, ...]]:
     """One frame-stage input tuple per crop: the adapter's tensor (RGB in [0, 1], NCHW) as numpy,
     then zeros for any further input of the stage."""
-    from mfsbench.swap.adapters import ADAPTERS
-
-    adapter = ADAPTERS.get(spec.family, ADAPTERS["test"])
+    adapter = _adapter(spec)
     extra = tuple(np.zeros(item.shape(size), np.float32) for item in spec.stage("frame").inputs[1:])
     return [(adapter.frame_tensor(crop).numpy(), *extra) for crop in crops]
 

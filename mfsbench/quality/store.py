@@ -154,14 +154,6 @@ class QualityStore:
 
     # ------------------------------------------------------------------------------- videos, faces
 
-    def put_derived(self, key: str, value: Any) -> None:
-        """A value computed from stored data (a set distance), keyed by a digest of its inputs."""
-        self.db.execute("INSERT OR REPLACE INTO derived VALUES (?,?)", (key, json.dumps(value)))
-
-    def derived(self, key: str) -> Any | None:
-        row = self.db.execute("SELECT value FROM derived WHERE key=?", (key,)).fetchone()
-        return None if row is None else json.loads(row[0])
-
     def put_video(self, protocol: str, video: str, status: str, *, reason: str | None,
                   n_frames: int | None, stamp: str | None = None) -> None:
         """``stamp`` (size and mtime of the file) lets a later run notice that the dataset changed."""
@@ -223,6 +215,16 @@ class QualityStore:
         return {(t, s, f): decode(v) for t, s, f, v in self.db.execute(
             "SELECT target, source, frame, value FROM outputs WHERE protocol=? AND row=? AND evaluator=? "
             "AND kind=?", (protocol, row, evaluator, kind))}
+
+    # -------------------------------------------------------------------------------- derived values
+
+    def put_derived(self, key: str, value: Any) -> None:
+        """A value computed from stored data (a set distance), keyed by a digest of its inputs."""
+        self.db.execute("INSERT OR REPLACE INTO derived VALUES (?,?)", (key, json.dumps(value)))
+
+    def derived(self, key: str) -> Any | None:
+        row = self.db.execute("SELECT value FROM derived WHERE key=?", (key,)).fetchone()
+        return None if row is None else json.loads(row[0])
 
     # ------------------------------------------------------------------------------- work items
 
