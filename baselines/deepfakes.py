@@ -27,15 +27,6 @@ from itertools import pairwise
 from torch import Tensor, nn
 
 from mfsbench.models.base import Identity, SwapNet
-from mfsbench.registry import (
-    ExpectedCounts,
-    InputSpec,
-    ModelSpec,
-    PaperReference,
-    SizeRule,
-    StageSpec,
-    register_model,
-)
 
 #: faceswap's defaults for the Original model.
 INPUT_SIZE = 64
@@ -134,51 +125,3 @@ class DeepFakesOriginal(SwapNet):
         # The identity is the decoder_b weights, so the whole model is the per-frame network; both
         # decoders stay in it because both are part of the one trained (and deployed) model.
         return self
-
-
-@register_model
-def deepfakes_64() -> ModelSpec:
-    return ModelSpec(
-        name="deepfakes_64",
-        display_name="DeepFakes",
-        family="deepfakes",
-        provenance="reimplementation",
-        native_size=INPUT_SIZE,
-        # The dense bottleneck flattens a 4×4×1024 map, which fixes the input at 64×64.
-        size_rule=SizeRule(fixed=(INPUT_SIZE,)),
-        stages=(
-            StageSpec(
-                "frame",
-                (InputSpec("target", 3),),
-                "shared encoder → decoder B (one swap pass); parameters include both decoders",
-            ),
-        ),
-        builder=DeepFakesOriginal,
-        description="faceswap 'Original' autoencoder (shared encoder, one decoder per identity), "
-        "re-implemented in PyTorch from the Keras code",
-        reference=PaperReference(
-            row="DeepFakes",
-            size=64,
-            image_params_m=82.1,
-            image_gflops=1.90,
-            video_params_m=82.1,
-            video_gflops=1.90,
-            fps_dimensity1100=9.5,
-            id_retrieval=81.96,
-            pose_error=4.14,
-        ),
-        expected=ExpectedCounts(
-            identity_params=None,
-            frame_params=82_062_470,
-            identity_flops=None,
-            frame_flops=1_900_150_784,
-        ),
-        notes=(
-            "No identity stage: the identity is trained into decoder B, so image and video mode are "
-            "the same network.",
-            "Params count the encoder and both decoders (the stored model); FLOPs one pass through "
-            "encoder and decoder B.",
-            "Re-implementation: no official PyTorch weights exist; the Keras PixelShuffler's channel "
-            "order differs from nn.PixelShuffle, which changes weight layout but no count.",
-        ),
-    )

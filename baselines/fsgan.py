@@ -38,15 +38,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mfsbench.models.base import Identity, SwapNet
-from mfsbench.registry import (
-    ExpectedCounts,
-    InputSpec,
-    ModelSpec,
-    PaperReference,
-    SizeRule,
-    StageSpec,
-    register_model,
-)
 
 #: Source RGB plus one heatmap per WFLW landmark (98 points) drive reenactment.
 LANDMARKS = 98
@@ -194,59 +185,3 @@ class FSGAN(SwapNet):
 
     def frame_stage(self, identity: Identity | None) -> FSGANFrameStage:
         return FSGANFrameStage(self.reenact, self.inpaint, self.blend).train(self.training)
-
-
-@register_model
-def fsgan_256() -> ModelSpec:
-    return ModelSpec(
-        name="fsgan_256",
-        display_name="FSGAN (v2 generators, re-impl.)",
-        family="fsgan",
-        provenance="reimplementation",
-        native_size=256,
-        # Full resolution is halved once for the pyramid, then twice by the global U-Net: 8 | size.
-        size_rule=SizeRule(multiple_of=8, minimum=8),
-        stages=(
-            StageSpec(
-                "frame",
-                (
-                    InputSpec("source_heatmaps", REENACTMENT_IN),
-                    InputSpec("target", 3),
-                    InputSpec("mask", 1),
-                ),
-                "FSGAN v2 reenactment (Gr), inpainting (Gc) and blending (Gb) MultiScaleResUNets, each "
-                "on a proper two-level pyramid",
-            ),
-        ),
-        builder=FSGAN,
-        description="FSGAN v2's three per-frame generators, re-implemented from the released "
-        "architecture description; detection, landmarks, pose and segmentation are not counted",
-        reference=PaperReference(
-            row="FSGAN",
-            size=256,
-            image_params_m=226,
-            image_gflops=2440,
-            video_params_m=226,
-            video_gflops=2240,
-            id_retrieval=57.34,
-            pose_error=3.81,
-        ),
-        expected=ExpectedCounts(
-            identity_params=None,
-            frame_params=224_304_777,
-            identity_flops=None,
-            frame_flops=799_336_824_832,
-        ),
-        notes=(
-            "Re-implementation of the three FSGAN v2 generators (MultiScaleResUNet, ngf 128, flat "
-            "layers 2/2/2/2; inputs 101, 4 and 7 channels); Gr is counted once per frame.",
-            "Counted with the proper two-level pyramid. Feeding each generator a single 256² tensor "
-            "runs the global U-Net at full resolution and skips the enhancer, which is the most "
-            "likely source of the paper's much larger FLOPs; that slip is not reproduced.",
-            "Params and graph are identical in both modes (no identity stage); the paper's 200G "
-            "image−video gap is unexplained.",
-            "The global U-Net's output conv (used only for single-level input) is not held, so the "
-            "params are slightly below the released checkpoints'.",
-        ),
-        capabilities=frozenset({"flops"}),
-    )

@@ -29,15 +29,6 @@ from mfsbench.counting import mark_identity_derived
 from mfsbench.errors import BadInputError
 from mfsbench.models.arcface import ArcFaceIRSE, l2_normalize
 from mfsbench.models.base import Identity, SwapNet, frozen
-from mfsbench.registry import (
-    ExpectedCounts,
-    InputSpec,
-    ModelSpec,
-    PaperReference,
-    SizeRule,
-    StageSpec,
-    register_model,
-)
 
 #: Width of the ArcFace embedding that drives every ``ApplyStyle``.
 LATENT_SIZE = 512
@@ -303,63 +294,3 @@ class SimSwap224(SwapNet):
         if identity is None:
             raise BadInputError("SimSwap's frame stage needs the γ/β of its identity stage; run it first")
         return SimSwapFrameStage(self.netG, identity).train(self.training)
-
-
-SIMSWAP_NOTES = (
-    "Video mode stores the 18 AdaIN (γ, β) pairs as frozen identity-derived parameters (18,432 values) "
-    "instead of running the 18 ApplyStyle linears per frame; the official videoswap.py still runs "
-    "them, which adds only 9.4M MACs (48.22G instead of 48.21G).",
-    "The paper's video params (45.6M) are the generator without the linears; the measured frame stage "
-    "also holds the injected γ/β, which does not change the rounded figure.",
-    "The source is fed to ArcFace at 112×112 (ImageNet mean/std); the discriminators are training-only "
-    "and not counted.",
-)
-
-
-@register_model
-def simswap_224() -> ModelSpec:
-    return ModelSpec(
-        name="simswap_224",
-        display_name="SimSwap",
-        family="simswap",
-        provenance="port",
-        native_size=224,
-        # Three stride-2 downs and three ×2 upsamples: sizes must be multiples of 8 to come back
-        # to the input size; the reflection pads need a bottleneck map of at least 2×2 (size ≥ 16).
-        size_rule=SizeRule(multiple_of=8, minimum=16),
-        stages=(
-            StageSpec(
-                "identity",
-                (InputSpec("source", 3, 112),),
-                "ArcFace IR-SE-101 on the 112×112 source, L2 normalise, then the 18 ApplyStyle "
-                "linears (γ/β of 9 AdaIN residual blocks)",
-            ),
-            StageSpec(
-                "frame",
-                (InputSpec("target", 3),),
-                "SimSwap generator (encoder, 9 AdaIN residual blocks with γ/β injected, decoder)",
-            ),
-        ),
-        builder=SimSwap224,
-        description="SimSwap 224 (Generator_Adain_Upsample, n_blocks=9) with its ArcFace IR-SE-101, "
-        "ported module for module from the official PyTorch code",
-        reference=PaperReference(
-            row="SimSwap",
-            size=224,
-            image_params_m=107,
-            image_gflops=55.7,
-            video_params_m=45.6,
-            video_gflops=48.2,
-            fps_dimensity1100=0.64,
-            id_retrieval=92.83,
-            pose_error=1.53,
-        ),
-        expected=ExpectedCounts(
-            identity_params=61_648_831,
-            frame_params=45_614_595,
-            identity_flops=7_532_614_272,
-            frame_flops=48_214_319_104,
-        ),
-        notes=SIMSWAP_NOTES,
-        capabilities=frozenset({"flops", "identity"}),
-    )

@@ -13,8 +13,8 @@ from typing import Any
 
 import torch
 
+from mfsbench.conventions import Convention
 from mfsbench.counting import (
-    Convention,
     FlopCount,
     cheap_init,
     count_flops,

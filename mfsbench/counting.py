@@ -30,22 +30,13 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from math import prod
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from mfsbench.conventions import CONVENTIONS, Convention
 from mfsbench.errors import BadInputError, CountMismatchError
-
-Convention = Literal["paper", "fvcore", "macs"]
-CONVENTIONS: tuple[Convention, ...] = ("paper", "fvcore", "macs")
-
-CONVENTION_DESCRIPTIONS: dict[str, str] = {
-    "paper": "fvcore MACs with the spring-2021 rules (batch norm 5/element, 2021 transposed-conv formula); "
-    "reproduces Table 1",
-    "fvcore": "fvcore 0.1.5.post20221221 MACs as installed (eval batch norm 2/element)",
-    "macs": "multiply-accumulates of conv, linear and matmul only",
-}
 
 #: Relative disagreement allowed between fvcore's conv/linear work and torch's FlopCounterMode.
 CROSS_CHECK_TOLERANCE = 0.01

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from mfsbench.complexity import compose_modes, count_spec
-from mfsbench.counting import CONVENTION_DESCRIPTIONS, Convention
+from mfsbench.conventions import CONVENTION_DESCRIPTIONS, Convention
 from mfsbench.errors import MfsbenchError
 from mfsbench.records import Record
 from mfsbench.registry import ModelSpec, ModeName, PaperReference

@@ -15,6 +15,7 @@ import os
 import platform
 import socket
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -93,15 +94,16 @@ def environment() -> dict[str, Any]:
             continue
     commit = _git("rev-parse", "HEAD")
     status = _git("status", "--porcelain", "--untracked-files=no") if commit else None
-    import torch
-
+    # torch's thread count matters only to a run that used torch, and such a run has imported it by
+    # now; a command that never touched torch (a cached re-render) should not pay its import for this.
+    torch = sys.modules.get("torch")
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),
         "machine": platform.machine(),
         "host": socket.gethostname(),
         "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
+        "torch_threads": torch.get_num_threads() if torch is not None else None,
         "packages": versions,
         "git_commit": commit,
         "git_dirty": bool(status) if commit else None,

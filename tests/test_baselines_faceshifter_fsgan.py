@@ -20,11 +20,10 @@ from baselines.faceshifter import (
     FaceShifter,
     HEARNet,
     IRSEBackbone,
-    faceshifter_256,
-    faceshifter_aei_256,
 )
-from baselines.fsgan import FSGAN, MultiScaleResUNet, fsgan_256
+from baselines.fsgan import FSGAN, MultiScaleResUNet
 from mfsbench.counting import count_flops, count_params, is_identity_derived, random_inputs
+from mfsbench.registry import get_spec
 
 torch.set_num_threads(2)
 
@@ -81,13 +80,14 @@ def test_hear_net_size() -> None:
 
 
 def test_faceshifter_specs_are_consistent() -> None:
-    for spec in (faceshifter_256(), faceshifter_aei_256()):
+    for spec in (get_spec("faceshifter_256"), get_spec("faceshifter_aei_256")):
         assert spec.provenance == "reimplementation"
         assert spec.stage_names == ("identity", "frame")
         assert spec.stage("identity").input_shapes(256) == {"source": (1, 3, 112, 112)}
         assert spec.expected is not None and spec.reference is not None
         assert spec.reference.row == "FaceShifter"
-    assert faceshifter_256().expected.frame_params > faceshifter_aei_256().expected.frame_params
+    full, aei_only = get_spec("faceshifter_256"), get_spec("faceshifter_aei_256")
+    assert full.expected.frame_params > aei_only.expected.frame_params
 
 
 # --- FaceShifter: stages on a narrow configuration -----------------------------------------------
@@ -214,7 +214,7 @@ def test_fsgan_generator_sizes_match_the_released_v2_networks() -> None:
 
 
 def test_fsgan_spec_has_a_frame_stage_only() -> None:
-    spec = fsgan_256()
+    spec = get_spec("fsgan_256")
     assert spec.stage_names == ("frame",)
     assert spec.modes == ("image", "video")
     assert spec.stage("frame").input_shapes(256) == {

@@ -11,15 +11,14 @@ import pytest
 import torch
 from torch import nn
 
-from baselines.deepfakes import DeepFakesOriginal, deepfakes_64, same_padding
-from baselines.facecontroller import facecontroller_224
+from baselines.deepfakes import DeepFakesOriginal, same_padding
 from baselines.simswap import (
     ApplyStyle,
     SimSwap224,
     SimSwapGenerator,
-    simswap_224,
 )
 from mfsbench.counting import count_params, is_identity_derived
+from mfsbench.registry import get_spec
 
 torch.set_num_threads(2)
 
@@ -124,7 +123,7 @@ def test_simswap_video_path_equals_image_path(simswap: SimSwap224) -> None:
 
 
 def test_simswap_size_rule_matches_the_architecture() -> None:
-    spec = simswap_224()
+    spec = get_spec("simswap_224")
     generator = SimSwapGenerator().eval()
     latent = torch.nn.functional.normalize(torch.randn(1, 512), dim=1)
     with torch.no_grad():
@@ -164,7 +163,7 @@ def test_deepfakes_output_and_parts() -> None:
 
 
 def test_facecontroller_is_cited_only() -> None:
-    spec = facecontroller_224()
+    spec = get_spec("facecontroller_224")
     assert spec.builder is None and not spec.runnable
     assert spec.stages == () and spec.modes == ()
     assert spec.provenance == "cited"
@@ -180,7 +179,7 @@ def test_facecontroller_is_cited_only() -> None:
 def test_simswap_paper_counts() -> None:
     from mfsbench.complexity import compose_modes, count_spec
 
-    spec = simswap_224()
+    spec = get_spec("simswap_224")
     counts = count_spec(spec, 224, "paper")
     modes = compose_modes(spec, counts)
     image, video = modes["image"], modes["video"]
@@ -207,7 +206,7 @@ def test_simswap_paper_counts() -> None:
 def test_deepfakes_paper_counts() -> None:
     from mfsbench.complexity import compose_modes, count_spec
 
-    spec = deepfakes_64()
+    spec = get_spec("deepfakes_64")
     modes = compose_modes(spec, count_spec(spec, 64, "paper"))
     ref = spec.reference
     assert ref is not None

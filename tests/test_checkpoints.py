@@ -8,7 +8,6 @@ spec's key rules, independently of our modules.
 
 from __future__ import annotations
 
-import argparse
 import ast
 import contextlib
 import hashlib
@@ -555,11 +554,10 @@ def test_hopenet_forward_gives_three_heads_in_degrees() -> None:
 
 
 def _convert(*argv: str) -> int:
-    from mfsbench.cli import convert
+    """Run ``mfsbench convert`` in-process, letting its errors raise (main() would map them to exits)."""
+    from mfsbench.cli.main import build_parser
 
-    parser = argparse.ArgumentParser()
-    convert.add_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["convert", *argv])
+    args = build_parser("convert").parse_args(["convert", *argv])
     return args.run(args)
 
 

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+
 import pytest
 
 from mfsbench.errors import BadInputError, DuplicateModelError, UnknownModelError, UnsupportedSizeError
 from mfsbench.registry import (
+    Builder,
     InputSpec,
     ModelSpec,
     SizeRule,
@@ -98,3 +103,44 @@ def test_every_spec_is_consistent() -> None:
         if spec.runnable:
             assert spec.expected is not None, f"{name} has no expected counts for its test"
             assert "frame" in spec.stage_names or "identity" in spec.stage_names
+
+
+def test_zoo_lookups_and_cli_help_import_no_torch() -> None:
+    """Listing the zoo, looking specs up and ``--help`` must not pay torch's ~2 s import.
+
+    Runs in a fresh interpreter, because this test process has long imported torch.
+    """
+    script = textwrap.dedent(
+        """
+        import contextlib, io, sys
+        from mfsbench.cli.main import build_parser, main
+        from mfsbench.registry import get_spec, list_models
+        build_parser()
+        with contextlib.redirect_stdout(io.StringIO()) as out:
+            assert main(["models", "--all"]) == 0
+        assert "test_mobilefaceswap" in out.getvalue()
+        for name in list_models(include_tests=True):
+            get_spec(name).check_size(get_spec(name).native_size)
+        heavy = sorted(m for m in ("torch", "numpy", "onnx", "tensorflow") if m in sys.modules)
+        print("heavy:", heavy)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], check=False, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("heavy: []"), done.stdout
+
+
+def test_every_builder_names_a_callable() -> None:
+    for name in list_models(include_tests=True):
+        spec = get_spec(name)
+        if spec.builder is not None:
+            assert callable(spec.builder.resolve()), name
+
+
+def test_builder_passes_its_keyword_arguments() -> None:
+    built = Builder("collections:namedtuple", (("typename", "Pair"), ("field_names", "a b")))()
+    assert built._fields == ("a", "b") and built.__name__ == "Pair"
+    with pytest.raises(ValueError, match=r"package\.module:callable"):
+        Builder("collections.namedtuple").resolve()

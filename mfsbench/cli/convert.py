@@ -18,10 +18,7 @@ from mfsbench.errors import BadInputError, MissingDependencyError
 SUFFIXES = (".safetensors", ".pt")
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser(
-        "convert", help="official checkpoint → .safetensors / weights-only .pt, read without running it"
-    )
+def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--format",
         required=True,

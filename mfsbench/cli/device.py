@@ -17,8 +17,7 @@ from mfsbench.records import append_records, new_run_id, read_records, stamp
 DEFAULT_MODELS = ["mobilefaceswap_224", "simswap_224"]
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("device", help="export, check parity and time frame stages on this machine")
+def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", nargs="*", default=None,
                         help=f"models (default: {' '.join(DEFAULT_MODELS)})")
     parser.add_argument("--backends", nargs="*", default=None,

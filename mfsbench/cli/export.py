@@ -20,8 +20,7 @@ from mfsbench.errors import BadInputError, MfsbenchError
 from mfsbench.records import Record, append_records, new_run_id, stamp
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("export", help="export a model stage to onnx/openvino/tflite, with parity")
+def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="model name (see `mfsbench models --all`)")
     # validated by the exporter registry, so a bad value is one line naming the choices
     parser.add_argument("--format", required=True, help="onnx | openvino | tflite")

@@ -14,8 +14,7 @@ import time
 from mfsbench.errors import BadInputError
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("ffpp-mini", help="build a miniature FF++ tree of real faces (demos, tests)")
+def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dir", metavar="DIR", help="folder to write (the --root of `mfsbench quality`)")
     parser.add_argument("--people", type=int, default=6, help="distinct people = videos, even (default 6)")
     parser.add_argument("--frames", type=int, default=24, help="frames per video (default 24)")

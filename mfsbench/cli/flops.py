@@ -11,15 +11,14 @@ import sys
 import time
 
 from mfsbench.cli.common import resolve_models, writable_dir
-from mfsbench.counting import CONVENTIONS
+from mfsbench.conventions import CONVENTIONS
 from mfsbench.records import append_records, new_run_id, read_records, stamp
 from mfsbench.registry import ModeName
 from mfsbench.report import table1
 from mfsbench.report.render import render_reports
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("flops", help="parameters and FLOPs per stage and mode (Table 1)")
+def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", nargs="*", help="model names (default: the whole zoo)")
     parser.add_argument(
         "--size", type=int, default=None, help="frame size (default: each model's native size)"

@@ -15,21 +15,28 @@ from collections.abc import Sequence
 from mfsbench import __version__
 from mfsbench.errors import MfsbenchError
 
-#: command name → module under ``mfsbench.cli``, in ``--help`` order.
-COMMANDS = {
-    "models": "models", "flops": "flops", "report": "report", "swap": "swap", "convert": "convert",
-    "export": "export", "device": "device", "quality": "quality", "ffpp-mini": "ffpp_mini",
+#: command name → (module under ``mfsbench.cli``, one-line help), in ``--help`` order.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "models": ("models", "list the model zoo"),
+    "flops": ("flops", "parameters and FLOPs per stage and mode (Table 1)"),
+    "report": ("report", "re-render markdown/CSV/plots from records.jsonl"),
+    "swap": ("swap", "swap a source face into a target image or video"),
+    "convert": ("convert", "official checkpoint → .safetensors / weights-only .pt, read without running it"),
+    "export": ("export", "export a model stage to onnx/openvino/tflite, with parity"),
+    "device": ("device", "export, check parity and time frame stages on this machine"),
+    "quality": ("quality", "ID retrieval, pose error and FID on FF++ (Table 2)"),
+    "ffpp-mini": ("ffpp_mini", "build a miniature FF++ tree of real faces (demos, tests)"),
 }
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    """The parser with every command, or with just ``only`` when it names one.
+    """The parser with every command listed, and the options of ``only`` when it names one.
 
-    Why ``only``: command modules import what their options need (``flops`` its counting
-    conventions, ``convert`` the checkpoint formats), and two of them pull in torch (~3 s on 2
-    cores). A command that needs no torch, such as ``report``, should not pay that at start-up
-    (commands that look models up still do: the registry imports the zoo); ``--help`` and unknown
-    commands still get the full list.
+    Why only one command's options: command modules import what their options need (``convert``
+    the checkpoint formats, which import torch: ~2 s on 2 cores). ``--help``, a bare ``mfsbench``
+    and an unknown command need only the names and one-line helps, so they import no command
+    module at all; ``mfsbench COMMAND ...`` imports just that one (its ``configure`` adds the
+    options and sets ``run``).
     """
     parser = argparse.ArgumentParser(
         prog="mfsbench",
@@ -37,9 +44,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"mfsbench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, module in COMMANDS.items():
-        if only is None or only == name:
-            importlib.import_module(f"mfsbench.cli.{module}").add_parser(sub)
+    for name, (module, help_line) in COMMANDS.items():
+        command = sub.add_parser(name, help=help_line)
+        if name == only:
+            importlib.import_module(f"mfsbench.cli.{module}").configure(command)
     return parser
 
 

@@ -9,8 +9,7 @@ from mfsbench.registry import all_specs
 from mfsbench.report.numbers import paper_round
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("models", help="list the model zoo")
+def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--all", action="store_true", help="include the tiny test_* networks")
     parser.add_argument("--format", choices=("table", "json"), default="table")
     parser.set_defaults(run=run)

@@ -20,9 +20,9 @@ from mfsbench.errors import BadInputError
 CALIBRATION = ("identity_oracle", "target_copy")
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("quality", help="ID retrieval, pose error and FID on FF++ (Table 2)",
-                            description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.description = __doc__
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("--dataset", choices=("ffpp",), default="ffpp", help="dataset layout (ffpp)")
     parser.add_argument("--root", help="FF++ root (holds original_sequences/ and manipulated_sequences/)")
     parser.add_argument("--splits-dir", help="folder with FaceForensics' train/val/test.json split files")

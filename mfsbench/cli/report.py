@@ -10,8 +10,7 @@ from mfsbench.records import read_records
 from mfsbench.report.render import render_reports
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("report", help="re-render markdown/CSV/plots from records.jsonl")
+def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--records", default=None, help="JSONL store (default: OUT/records.jsonl)")
     parser.add_argument("--out", default="reports", help="report directory (default: reports)")
     parser.set_defaults(run=run)

@@ -15,8 +15,7 @@ from mfsbench.errors import BadInputError
 from mfsbench.records import Record, append_records, new_run_id, stamp
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("swap", help="swap a source face into a target image or video")
+def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="zoo model with a swap pipeline")
     parser.add_argument("--source", required=True, help="photo of the identity to inject")
     parser.add_argument("--target", required=True, help="image or video to swap into")

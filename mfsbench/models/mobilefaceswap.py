@@ -23,14 +23,14 @@ the paper's prose; ``specs/mobilefaceswap.md`` lists every layer. The parts:
 Module names equal the official checkpoint keys: :class:`InjectionNetwork`'s ``state_dict`` has exactly
 the 167 keys of ``MobileFaceSwap_224.pdparams`` (after Paddle's BN renames) and ``id_net`` those of
 ``arcface.pdparams``. The same classes, switched by :class:`StudentConfig`, build the five
-architecture ablations of Table 2 (``mfsbench.models.ablations``).
+architecture ablations of Table 2 (:func:`student_variant`, registered in ``mfsbench.zoo.ablations``).
 """
 
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -420,3 +420,12 @@ class MobileFaceSwap(SwapNet):
     def forward(self, source: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
         """Image mode: inject ``source`` (a normalised 112×112 crop), then swap ``target``."""
         return self.frame_stage(self.identity_stage()(source))(target)
+
+
+def student_variant(**changes: Any) -> MobileFaceSwap:
+    """The released 224 student with some :class:`StudentConfig` switches changed: an ablation.
+
+    Built from the same classes, so the difference in counts between a variant and the student is
+    the difference in design and nothing else.
+    """
+    return MobileFaceSwap(replace(StudentConfig(), **changes))

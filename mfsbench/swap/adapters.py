@@ -5,22 +5,24 @@ they were trained on, how the source crop becomes the 112×112 id-network input,
 is scaled, and whether the output carries a blend mask. Those facts (from the official inference
 scripts, ``specs/mobilefaceswap.md`` §4 and ``specs/simswap_arcface_deepfakes.md`` §4) live here, one
 adapter per family, so the pipeline itself is model-agnostic.
+
+torch is imported inside the conversions only: looking an adapter up (which `mfsbench quality` does
+for every model before it knows whether anything is left to compute) must stay cheap.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import Tensor
 
 from mfsbench.errors import BadInputError
 from mfsbench.faces.align import cv2_module
-from mfsbench.models.arcface import imagenet_normalize
 from mfsbench.registry import ModelSpec
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,10 @@ class SwapAdapter:
 
     def source_tensor(self, crop_bgr: np.ndarray) -> Tensor:
         """Aligned source crop → 1×3×112×112 ImageNet-normalised RGB, as the id network expects."""
+        import torch.nn.functional as F
+
+        from mfsbench.models.arcface import imagenet_normalize
+
         if self.id_resize == "linear":  # MobileFaceSwap: cv2.resize(INTER_LINEAR) before normalising
             cv2 = cv2_module()
             resized = cv2.resize(crop_bgr, (112, 112), interpolation=cv2.INTER_LINEAR)
@@ -63,6 +69,8 @@ class SwapAdapter:
 
 
 def _to_rgb01(crop_bgr: np.ndarray) -> Tensor:
+    import torch
+
     rgb = np.ascontiguousarray(crop_bgr[:, :, ::-1], dtype=np.float32) / 255.0
     return torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0)
 

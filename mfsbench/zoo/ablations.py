@@ -1,7 +1,8 @@
 """The five architecture ablations of the paper's Table 2, as real runnable networks.
 
 Each is the released 224 student with one design choice removed, built from the same classes
-(:class:`~mfsbench.models.mobilefaceswap.StudentConfig` switches), so the difference in counts is the
+(:func:`~mfsbench.models.mobilefaceswap.student_variant` with
+:class:`~mfsbench.models.mobilefaceswap.StudentConfig` switches), so the difference in counts is the
 difference in design and nothing else. The paper gives no complexity for them and its Table 2 row
 labels were lost in the text, so these specs carry no paper figures; quality reports label rows by
 variant name. The designs:
@@ -25,19 +26,14 @@ variant name. The designs:
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import replace
-from functools import partial
+from typing import Any
 
-from mfsbench.models.mobilefaceswap import MobileFaceSwap, StudentConfig
-from mfsbench.models.zoo import STUDENT_FRAME, STUDENT_IDENTITY, STUDENT_SIZES
-from mfsbench.registry import ExpectedCounts, ModelSpec, register_model
-
-_BASE = StudentConfig()
+from mfsbench.registry import Builder, ExpectedCounts, ModelSpec, register_model
+from mfsbench.zoo.paper import STUDENT_FRAME, STUDENT_IDENTITY, STUDENT_SIZES
 
 
-def _ablation(name: str, title: str, config: StudentConfig, expected: ExpectedCounts | None) -> ModelSpec:
-    builder: Callable[[], MobileFaceSwap] = partial(MobileFaceSwap, config)
+def _ablation(name: str, title: str, change: tuple[str, Any], expected: ExpectedCounts | None) -> ModelSpec:
+    """The spec of the student with the one :class:`StudentConfig` field ``change`` names set."""
     return ModelSpec(
         name=name,
         display_name=f"Ablation: {title}",
@@ -46,7 +42,7 @@ def _ablation(name: str, title: str, config: StudentConfig, expected: ExpectedCo
         native_size=224,
         size_rule=STUDENT_SIZES,
         stages=(STUDENT_IDENTITY, STUDENT_FRAME),
-        builder=builder,
+        builder=Builder("mfsbench.models.mobilefaceswap:student_variant", (change,)),
         description=f"MobileFaceSwap 224 {title.lower()} (Table 2 network ablation)",
         expected=expected,
         image_params="identity_stage",
@@ -60,7 +56,7 @@ def mfs_no_weight_prediction() -> ModelSpec:
     return _ablation(
         "mfs_no_weight_prediction",
         "without weight prediction",
-        replace(_BASE, predict_depthwise=False),
+        ("predict_depthwise", False),
         ExpectedCounts(53_554_562, 496_462, 7_524_145_280, 333_243_904),
     )
 
@@ -70,7 +66,7 @@ def mfs_adain() -> ModelSpec:
     return _ablation(
         "mfs_adain",
         "AdaIN instead of weight modulation",
-        replace(_BASE, pointwise="adain"),
+        ("pointwise", "adain"),
         ExpectedCounts(72_957_052, 499_406, 7_743_854_080, 333_243_904),
     )
 
@@ -80,7 +76,7 @@ def mfs_no_modulation() -> ModelSpec:
     return _ablation(
         "mfs_no_modulation",
         "without weight modulation",
-        replace(_BASE, pointwise="static"),
+        ("pointwise", "static"),
         ExpectedCounts(71_446_780, 496_462, 7_729_499_136, 333_243_904),
     )
 
@@ -90,7 +86,7 @@ def mfs_no_fusion() -> ModelSpec:
     return _ablation(
         "mfs_no_fusion",
         "without the fusion mask",
-        replace(_BASE, fusion_mask=False),
+        ("fusion_mask", False),
         ExpectedCounts(72_808_127, 412_253, 7_743_314_944, 285_100_032),
     )
 
@@ -100,6 +96,6 @@ def mfs_autoencoder() -> ModelSpec:
     return _ablation(
         "mfs_autoencoder",
         "autoencoder instead of U-Net",
-        replace(_BASE, skips=False),
+        ("skips", False),
         ExpectedCounts(67_925_503, 449_422, 7_701_593_408, 237_909_504),
     )

@@ -6,9 +6,8 @@ Expected counts were measured once with ``mfsbench flops --convention paper`` an
 
 from __future__ import annotations
 
-from mfsbench.models.arcface import ArcFaceIRSE
-from mfsbench.models.mobilefaceswap import MobileFaceSwap
 from mfsbench.registry import (
+    Builder,
     ExpectedCounts,
     InputSpec,
     ModelSpec,
@@ -51,7 +50,7 @@ def arcface_irse101() -> ModelSpec:
         native_size=112,
         size_rule=SizeRule(fixed=(112,)),
         stages=(StageSpec("identity", (InputSpec("source", 3),), "ArcFace embedding + 512×7×7 map"),),
-        builder=ArcFaceIRSE,
+        builder=Builder("mfsbench.models.arcface:ArcFaceIRSE"),
         description="ArcFace IR-SE-101 (foamliu InsightFace-v2), the id network of SimSwap and "
         "MobileFaceSwap; its fc layer fixes the input at 112×112",
         reference=PaperReference("Id Network", 112, 52.2, 7.52, None, None),
@@ -69,7 +68,7 @@ def _student(name: str, size: int, reference: PaperReference, extra_notes: tuple
         native_size=size,
         size_rule=STUDENT_SIZES,
         stages=(STUDENT_IDENTITY, STUDENT_FRAME),
-        builder=MobileFaceSwap,
+        builder=Builder("mfsbench.models.mobilefaceswap:MobileFaceSwap"),
         description="MobileFaceSwap student (IIN + IDN + weak semantic fusion mask), ported from the "
         "official Paddle release",
         reference=reference,
