@@ -138,7 +138,10 @@ def read_records(path: Path) -> list[Record]:
         BadInputError: when the file is missing or a line is not a record.
     """
     if not path.is_file():
-        raise BadInputError(f"no records at {path}: run `mfsbench flops --out {path.parent}` first")
+        raise BadInputError(
+            f"no records at {path}: run `mfsbench flops`, `device` or `quality` with --out {path.parent} "
+            "first, or pass --records FILE"
+        )
     records = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():

@@ -18,7 +18,7 @@ from __future__ import annotations
 import difflib
 import importlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from mfsbench.errors import BadInputError, DuplicateModelError, UnknownModelError, UnsupportedSizeError
@@ -173,7 +173,6 @@ class ModelSpec:
     expected: ExpectedCounts | None = None
     image_params: Literal["all", "identity_stage"] = "all"
     notes: tuple[str, ...] = ()
-    capabilities: frozenset[str] = field(default_factory=lambda: frozenset({"flops"}))
 
     @property
     def stage_names(self) -> tuple[StageName, ...]:

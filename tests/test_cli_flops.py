@@ -207,3 +207,10 @@ def test_report_starts_without_importing_torch(table1, tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
     assert done.stdout.split()[-2:] == ["0", "False"], done.stdout + done.stderr
     assert (tmp_path / "table1_complexity.md").read_text() == (out / "table1_complexity.md").read_text()
+
+
+def test_report_without_records_names_the_fix(run_cli, tmp_path: Path) -> None:
+    result = run_cli("report", "--out", str(tmp_path))
+    assert result.code == 2
+    (line,) = result.err.strip().splitlines()
+    assert f"no records at {tmp_path / 'records.jsonl'}" in line and "--records FILE" in line

@@ -47,7 +47,6 @@ def _ablation(name: str, title: str, change: tuple[str, Any], expected: Expected
         expected=expected,
         image_params="identity_stage",
         notes=("Image-mode params count the identity stage, as for the full student.",),
-        capabilities=frozenset({"flops", "identity", "export", "swap"}),
     )
 
 

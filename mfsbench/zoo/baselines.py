@@ -132,7 +132,6 @@ def fsgan_256() -> ModelSpec:
             "The global U-Net's output conv (used only for single-level input) is not held, so the "
             "params are slightly below the released checkpoints'.",
         ),
-        capabilities=frozenset({"flops"}),
     )
 
 
@@ -194,7 +193,6 @@ def simswap_224() -> ModelSpec:
             frame_flops=48_214_319_104,
         ),
         notes=SIMSWAP_NOTES,
-        capabilities=frozenset({"flops", "identity"}),
     )
 
 
@@ -266,7 +264,6 @@ def faceshifter_256() -> ModelSpec:
             "are shared). The paper's Table 1 figures are for AEI-Net alone; compare them with "
             "faceshifter_aei_256.",
         ),
-        capabilities=frozenset({"flops", "identity"}),
     )
 
 
@@ -301,7 +298,6 @@ def faceshifter_aei_256() -> ModelSpec:
             *FACESHIFTER_NOTES,
             "First stage only: Table 1's figures are consistent with AEI-Net without HEAR-Net.",
         ),
-        capabilities=frozenset({"flops", "identity"}),
     )
 
 
@@ -349,5 +345,4 @@ def facecontroller_224() -> ModelSpec:
             "Cited only: no architecture is public, so params and FLOPs are the paper's and cannot be "
             "recomputed.",
         ),
-        capabilities=frozenset(),
     )

@@ -55,7 +55,6 @@ def arcface_irse101() -> ModelSpec:
         "MobileFaceSwap; its fc layer fixes the input at 112×112",
         reference=PaperReference("Id Network", 112, 52.2, 7.52, None, None),
         expected=ExpectedCounts(52_193_215, None, 7_523_177_088, None),
-        capabilities=frozenset({"flops", "identity"}),
     )
 
 
@@ -77,7 +76,6 @@ def _student(name: str, size: int, reference: PaperReference, extra_notes: tuple
         ),
         image_params="identity_stage",
         notes=STUDENT_NOTES + extra_notes,
-        capabilities=frozenset({"flops", "identity", "export", "swap"}),
     )
 
 

@@ -32,7 +32,6 @@ def test_mobilefaceswap() -> ModelSpec:
         description="the MobileFaceSwap pipeline at toy widths, for seconds-long tests",
         expected=ExpectedCounts(55_445, 2_996, 4_776_276, 1_816_960),
         image_params="identity_stage",
-        capabilities=frozenset({"flops", "identity", "export", "swap"}),
     )
 
 
@@ -49,5 +48,4 @@ def test_frame_only() -> ModelSpec:
         builder=Builder("mfsbench.models.tiny:TinyFrameNet"),
         description="a one-stage network without identity input, for seconds-long tests",
         expected=ExpectedCounts(None, 459, None, 319_488),
-        capabilities=frozenset({"flops", "export"}),
     )
