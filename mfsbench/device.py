@@ -4,14 +4,18 @@ What is timed is the paper's video-mode unit: the frame stage with one identity 
 exported cell is first compared with torch on real aligned face crops; a cell outside tolerance
 becomes an ``error`` record and is never timed (a fast wrong model is not a result). A failing cell
 never stops the sweep: its record says why and the next cell runs.
+
+Each cell's record is handed to the caller as soon as it exists (``on_record``), so an interrupted
+sweep keeps every finished cell, and :func:`resume_point` lets the next command continue the same
+run (same run id, so same-run speed ratios still pair) after checking it is timed the same way.
 """
 
 from __future__ import annotations
 
 import gc
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +71,7 @@ def default_cells(backends: Sequence[str], precisions: Sequence[str] | None = No
 
 @dataclass(frozen=True)
 class SweepSettings:
-    """How each cell is timed (see :func:`mfsbench.timing.time_runtime`)."""
+    """How each cell is measured (timing: see :func:`mfsbench.timing.time_runtime`)."""
 
     threads: int = 2
     warmup: int = 3
@@ -76,10 +80,83 @@ class SweepSettings:
     max_seconds: float = 30.0
     #: also take a per-operator profile where the runtime has a profiler (separate runs, after timing)
     profile: bool = False
+    #: the folder of parity and calibration photos (None: the registry photos)
+    faces: str | None = None
 
     @property
     def profile_runs(self) -> int:
         return max(5, min(50, self.runs))
+
+    def describe(self) -> dict[str, Any]:
+        """The settings as every record stores them (``info["sweep"]``), so a resume can compare."""
+        return asdict(self)
+
+    @staticmethod
+    def options(described: dict[str, Any]) -> str:
+        """Stored settings as the command-line options that produce them."""
+        flags = [f"--{key.replace('_', '-')} {value}" for key, value in described.items()
+                 if key not in ("profile", "faces")]
+        flags.append("--profile" if described.get("profile") else "no --profile")
+        flags.append(f"--faces {described['faces']}" if described.get("faces") else "no --faces")
+        return " ".join(flags)
+
+
+CellKey = tuple[str, int, str, str]
+
+
+def cell_key(record: Record) -> CellKey:
+    """(model, size, backend, precision): what one desktop cell measures."""
+    return (record.model, int(record.info.get("size", 0)), str(record.info.get("backend", "")),
+            str(record.info.get("precision", "")))
+
+
+def pending_cells(
+    model: str, size: int, cells: Sequence[tuple[str, str]], done: Collection[CellKey]
+) -> list[tuple[str, str]]:
+    """The (backend, precision) cells of ``model`` at ``size`` that ``done`` has no record of."""
+    return [(b, p) for b, p in cells if (model, size, b, p) not in done]
+
+
+@dataclass(frozen=True)
+class ResumePoint:
+    """The last sweep of a record store: its run id, its records, and the peak it measured."""
+
+    run_id: str
+    records: list[Record]
+
+    @property
+    def done(self) -> set[CellKey]:
+        return {cell_key(r) for r in self.records}
+
+    @property
+    def peak_macs_per_s(self) -> float | None:
+        return self.records[0].info.get("peak_macs_per_s")
+
+
+def resume_point(records: Sequence[Record], settings: SweepSettings, store: Path) -> ResumePoint:
+    """The sweep that ``--resume`` continues: the newest desktop run in ``store``.
+
+    Its cells are not measured again, and new cells join its run id. A resume is refused when that
+    run was measured with other settings: latencies timed differently must not sit in one table.
+
+    Raises:
+        BadInputError: when the store has no desktop sweep, or its settings differ (naming both).
+    """
+    sweeps = [r for r in records if r.command == COMMAND]
+    if not sweeps:
+        raise BadInputError(f"nothing to resume: {store} holds no `mfsbench device` sweep; "
+                            "run without --resume")
+    run_id = sweeps[-1].run_id
+    last = [r for r in sweeps if r.run_id == run_id]
+    stored = last[0].info.get("sweep")
+    wanted = settings.describe()
+    if stored != wanted:
+        was = SweepSettings.options(stored) if isinstance(stored, dict) else "settings it did not store"
+        raise BadInputError(
+            f"cannot resume run {run_id}: it was measured with {was}, this command asks for "
+            f"{SweepSettings.options(wanted)}; repeat its options or run without --resume"
+        )
+    return ResumePoint(str(run_id), last)
 
 
 def check_choices(backends: Sequence[str], precisions: Sequence[str]) -> None:
@@ -162,41 +239,49 @@ def measure_model(
     samples_note: str,
     peak_macs_per_s: float | None = None,
     calibration: Sequence[tuple[Any, ...]] | None = None,
+    done: Collection[CellKey] = (),
+    on_record: Callable[[Record], None] | None = None,
 ) -> list[Record]:
-    """Every (backend, precision) cell of one model; returns one record per cell.
+    """Every (backend, precision) cell of one model; returns one record per cell measured.
 
     ``calibration`` (int8 only) defaults to ``samples``; pass a disjoint set for a held-out parity.
+    Cells in ``done`` (a resumed sweep's) are left out. ``on_record`` gets each record as soon as
+    its cell is finished, so that the caller can store it before the next cell starts.
     """
     from mfsbench.export.stages import stage_input_names, stage_module
 
+    todo = pending_cells(spec.name, size, cells, done)
+    if not todo:
+        return []
     model = create_model(spec.name)
     module, example = stage_module(spec, model, "frame", size)
     gmacs = count_flops(module, example, "paper", cross_check=False).flops / 1e9
     base_info: dict[str, Any] = {"display_name": spec.display_name, "size": size, "stage": "frame",
                                  "parity_inputs": samples_note, "gmacs_paper": gmacs,
-                                 "peak_macs_per_s": peak_macs_per_s}
+                                 "peak_macs_per_s": peak_macs_per_s, "sweep": settings.describe()}
     exported: dict[tuple[str, str], Any] = {}
-    records = []
+    records: list[Record] = []
     try:
-        for backend, precision in cells:
+        for backend, precision in todo:
             info = {**base_info, "backend": backend, "precision": precision}
             record = Record(COMMAND, spec.name, stage="frame", mode="video", convention="paper",
                             input_shapes={"target": [1, 3, size, size]}, info=info)
             if precision not in BACKEND_PRECISIONS[backend]:
                 record.status, record.error = "skipped", f"{backend} does not run {precision} exports"
-                records.append(record)
-                continue
-            try:
-                _measure_cell(record, spec, module=module, example=example,
-                              input_names=stage_input_names(spec, "frame"), backend=backend,
-                              precision=precision, settings=settings, work_dir=work_dir,
-                              samples=samples, exported=exported,
-                              calibration=calibration if calibration is not None else samples)
-            except MfsbenchError as exc:
-                record.status, record.error = "error", str(exc)
-            except Exception as exc:
-                record.status, record.error = "error", f"{type(exc).__name__}: {exc}".splitlines()[0]
+            else:
+                try:
+                    _measure_cell(record, spec, module=module, example=example,
+                                  input_names=stage_input_names(spec, "frame"), backend=backend,
+                                  precision=precision, settings=settings, work_dir=work_dir,
+                                  samples=samples, exported=exported,
+                                  calibration=calibration if calibration is not None else samples)
+                except MfsbenchError as exc:
+                    record.status, record.error = "error", str(exc)
+                except Exception as exc:
+                    record.status, record.error = "error", f"{type(exc).__name__}: {exc}".splitlines()[0]
             records.append(record)
+            if on_record is not None:
+                on_record(record)
     finally:
         del model, module
         gc.collect()

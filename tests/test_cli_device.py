@@ -112,3 +112,50 @@ def test_benchmark_app_cell_lands_in_the_same_record(run_cli, tmp_path: Path) ->
     assert record.metrics["p50_ms"] > 0 and record.metrics["runs"] >= 5
     assert record.info["runtime_info"]["inference_precision"] == "float32"  # as the tool prints it
     assert "p90_ms" not in record.metrics and "samples_ms" not in record.info
+
+
+def _tiny_sweep(out: Path, runs: int = 3) -> tuple[str, ...]:
+    return ("device", "--models", "test_mobilefaceswap", "--backends", "torch-eager", "onnxruntime",
+            "--precision", "fp32", "--runs", str(runs), "--warmup", "1", "--min-seconds", "0",
+            "--out", str(out))
+
+
+@pytest.mark.cli
+def test_interrupted_sweep_keeps_its_cells_and_resumes(run_cli, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("onnxruntime")
+    from mfsbench import device
+
+    measured: list[str] = []
+    real = device._measure_cell
+
+    def interrupted_once(record: Record, spec, **kwargs) -> None:
+        measured.append(kwargs["backend"])
+        if len(measured) == 2:
+            raise KeyboardInterrupt  # Ctrl-C in the second cell
+        real(record, spec, **kwargs)
+
+    monkeypatch.setattr(device, "_measure_cell", interrupted_once)
+    first = run_cli(*_tiny_sweep(tmp_path))
+    assert first.code == 130 and "--resume" in first.err
+    (kept,) = read_records(tmp_path / "records.jsonl")  # the finished cell was written at once
+    assert kept.info["backend"] == "torch-eager" and kept.status == "ok"
+
+    other = run_cli(*_tiny_sweep(tmp_path, runs=5), "--resume")
+    assert other.code == 2 and "--runs 3" in other.err and "--runs 5" in other.err
+    resumed = run_cli(*_tiny_sweep(tmp_path), "--resume")
+    assert resumed.code == 0, resumed.err
+    assert measured == ["torch-eager", "onnxruntime", "onnxruntime"]  # the kept cell is not re-timed
+    records = read_records(tmp_path / "records.jsonl")
+    assert [r.info["backend"] for r in records] == ["torch-eager", "onnxruntime"]
+    assert len({r.run_id for r in records}) == 1 and all(r.status == "ok" for r in records)
+    md = (tmp_path / "device_desktop.md").read_text()
+    assert "| test_mobilefaceswap | torch-eager | fp32 |" in md
+    assert "| test_mobilefaceswap | onnxruntime | fp32 |" in md
+
+    again = run_cli(*_tiny_sweep(tmp_path), "--resume")
+    assert again.code == 0 and "every cell is measured already" in again.err
+    assert len(measured) == 3
+
+    nothing = run_cli(*_tiny_sweep(tmp_path / "empty"), "--resume")
+    assert nothing.code == 2 and "nothing to resume" in nothing.err

@@ -1,7 +1,9 @@
 """``mfsbench device``: export, verify and time the video-mode frame stage on this machine.
 
 Writes ``OUT/device_desktop.{md,csv,png}`` and appends one record per model × backend × precision to
-``OUT/records.jsonl`` as each model finishes. Phones (``--adb``) are a separate runner.
+``OUT/records.jsonl`` as each cell finishes, so an interrupted sweep loses at most the cell in
+progress; ``--resume`` continues the newest sweep in ``OUT`` (same options required). Phones
+(``--adb``) are a separate runner.
 """
 
 from __future__ import annotations
@@ -10,9 +12,16 @@ import argparse
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mfsbench.cli.common import resolve_models, writable_dir
-from mfsbench.records import append_records, new_run_id, read_records, stamp
+from mfsbench.records import Record, append_records, new_run_id, read_records, stamp
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from mfsbench.device import CellKey, SweepSettings
+    from mfsbench.registry import ModelSpec
 
 DEFAULT_MODELS = ["mobilefaceswap_224", "simswap_224"]
 
@@ -37,6 +46,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--faces", default=None, help="folder of face photos for parity and int8 calibration")
     parser.add_argument("--format", choices=("table", "md", "csv", "json"), default="table")
     parser.add_argument("--out", default="reports")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the newest sweep in OUT: measure only its missing cells, under "
+                             "its run id (needs the same timing options)")
     phone = parser.add_argument_group("phones (--adb)")
     phone.add_argument("--adb", action="store_true",
                        help="time on Android phones through adb instead of this machine")
@@ -61,16 +73,9 @@ def run(args: argparse.Namespace) -> int:
         from device_runners.android.cli import run_adb
 
         return run_adb(args)
-    from mfsbench.device import (
-        SweepSettings,
-        check_choices,
-        default_cells,
-        face_sample_sets,
-        measure_model,
-    )
+    from mfsbench.device import SweepSettings, check_choices, default_cells, resume_point
     from mfsbench.errors import BadInputError
     from mfsbench.report import device as device_report
-    from mfsbench.roofline import measure_peak_macs
     from mfsbench.runtimes import available_runtimes
 
     backends = args.backends or available_runtimes()
@@ -89,22 +94,24 @@ def run(args: argparse.Namespace) -> int:
     out = writable_dir(args.out)
     store = out / "records.jsonl"
     settings = SweepSettings(args.threads, args.warmup, args.runs, args.min_seconds, args.max_seconds,
-                             profile=args.profile)
-    peak = measure_peak_macs(threads=args.threads).macs_per_s
-    cells = default_cells(backends, args.precision)
-    run_id = new_run_id()
-    this_run = []
-    with tempfile.TemporaryDirectory(prefix="mfsbench-device-") as work:
-        for spec in specs:
-            size = args.size or spec.native_size
-            print(f"device: {spec.name} @ {size} on {', '.join(backends)} ...", file=sys.stderr, flush=True)
-            samples, calibration, note = face_sample_sets(spec, size, faces)
-            records = measure_model(spec, size, cells=cells, settings=settings, work_dir=Path(work),
-                                    samples=samples, samples_note=note, calibration=calibration,
-                                    peak_macs_per_s=peak)
-            records = stamp(records, run_id)
-            append_records(store, records)
-            this_run += records
+                             profile=args.profile, faces=str(faces.resolve()) if faces else None)
+    stored = read_records(store) if args.resume and store.is_file() else []
+    resumed = resume_point(stored, settings, store) if args.resume else None
+    run_id = resumed.run_id if resumed else new_run_id()
+    this_run = list(resumed.records) if resumed else []
+
+    def keep(record: Record) -> None:
+        append_records(store, stamp([record], run_id))
+        this_run.append(record)
+
+    try:
+        _sweep(specs, default_cells(backends, args.precision), settings, args.size, faces,
+               done=resumed.done if resumed else set(),
+               peak=resumed.peak_macs_per_s if resumed else None, on_record=keep)
+    except KeyboardInterrupt:
+        print(f"mfsbench device: interrupted; {len(this_run)} cell(s) of run {run_id} are in {store}; "
+              "the same command with --resume measures the rest", file=sys.stderr)
+        return 130
     renderers = {"table": device_report.render_terminal, "md": device_report.render_markdown,
                  "csv": device_report.render_csv, "json": device_report.render_json}
     print(renderers[args.format](this_run))
@@ -115,3 +122,24 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {record.model} {record.info.get('backend')} {record.info.get('precision')}: "
               f"{record.error}", file=sys.stderr)
     return 1 if errors else 0
+
+
+def _sweep(specs: list[ModelSpec], cells: list[tuple[str, str]], settings: SweepSettings, size: int | None,
+           faces: Path | None, *, done: set[CellKey], peak: float | None,
+           on_record: Callable[[Record], None]) -> None:
+    """Measure every pending cell of every model, handing each record to ``on_record`` at once."""
+    from mfsbench.device import face_sample_sets, measure_model, pending_cells
+    from mfsbench.roofline import measure_peak_macs
+
+    peak = peak or measure_peak_macs(threads=settings.threads).macs_per_s
+    with tempfile.TemporaryDirectory(prefix="mfsbench-device-") as work:
+        for spec in specs:
+            side = size or spec.native_size
+            if not pending_cells(spec.name, side, cells, done):
+                print(f"device: {spec.name} @ {side}: every cell is measured already", file=sys.stderr)
+                continue
+            print(f"device: {spec.name} @ {side} ...", file=sys.stderr, flush=True)
+            samples, calibration, note = face_sample_sets(spec, side, faces)
+            measure_model(spec, side, cells=cells, settings=settings, work_dir=Path(work), samples=samples,
+                          samples_note=note, calibration=calibration, peak_macs_per_s=peak, done=done,
+                          on_record=on_record)
