@@ -160,3 +160,33 @@ def test_bad_detect_every_and_detector_option(run_cli, face_photos, tmp_path: Pa
     assert result.code == 2 and "is not KEY=INT" in result.err
     result = run_cli(*common, "--detector-option", "upsample=0")
     assert result.code == 0, result.err
+
+
+@pytest.mark.cli
+def test_interrupted_video_swap_keeps_the_frames_done(run_cli, face_photos, target_video, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from mfsbench.swap.pipeline import SwapPipeline
+
+    real = SwapPipeline.swap_frame
+    calls = []
+
+    def ctrl_c_at_frame_four(self: SwapPipeline, frame: np.ndarray) -> np.ndarray:
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return real(self, frame)
+
+    monkeypatch.setattr(SwapPipeline, "swap_frame", ctrl_c_at_frame_four)
+    out, records = tmp_path / "swapped.mp4", tmp_path / "records.jsonl"
+    result = run_cli("swap", "--model", "test_mobilefaceswap", "--source", str(face_photos["obama"].path),
+                     "--target", str(target_video), "--out", str(out), "--allow-random-weights",
+                     "--size", "224", "--records", str(records))
+    assert result.code == 130
+    kept = tmp_path / "swapped.partial.mp4"
+    assert f"interrupted after 3 of 50 frame(s); they are in {kept}" in result.err
+    assert not out.exists() and not list(tmp_path.glob(".swapped-*"))  # never a truncated OUT
+    frames, _fps, width, height = _video_geometry(kept)
+    assert frames == 3 and (width, height) == _video_geometry(target_video)[2:]
+    (record,) = read_records(records)
+    assert record.status == "error" and "interrupted after 3 frame(s)" in record.error
+    assert record.metrics["frames"] == 3 and record.info["out"] == str(kept)

@@ -1,7 +1,9 @@
 """``mfsbench swap``: swap the face of a source photo into a target image or video.
 
 Refuses to run on random weights unless ``--allow-random-weights`` says so, and then says so again in
-its output and record: a swap from an untrained network is a pipeline check, not a result.
+its output and record: a swap from an untrained network is a pipeline check, not a result. A video
+is written to a temporary file and renamed when complete; Ctrl-C keeps the frames swapped so far as
+``OUT.partial.mp4`` (finalised, playable) and records the interrupted run, exit code 130.
 """
 
 from __future__ import annotations
@@ -10,9 +12,14 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mfsbench.errors import BadInputError
 from mfsbench.records import Record, append_records, new_run_id, stamp
+
+if TYPE_CHECKING:
+    from mfsbench.swap.pipeline import SwapPipeline
+    from mfsbench.swap.video import VideoInfo
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -51,20 +58,46 @@ def _progress(done: int, total: int, started: float) -> None:
     print(f"\rframe {done}/{total_text}  {rate:5.1f} fps", end="", file=sys.stderr, flush=True)
 
 
+def _swap_video(pipeline: SwapPipeline, target: Path, out: Path, info: VideoInfo,
+                started: float) -> tuple[int, Path, bool]:
+    """Swap every frame of ``target`` into ``out``: (frames written, the file they are in, interrupted).
+
+    Ctrl-C is caught here, not re-raised: the frames written so far are kept at ``partial_path(out)``
+    and the caller still prints and records what was measured.
+    """
+    from mfsbench.swap.video import VideoWriter, atomic_output, iter_frames, partial_path
+
+    frames = 0
+    try:
+        with atomic_output(out, keep_partial=True) as temp:
+            writer = VideoWriter(temp, info)
+            try:
+                for frame in iter_frames(target):
+                    writer.write(pipeline.swap_frame(frame))
+                    frames += 1
+                    _progress(frames, info.frames, started)
+            finally:
+                writer.close()
+            print(file=sys.stderr)
+            if frames == 0:
+                raise BadInputError(f"no decodable frame in {target}")
+    except KeyboardInterrupt:
+        kept = partial_path(out)
+        if frames == 0:
+            kept.unlink(missing_ok=True)
+        print(f"\nmfsbench swap: interrupted after {frames} of {info.frames} frame(s)"
+              + (f"; they are in {kept}" if frames else ""), file=sys.stderr)
+        return frames, kept, True
+    return frames, out, False
+
+
 def run(args: argparse.Namespace) -> int:
     from mfsbench.faces.detectors import DEFAULT_DETECTOR, get_detector, read_image
     from mfsbench.registry import create_model, get_spec
     from mfsbench.swap.adapters import adapter_for
     from mfsbench.swap.checkpoints import load_checkpoints
     from mfsbench.swap.pipeline import STAGES, SwapPipeline
-    from mfsbench.swap.video import (
-        VideoWriter,
-        atomic_output,
-        is_video,
-        iter_frames,
-        probe_video,
-        write_image,
-    )
+    from mfsbench.swap.video import is_video, probe_video, write_image
 
     spec = get_spec(args.model)
     adapter_for(spec)
@@ -91,23 +124,12 @@ def run(args: argparse.Namespace) -> int:
     if not loaded:
         print("WARNING: random weights (--allow-random-weights): the output is not a face swap result",
               file=sys.stderr)
-    frames = 0
+    interrupted = False
     if info is None:
         write_image(out_path, pipeline.swap_frame(read_image(target_path)))
         frames = 1
     else:
-        with atomic_output(out_path) as temp:
-            writer = VideoWriter(temp, info)
-            try:
-                for frame in iter_frames(target_path):
-                    writer.write(pipeline.swap_frame(frame))
-                    frames += 1
-                    _progress(frames, info.frames, started)
-            finally:
-                writer.close()
-            print(file=sys.stderr)
-            if frames == 0:
-                raise BadInputError(f"no decodable frame in {target_path}")
+        frames, out_path, interrupted = _swap_video(pipeline, target_path, out_path, info, started)
     elapsed = time.perf_counter() - started
     means = pipeline.timer.mean_ms()
     print(f"wrote {out_path}: {frames} frame(s), {pipeline.frames_swapped} swapped, "
@@ -127,5 +149,7 @@ def run(args: argparse.Namespace) -> int:
               "checkpoints": [vars(c) for c in loaded],
               "video": None if info is None else vars(info)},
     )
+    if interrupted:
+        record.status, record.error = "error", f"interrupted after {frames} frame(s); kept in {out_path}"
     append_records(Path(args.records), stamp([record], new_run_id()))
-    return 0
+    return 130 if interrupted else 0

@@ -73,9 +73,19 @@ def iter_frames(path: Path) -> Iterator[np.ndarray]:
         capture.release()
 
 
+def partial_path(path: Path) -> Path:
+    """Where an interrupted output is kept: ``out.mp4`` → ``out.partial.mp4`` (never ``out.mp4``)."""
+    return path.with_name(f"{path.stem}.partial{path.suffix}")
+
+
 @contextmanager
-def atomic_output(path: Path) -> Iterator[Path]:
-    """Yield a temporary path in the target's directory; rename it onto ``path`` on success only."""
+def atomic_output(path: Path, *, keep_partial: bool = False) -> Iterator[Path]:
+    """Yield a temporary path in the target's directory; rename it onto ``path`` on success only.
+
+    With ``keep_partial``, Ctrl-C moves what was written to :func:`partial_path` instead of deleting
+    it (an hour of swapped frames is a result too), so ``path`` itself only ever holds a whole output.
+    The caller closes its writer inside the block, so the kept file is finalised and playable.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp_name = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=path.suffix, dir=path.parent)
     os.close(handle)
@@ -83,6 +93,10 @@ def atomic_output(path: Path) -> Iterator[Path]:
     try:
         yield temp
         os.replace(temp, path)
+    except KeyboardInterrupt:
+        if keep_partial:
+            os.replace(temp, partial_path(path))
+        raise
     finally:
         if temp.exists():
             temp.unlink()
