@@ -30,8 +30,39 @@ from mfsbench.errors import BadInputError
 SCHEMA_VERSION = 1
 Status = Literal["ok", "skipped", "error"]
 
-#: Distributions whose versions change what a number means; recorded in every record.
-TRACKED_PACKAGES = ("mfsbench", "torch", "fvcore", "numpy", "onnx", "onnxruntime", "openvino", "tensorflow")
+#: Distributions whose versions change what a number means; recorded in every record (those installed).
+TRACKED_PACKAGES = (
+    "mfsbench", "torch", "fvcore", "numpy", "onnx", "onnxruntime", "openvino", "tensorflow",
+    "ai-edge-litert", "litert-torch", "ai-edge-quantizer", "opencv-python-headless", "dlib-bin",
+)
+
+#: CPU features that decide how fast a network can run: the fp32 FMA width (avx2, avx512f), int8 dot
+#: products (VNNI, AMX, Arm dotprod/i8mm) and half-precision arithmetic. Recorded when present.
+ISA_FEATURES = (
+    "avx2", "fma", "f16c", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16",
+    "amx_bf16", "amx_int8", "asimd", "asimdhp", "asimddp", "i8mm", "sve", "bf16",
+)
+INT8_DOT_FEATURES = ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm")
+
+
+def describe_cpu(cpuinfo: str) -> dict[str, Any]:
+    """CPU model and the :data:`ISA_FEATURES` it has, from ``/proc/cpuinfo`` text (x86 or Arm)."""
+    model, features = None, set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip().lower()
+        if key in ("model name", "hardware", "cpu model") and model is None and value.strip():
+            model = value.strip()
+        elif key in ("flags", "features"):
+            features.update(value.split())
+    return {"model": model, "isa": [f for f in ISA_FEATURES if f in features]}
+
+
+def _cpu() -> dict[str, Any]:
+    try:
+        return describe_cpu(Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace"))
+    except OSError:  # not Linux: the model name only, features unknown
+        return {"model": platform.processor() or None, "isa": None}
 
 
 @dataclass
@@ -103,6 +134,7 @@ def environment() -> dict[str, Any]:
         "machine": platform.machine(),
         "host": socket.gethostname(),
         "cpu_count": os.cpu_count(),
+        "cpu": _cpu(),
         "torch_threads": torch.get_num_threads() if torch is not None else None,
         "packages": versions,
         "git_commit": commit,

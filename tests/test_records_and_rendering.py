@@ -8,7 +8,8 @@ import pytest
 
 from mfsbench import flops as flops_module
 from mfsbench.errors import BadInputError, CountMismatchError
-from mfsbench.records import Record, append_records, environment, read_records
+from mfsbench.records import Record, append_records, describe_cpu, environment, read_records
+from mfsbench.report import device as device_report
 from mfsbench.report.numbers import delta_pct, format_delta, paper_round
 
 
@@ -48,6 +49,36 @@ def test_environment_names_versions_and_git_state() -> None:
     env = environment()
     assert env["packages"]["torch"].startswith("2.13.0")
     assert "git_commit" in env and "git_dirty" in env and env["host"]
+    assert "model" in env["cpu"] and "isa" in env["cpu"]
+
+
+X86_CPUINFO = """processor\t: 0
+model name\t: Intel(R) Xeon(R) Platinum 8480+
+flags\t\t: fpu sse4_2 avx f16c avx2 fma avx512f avx512_vnni amx_int8
+processor\t: 1
+model name\t: Intel(R) Xeon(R) Platinum 8480+
+"""
+ARM_CPUINFO = """processor\t: 0
+BogoMIPS\t: 50.00
+Features\t: fp asimd evtstrm aes asimdhp asimddp i8mm
+CPU part\t: 0xd0c
+"""
+
+
+def test_cpu_description_and_device_machine_line() -> None:
+    x86 = describe_cpu(X86_CPUINFO)
+    assert x86 == {"model": "Intel(R) Xeon(R) Platinum 8480+",
+                   "isa": ["avx2", "fma", "f16c", "avx512f", "avx512_vnni", "amx_int8"]}
+    assert describe_cpu(ARM_CPUINFO) == {"model": None, "isa": ["asimd", "asimdhp", "asimddp", "i8mm"]}
+    cell = Record("device", "m", metrics={"threads": 2.0})
+    cell.env = {"cpu": {"model": "AMD EPYC", "isa": ["avx2", "fma"]}, "cpu_count": 2, "platform": "Linux"}
+    line = device_report.machine_line(cell)
+    assert line.startswith("Machine: AMD EPYC × 2 CPUs; ISA: avx2 fma, no int8 dot-product")
+    assert line.endswith("threads per cell: 2.")
+    cell.env["cpu"] = x86
+    assert "no int8" not in device_report.machine_line(cell)
+    cell.env = {}  # a record from before the CPU was recorded
+    assert "ISA: unknown" in device_report.machine_line(cell)
 
 
 def test_a_failed_count_is_an_error_record_and_exit_1(run_cli, tmp_path: Path,

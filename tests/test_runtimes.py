@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import warnings
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -162,6 +163,7 @@ def test_litert_matches_numpy(tmp_path: Path) -> None:
     inputs = example_inputs(prepared)
     (out,) = prepared.run(inputs)
     np.testing.assert_allclose(out, inputs["x"] @ w.T + b, atol=1e-5, rtol=0)
+    assert prepared.info["ai_edge_litert"] == metadata.version("ai-edge-litert")  # goes into the record
 
 
 def _tflite_reshapes_with_signature() -> bytes:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mfsbench.errors import MissingDependencyError
-from mfsbench.records import Record
+from mfsbench.records import INT8_DOT_FEATURES, Record
 
 STUDENT, TEACHER = "mobilefaceswap_224", "simswap_224"
 PAPER_RATIO = 25.6 / 0.64  # Table 1, V FPS column (Dimensity 1100)
@@ -93,13 +93,27 @@ def _ratio_lines(records: Sequence[Record]) -> list[str]:
     ]
 
 
+def machine_line(record: Record) -> str:
+    """Where a cell ran: CPU model, count and the ISA features that bound fp32 and int8 speed."""
+    env = record.env
+    cpu = env.get("cpu") or {}
+    isa = cpu.get("isa")
+    if isa is None:
+        features = "unknown"
+    else:
+        features = " ".join(isa) or "none of the tracked features"
+        if not any(f in isa for f in INT8_DOT_FEATURES):
+            features += ", no int8 dot-product instructions (VNNI, AMX, dotprod, i8mm)"
+    threads = record.metrics.get("threads")
+    return (f"Machine: {cpu.get('model') or '?'} × {env.get('cpu_count', '?')} CPUs; ISA: {features}; "
+            f"{env.get('platform', '?')}; threads per cell: {_text(threads) if threads else '?'}.")
+
+
 def render_markdown(records: Sequence[Record]) -> str:
     cells = latest_cells(records)
     lines = ["# Desktop latency of the video-mode frame stage", ""]
     if cells:
-        env = cells[-1].env
-        lines += [f"Machine: {env.get('platform', '?')}, {env.get('cpu_count', '?')} CPUs; "
-                  f"threads per cell: {cells[-1].metrics.get('threads', '?')}.", ""]
+        lines += [machine_line(cells[-1]), ""]
     lines.append("| " + " | ".join(title for _, title in COLUMNS) + " |")
     lines.append("|" + "---|" * len(COLUMNS))
     lines += ["| " + " | ".join(row) + " |" for row in _rows(records)]

@@ -29,6 +29,7 @@ each invocation, which is overhead no app pays.
 
 from __future__ import annotations
 
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -103,5 +104,6 @@ class LiteRtRuntime:
 
         io = sorted({np.dtype(d["dtype"]).name for _, d in ins + outs})
         info: dict[str, Any] = {"threads": threads, "precision": "file", "delegate": "xnnpack",
-                                "io_dtypes": ",".join(io)}
+                                "io_dtypes": ",".join(io),
+                                "ai_edge_litert": metadata.version("ai-edge-litert")}
         return SimplePrepared(infos, run, info)
