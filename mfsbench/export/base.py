@@ -19,6 +19,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from mfsbench.errors import BadInputError, MissingDependencyError
+from mfsbench.export.stages import export_ready
 
 PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -52,13 +53,31 @@ class ExportedArtifact:
         return sum(f.stat().st_size for f in self.files) / 1e6
 
 
+@dataclass(frozen=True)
+class ExportJob:
+    """One export, checked and ready to write: the rewritten stage and everything about its file."""
+
+    #: the stage after :func:`~mfsbench.export.stages.export_ready` (exact rewrites applied)
+    module: nn.Module
+    example_inputs: tuple[Tensor, ...]
+    out_dir: Path
+    precision: str
+    input_names: tuple[str, ...]
+    #: input tuples for static int8 (real aligned face crops); None for other precisions
+    calibration: Sequence[Sequence[Any]] | None
+    stem: str
+
+
 class Exporter(ABC):
-    """A backend: ``name`` is the ``--format`` value, ``precisions`` what it can write."""
+    """A backend: ``name`` is the ``--format`` value, ``precisions`` what it can write.
+
+    :meth:`export` is the same for every backend (check the request, apply the exact export-time
+    rewrites, name the inputs); a backend only says how to write the file, in :meth:`write`.
+    """
 
     name: str = ""
     precisions: tuple[str, ...] = ("fp32",)
 
-    @abstractmethod
     def export(
         self,
         module: nn.Module,
@@ -74,7 +93,22 @@ class Exporter(ABC):
 
         ``calibration`` is a list of input tuples (numpy arrays or tensors, one per stage input) that
         only static int8 uses; the caller supplies real aligned face crops.
+
+        Raises:
+            BadInputError: a precision this backend cannot write, int8 without calibration inputs,
+                or input names that do not match the inputs.
         """
+        self.check_precision(precision)
+        if precision == "int8" and not calibration:
+            raise BadInputError("int8 export needs calibration inputs (real aligned face crops); none given")
+        names = default_input_names(len(example_inputs), input_names)
+        job = ExportJob(export_ready(module), tuple(example_inputs), Path(out_dir), precision, names,
+                        calibration, stem)
+        return self.write(job)
+
+    @abstractmethod
+    def write(self, job: ExportJob) -> ExportedArtifact:
+        """Write the file(s) of ``job`` under ``job.out_dir`` and describe them."""
 
     def check_precision(self, precision: str) -> None:
         """One-line BadInputError naming the choices this backend has."""

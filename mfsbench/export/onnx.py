@@ -16,15 +16,13 @@ import contextlib
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from mfsbench.checkpoints.digest import sha256_file
 from mfsbench.errors import MfsbenchError
-from mfsbench.export.base import ExportedArtifact, Exporter, default_input_names, require
-from mfsbench.export.stages import export_ready
+from mfsbench.export.base import ExportedArtifact, Exporter, ExportJob, require
 
 OPSET = 20
 
@@ -104,21 +102,8 @@ class OnnxExporter(Exporter):
     name = "onnx"
     precisions = ("fp32",)
 
-    def export(
-        self,
-        module: nn.Module,
-        example_inputs: Sequence[Tensor],
-        out_dir: Path,
-        precision: str,
-        *,
-        input_names: Sequence[str] | None = None,
-        calibration: Sequence[Sequence[Any]] | None = None,
-        stem: str = "model",
-    ) -> ExportedArtifact:
-        self.check_precision(precision)
-        module = export_ready(module)
-        inputs = default_input_names(len(example_inputs), input_names)
-        outputs = tuple(f"output_{i}" for i in range(output_count(module, example_inputs)))
-        path = Path(out_dir) / f"{stem}.onnx"
-        export_onnx(module, example_inputs, path, inputs, outputs)
-        return ExportedArtifact(path, self.name, precision, sha256_file(path), inputs, outputs)
+    def write(self, job: ExportJob) -> ExportedArtifact:
+        outputs = tuple(f"output_{i}" for i in range(output_count(job.module, job.example_inputs)))
+        path = job.out_dir / f"{job.stem}.onnx"
+        export_onnx(job.module, job.example_inputs, path, job.input_names, outputs)
+        return ExportedArtifact(path, self.name, job.precision, sha256_file(path), job.input_names, outputs)

@@ -25,8 +25,7 @@ from torch import Tensor, nn
 
 from mfsbench.checkpoints.digest import sha256_file
 from mfsbench.errors import BadInputError, MfsbenchError
-from mfsbench.export.base import ExportedArtifact, Exporter, default_input_names, require
-from mfsbench.export.stages import export_ready
+from mfsbench.export.base import ExportedArtifact, Exporter, ExportJob, require
 from mfsbench.runtimes.litert import SIGNATURE, signature_position
 
 #: ops whose weights ai-edge-quantizer's float casting can store as fp16
@@ -113,36 +112,20 @@ class TfliteExporter(Exporter):
     name = "tflite"
     precisions = ("fp32", "fp16", "int8")
 
-    def export(
-        self,
-        module: nn.Module,
-        example_inputs: Sequence[Tensor],
-        out_dir: Path,
-        precision: str,
-        *,
-        input_names: Sequence[str] | None = None,
-        calibration: Sequence[Sequence[Any]] | None = None,
-        stem: str = "model",
-    ) -> ExportedArtifact:
-        self.check_precision(precision)
-        module = export_ready(module)
-        if precision == "int8" and not calibration:
-            raise BadInputError("int8 export needs calibration inputs (real aligned face crops); none given")
-        # the file's own names are litert-torch's (args_0, output_0); ours are kept for the record
-        default_input_names(len(example_inputs), input_names)
-        out_dir = Path(out_dir)
-        path = out_dir / f"{stem}.tflite"
-        if precision == "fp32":
-            convert_fp32(module, example_inputs, path)
+    def write(self, job: ExportJob) -> ExportedArtifact:
+        # the file's own names are litert-torch's (args_0, output_0), read back from its signature
+        path = job.out_dir / f"{job.stem}.tflite"
+        if job.precision == "fp32":
+            convert_fp32(job.module, job.example_inputs, path)
         else:
             with tempfile.TemporaryDirectory(prefix="mfsbench-tflite-") as tmp:
                 fp32 = Path(tmp) / "fp32.tflite"
-                convert_fp32(module, example_inputs, fp32)
-                out_dir.mkdir(parents=True, exist_ok=True)
-                if precision == "fp16":
+                convert_fp32(job.module, job.example_inputs, fp32)
+                job.out_dir.mkdir(parents=True, exist_ok=True)
+                if job.precision == "fp16":
                     quantize_fp16(fp32, path)
                 else:
-                    assert calibration is not None
-                    quantize_int8(fp32, path, calibration, signature_names(fp32)[0])
+                    assert job.calibration is not None  # Exporter.export checked it
+                    quantize_int8(fp32, path, job.calibration, signature_names(fp32)[0])
         inputs, outputs = signature_names(path)
-        return ExportedArtifact(path, self.name, precision, sha256_file(path), inputs, outputs)
+        return ExportedArtifact(path, self.name, job.precision, sha256_file(path), inputs, outputs)
