@@ -16,9 +16,9 @@ import torch
 from torch import nn
 
 from mfsbench.errors import BadInputError, MfsbenchError, MissingDependencyError
+from mfsbench.optional import extra_for, require
 from mfsbench.roofline import achieved_macs_per_s, efficiency, measure_peak_macs
 from mfsbench.runtimes import SimplePrepared, TensorInfo, example_inputs, get_runtime
-from mfsbench.runtimes.base import require
 from mfsbench.runtimes.benchmark_app import benchmark_app_command, parse_benchmark_app
 from mfsbench.timing import UNSTABLE_CV, latency_stats, time_runtime, timed_prepare
 
@@ -241,8 +241,16 @@ def test_unknown_runtime_is_one_line_with_choices() -> None:
 
 
 def test_missing_package_names_pip_package() -> None:
-    with pytest.raises(MissingDependencyError, match="pip install no-such-pkg"):
+    with pytest.raises(MissingDependencyError, match=r"package 'no-such-pkg'.*: pip install no-such-pkg$"):
         require("no_such_module_xyz", "no-such-pkg", "fake")
+
+
+def test_every_runtime_package_belongs_to_an_extra() -> None:
+    """The extra named in a missing-package message exists for every runtime (names normalised)."""
+    for name in ("onnxruntime", "openvino", "litert"):
+        assert extra_for(get_runtime(name).package) in ("onnx", "export"), name
+    assert extra_for("AI_Edge.Quantizer") == "export"
+    assert extra_for("torch") is None  # a core dependency, in no extra
 
 
 def test_bad_threads_and_inputs_rejected(tiny: tuple) -> None:

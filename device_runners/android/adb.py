@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from mfsbench.errors import MfsbenchError, MissingDependencyError
+from mfsbench.errors import MfsbenchError
+from mfsbench.optional import require
 
 
 class AdbError(MfsbenchError):
@@ -34,12 +35,7 @@ class ShellResult:
 
 def adb_binary() -> str:
     """Path of the adb client (bundled with adbutils unless the user points elsewhere)."""
-    try:
-        import adbutils
-    except ImportError:
-        raise MissingDependencyError(
-            "mfsbench device --adb needs the 'adbutils' package (it ships the adb client); "
-            "install it with: pip install adbutils") from None
+    adbutils = require("adbutils", "adbutils", "mfsbench device --adb (adbutils ships the adb client)")
     return str(adbutils.adb_path())
 
 

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from mfsbench.checkpoints.digest import sha256_file
 from mfsbench.checkpoints.formats import FORMATS, convert_official
-from mfsbench.errors import BadInputError, MissingDependencyError
+from mfsbench.errors import BadInputError
+from mfsbench.optional import require
 
 SUFFIXES = (".safetensors", ".pt")
 
@@ -35,13 +36,8 @@ def run(args: argparse.Namespace) -> int:
     if out.suffix not in SUFFIXES:
         raise BadInputError(f"--out {out} must end in .safetensors or .pt; pick one of those")
     if out.suffix == ".safetensors":
-        try:
-            from safetensors.torch import save_file
-        except ImportError:
-            raise MissingDependencyError(
-                "writing .safetensors needs the 'safetensors' package; pip install safetensors, "
-                "or pass --out FILE.pt"
-            ) from None
+        writer = require("safetensors.torch", "safetensors", "writing .safetensors (or pass --out FILE.pt)")
+        save_file = writer.save_file
     if not out.parent.is_dir():
         raise BadInputError(f"--out directory {out.parent} does not exist; create it first")
     record, state = convert_official(args.checkpoint, args.format)

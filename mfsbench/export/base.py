@@ -13,12 +13,11 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from torch import Tensor, nn
 
-from mfsbench.errors import BadInputError, MissingDependencyError
+from mfsbench.errors import BadInputError
 from mfsbench.export.stages import export_ready
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -135,16 +134,6 @@ def get_exporter(name: str) -> Exporter:
     module_name, class_name = target.split(":")
     exporter: Exporter = getattr(importlib.import_module(module_name), class_name)()
     return exporter
-
-
-def require(module: str, package: str, why: str) -> ModuleType:
-    """Import an optional backend or raise the one-line error naming its pip package."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise MissingDependencyError(
-            f"{why} needs the {package!r} package ({exc}); install it with: pip install {package}"
-        ) from None
 
 
 def default_input_names(count: int, names: Sequence[str] | None) -> tuple[str, ...]:

@@ -22,7 +22,8 @@ from torch import Tensor, nn
 
 from mfsbench.checkpoints.digest import sha256_file
 from mfsbench.errors import MfsbenchError
-from mfsbench.export.base import ExportedArtifact, Exporter, ExportJob, require
+from mfsbench.export.base import ExportedArtifact, Exporter, ExportJob
+from mfsbench.optional import require
 
 OPSET = 20
 

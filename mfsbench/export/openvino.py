@@ -11,8 +11,9 @@ import tempfile
 from pathlib import Path
 
 from mfsbench.checkpoints.digest import sha256_file
-from mfsbench.export.base import ExportedArtifact, Exporter, ExportJob, require
+from mfsbench.export.base import ExportedArtifact, Exporter, ExportJob
 from mfsbench.export.onnx import export_onnx, output_count
+from mfsbench.optional import require
 
 
 class OpenVinoExporter(Exporter):

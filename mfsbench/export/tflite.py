@@ -25,7 +25,8 @@ from torch import Tensor, nn
 
 from mfsbench.checkpoints.digest import sha256_file
 from mfsbench.errors import BadInputError, MfsbenchError
-from mfsbench.export.base import ExportedArtifact, Exporter, ExportJob, require
+from mfsbench.export.base import ExportedArtifact, Exporter, ExportJob
+from mfsbench.optional import require
 from mfsbench.runtimes.litert import SIGNATURE, signature_position
 
 #: ops whose weights ai-edge-quantizer's float casting can store as fp16

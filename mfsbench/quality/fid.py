@@ -21,10 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from mfsbench.errors import BadInputError, MissingDependencyError
+from mfsbench.errors import BadInputError
 from mfsbench.faces.align import ARCFACE_TEMPLATE_112, cv2_module, estimate_similarity
 from mfsbench.faces.detectors import check_image
 from mfsbench.faces.types import Face
+from mfsbench.optional import require
 
 #: pytorch-fid's default regulariser for a singular covariance product.
 FID_EPS = 1e-6
@@ -33,12 +34,7 @@ FID_CROP_SIZE = 256
 
 
 def _sqrtm(matrix: np.ndarray) -> np.ndarray:
-    try:
-        from scipy import linalg
-    except ImportError:
-        raise MissingDependencyError(
-            "a Fréchet distance needs scipy (matrix square root): pip install scipy==1.17.1"
-        ) from None
+    linalg = require("scipy.linalg", "scipy", "a Fréchet distance (matrix square root)")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # singular input: handled by the eps retry
         return linalg.sqrtm(matrix)

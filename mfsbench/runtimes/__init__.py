@@ -82,7 +82,7 @@ def get_runtime(name: str) -> Runtime:
 
 def available_runtimes() -> list[str]:
     """Runtimes whose package imports here (checked by preparing nothing, only importing)."""
-    from mfsbench.runtimes.base import require
+    from mfsbench.optional import require
 
     found = []
     for name in _FACTORIES:

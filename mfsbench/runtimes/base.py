@@ -13,14 +13,12 @@ instead of an ``ImportError`` at start-up.
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
-from types import ModuleType
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from mfsbench.errors import BadInputError, MissingDependencyError
+from mfsbench.errors import BadInputError
 
 
 @dataclass(frozen=True)
@@ -71,17 +69,6 @@ class SimplePrepared:
 
     def run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
         return self.fn(inputs)
-
-
-def require(module: str, package: str, runtime: str) -> ModuleType:
-    """Import ``module`` or raise a one-line error naming the pip package that provides it."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise MissingDependencyError(
-            f"runtime {runtime!r} needs the Python package {package!r} ({exc}); "
-            f"install it with `pip install {package}`."
-        ) from None
 
 
 def check_threads(threads: int) -> int:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from mfsbench.errors import BadInputError, MfsbenchError, MissingDependencyError
+from mfsbench.optional import install_hint
 
 _NUM = r"([0-9]+(?:\.[0-9]+)?)"
 #: latencies under 1 ms are printed in microseconds ("956.01 us"); both are read as ms
@@ -123,7 +124,7 @@ def run_benchmark_app(
     exe = find_benchmark_app()
     if exe is None:
         raise MissingDependencyError(
-            "benchmark_app not found; it ships with the openvino wheel: `pip install openvino`."
+            f"benchmark_app not found; it ships with the openvino wheel: {install_hint('openvino')}"
         )
     cmd = benchmark_app_command(exe, model, niter, threads, precision=precision)
     try:

@@ -35,7 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from mfsbench.runtimes.base import SimplePrepared, TensorInfo, check_inputs, check_threads, require
+from mfsbench.optional import require
+from mfsbench.runtimes.base import SimplePrepared, TensorInfo, check_inputs, check_threads
 
 SIGNATURE = "serving_default"
 
@@ -84,7 +85,7 @@ class LiteRtRuntime:
     artifact = "tflite"
 
     def prepare(self, artifact_path: str | Path, threads: int) -> SimplePrepared:
-        lrt = require(self.module, self.package, self.name)
+        lrt = require(self.module, self.package, f"the {self.name} runtime")
         check_threads(threads)
         interpreter = lrt.Interpreter(model_path=str(artifact_path), num_threads=threads)
         interpreter.allocate_tensors()

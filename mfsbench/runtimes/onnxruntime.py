@@ -28,7 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from mfsbench.runtimes.base import SimplePrepared, TensorInfo, check_inputs, check_threads, require
+from mfsbench.optional import require
+from mfsbench.runtimes.base import SimplePrepared, TensorInfo, check_inputs, check_threads
 from mfsbench.runtimes.profiling import OpProfile, aggregate
 
 _ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int64)": "int64"}
@@ -65,7 +66,7 @@ class OnnxRuntime:
         what actually ran. ``runs + 1`` inferences are traced; every run executes each node once, so
         the first run's events (allocations, first touches) are dropped by count.
         """
-        ort = require("onnxruntime", self.package, self.name)
+        ort = require("onnxruntime", self.package, f"the {self.name} runtime")
         so = self._options(ort, threads)
         with tempfile.TemporaryDirectory(prefix="mfsbench-ort-profile-") as tmp:
             so.enable_profiling = True
@@ -79,7 +80,7 @@ class OnnxRuntime:
         return aggregate(events[len(events) // (runs + 1):], runs, f"onnxruntime {ort.__version__} profiler")
 
     def prepare(self, artifact_path: str | Path, threads: int) -> SimplePrepared:
-        ort = require("onnxruntime", self.package, self.name)
+        ort = require("onnxruntime", self.package, f"the {self.name} runtime")
         so = self._options(ort, threads)
         session = ort.InferenceSession(str(artifact_path), so, providers=["CPUExecutionProvider"])
         infos = [

@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from mfsbench.runtimes.base import SimplePrepared, TensorInfo, check_inputs, check_threads, require
+from mfsbench.optional import require
+from mfsbench.runtimes.base import SimplePrepared, TensorInfo, check_inputs, check_threads
 from mfsbench.runtimes.profiling import OpProfile, aggregate
 
 
@@ -47,7 +48,7 @@ class OpenVinoRuntime:
                 runs: int) -> OpProfile:
         """Per-layer time from OpenVINO's ``PERF_COUNT`` (executed layers of the compiled graph, after
         its fusions), same configuration as timed; one unprofiled warm-up inference first."""
-        ov = require("openvino", self.package, self.name)
+        ov = require("openvino", self.package, f"the {self.name} runtime")
         core = ov.Core()
         compiled = core.compile_model(core.read_model(str(artifact_path)), "CPU",
                                       {**self._config(threads), "PERF_COUNT": True})
@@ -62,7 +63,7 @@ class OpenVinoRuntime:
         return aggregate(events, runs, f"openvino {ov.__version__} PERF_COUNT")
 
     def prepare(self, artifact_path: str | Path, threads: int) -> SimplePrepared:
-        ov = require("openvino", self.package, self.name)
+        ov = require("openvino", self.package, f"the {self.name} runtime")
         core = ov.Core()
         model = core.read_model(str(artifact_path))
         compiled = core.compile_model(model, "CPU", self._config(threads))

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from mfsbench.errors import BadInputError
-from mfsbench.runtimes.base import SimplePrepared, TensorInfo, check_inputs, check_threads, require
+from mfsbench.optional import require
+from mfsbench.runtimes.base import SimplePrepared, TensorInfo, check_inputs, check_threads
 
 
 class TorchEagerRuntime:
@@ -32,7 +33,7 @@ class TorchEagerRuntime:
         threads: int,
         input_shapes: dict[str, tuple[int, ...]] | None = None,
     ) -> SimplePrepared:
-        torch = require("torch", self.package, self.name)
+        torch = require("torch", self.package, f"the {self.name} runtime")
         check_threads(threads)
         torch.set_num_threads(threads)
         if isinstance(artifact_path, torch.nn.Module):
