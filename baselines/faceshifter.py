@@ -170,6 +170,36 @@ def _upsample2(x: Tensor) -> Tensor:
     return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
 
 
+def _skip_unet(in_channels: int, widths: Sequence[int]) -> tuple[nn.ModuleList, nn.ModuleList, int]:
+    """The U-Net both FaceShifter networks use: 4×4 stride-2 downs, transposed-conv ups with skips.
+
+    Returns (downs, ups, channels of the last decoder level); the caller stores them as ``downs``
+    and ``ups``, the module names of the public re-implementation.
+    """
+    downs = nn.ModuleList(
+        _down4x4(cin, cout) for cin, cout in zip([in_channels, *widths[:-1]], widths, strict=True)
+    )
+    ups: list[UpSkip] = []
+    cin = widths[-1]
+    for skip in reversed(widths[:-1]):
+        ups.append(UpSkip(cin, skip))
+        cin = 2 * skip
+    return downs, nn.ModuleList(ups), cin
+
+
+def _skip_unet_levels(downs: nn.ModuleList, ups: nn.ModuleList, x: Tensor) -> list[Tensor]:
+    """The bottleneck, then every decoder level (each already concatenated with its skip)."""
+    skips = []
+    for down in downs:
+        x = down(x)
+        skips.append(x)
+    levels = [x]
+    for up, skip in zip(ups, reversed(skips[:-1]), strict=True):
+        x = up(x, skip)
+        levels.append(x)
+    return levels
+
+
 class AttributeEncoder(nn.Module):
     """The multi-level attribute encoder: 7 downs (256 → 2), 6 ups with skips, z_att^8 by ×2 resize.
 
@@ -179,28 +209,13 @@ class AttributeEncoder(nn.Module):
     def __init__(self, base: int = 32, levels: int = 7) -> None:
         super().__init__()
         widths = [min(base * 2**i, base * 2 ** (levels - 2)) for i in range(levels)]
-        self.downs = nn.ModuleList(
-            _down4x4(cin, cout) for cin, cout in zip([3, *widths[:-1]], widths, strict=True)
-        )
-        ups: list[UpSkip] = []
-        cin = widths[-1]
-        for skip in reversed(widths[:-1]):
-            ups.append(UpSkip(cin, skip))
-            cin = 2 * skip
-        self.ups = nn.ModuleList(ups)
+        self.downs, self.ups, _ = _skip_unet(3, widths)
         #: channels of z_att^1..8, which fix the AAD generator's attribute inputs
         self.att_channels = (widths[-1], *(2 * w for w in reversed(widths[:-1])), 2 * widths[0])
 
     def forward(self, x: Tensor) -> list[Tensor]:
-        skips = []
-        for down in self.downs:
-            x = down(x)
-            skips.append(x)
-        z_att = [x]
-        for up, skip in zip(self.ups, reversed(skips[:-1]), strict=True):
-            x = up(x, skip)
-            z_att.append(x)
-        z_att.append(_upsample2(x))
+        z_att = _skip_unet_levels(self.downs, self.ups, x)
+        z_att.append(_upsample2(z_att[-1]))
         return z_att
 
 
@@ -348,25 +363,11 @@ class HEARNet(nn.Module):
     def __init__(self, base: int = 64, levels: int = 5) -> None:
         super().__init__()
         widths = [min(base * 2**i, base * 8) for i in range(levels)]
-        self.downs = nn.ModuleList(
-            _down4x4(cin, cout) for cin, cout in zip([6, *widths[:-1]], widths, strict=True)
-        )
-        ups: list[UpSkip] = []
-        cin = widths[-1]
-        for skip in reversed(widths[:-1]):
-            ups.append(UpSkip(cin, skip))
-            cin = 2 * skip
-        self.ups = nn.ModuleList(ups)
-        self.out_conv = nn.Conv2d(cin, 3, 3, 1, 1)
+        self.downs, self.ups, channels = _skip_unet(6, widths)
+        self.out_conv = nn.Conv2d(channels, 3, 3, 1, 1)
 
     def forward(self, swapped: Tensor, error: Tensor) -> Tensor:
-        x = torch.cat((swapped, error), dim=1)
-        skips = []
-        for down in self.downs:
-            x = down(x)
-            skips.append(x)
-        for up, skip in zip(self.ups, reversed(skips[:-1]), strict=True):
-            x = up(x, skip)
+        x = _skip_unet_levels(self.downs, self.ups, torch.cat((swapped, error), dim=1))[-1]
         return torch.tanh(self.out_conv(_upsample2(x)))
 
 
