@@ -103,6 +103,11 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+#: What "dirty" means for a record: the code that measured differs from the commit. Generated files
+#: (reports/, which every `make demo` rewrites) would otherwise mark every reference record dirty.
+CODE_PATHS = ("mfsbench", "baselines", "device_runners", "benchmarks", "pyproject.toml", "Makefile")
+
+
 def _git(*args: str) -> str | None:
     root = Path(__file__).resolve().parents[1]
     try:
@@ -124,7 +129,7 @@ def environment() -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             continue
     commit = _git("rev-parse", "HEAD")
-    status = _git("status", "--porcelain", "--untracked-files=no") if commit else None
+    status = _git("status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS) if commit else None
     # torch's thread count matters only to a run that used torch, and such a run has imported it by
     # now; a command that never touched torch (a cached re-render) should not pay its import for this.
     torch = sys.modules.get("torch")

@@ -52,6 +52,28 @@ def test_environment_names_versions_and_git_state() -> None:
     assert "model" in env["cpu"] and "isa" in env["cpu"]
 
 
+def test_git_dirty_means_the_measuring_code_changed(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mfsbench import records
+
+    calls: list[tuple[str, ...]] = []
+
+    def fake_git(*args: str) -> str:
+        calls.append(args)
+        if args[0] == "rev-parse":
+            return "abc123"
+        return " M mfsbench/device.py" if "mfsbench" in args else ""
+
+    monkeypatch.setattr(records, "_git", fake_git)
+    records.environment.cache_clear()
+    try:
+        env = records.environment()
+    finally:
+        records.environment.cache_clear()
+    assert env["git_commit"] == "abc123" and env["git_dirty"] is True
+    (status,) = [c for c in calls if c[0] == "status"]
+    assert "reports" not in status and {"mfsbench", "baselines", "pyproject.toml"} <= set(status)
+
+
 X86_CPUINFO = """processor\t: 0
 model name\t: Intel(R) Xeon(R) Platinum 8480+
 flags\t\t: fpu sse4_2 avx f16c avx2 fma avx512f avx512_vnni amx_int8
