@@ -79,3 +79,33 @@ def test_killed_device_gives_error_record_and_exit_1(adb_server, loopback, run_c
     assert by_serial[good.serial]["info"]["cleanup"].startswith("removed /data/local/tmp/mfsbench-")
     assert f"error: {MODEL} on {bad.serial}" in result.err
     assert list((good.root / "data/local/tmp").iterdir()) == []
+
+
+def test_ctrl_c_finishes_the_model_in_progress_and_keeps_it(adb_server, loopback, run_cli,  # noqa: F811
+                                                           tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import _thread
+
+    from device_runners.android import runner
+
+    real = runner._run_model
+
+    def ctrl_c_during_first_model(*args, **kwargs) -> None:
+        if not getattr(ctrl_c_during_first_model, "fired", False):
+            ctrl_c_during_first_model.fired = True
+            _thread.interrupt_main()  # what Ctrl-C does: KeyboardInterrupt in the main thread
+        real(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "_run_model", ctrl_c_during_first_model)
+    device = loopback()
+    binary = replay_binary(tmp_path / "benchmark_model", RECORDED)
+    out = tmp_path / "out"
+    result = run_cli("device", "--adb", "--serial", device.serial, "--models", MODEL, "test_mobilefaceswap",
+                     "--benchmark-binary", str(binary), "--out", str(out))
+    assert result.code == 130, result.err
+    assert "finishing the model in progress" in result.err and "1 of 2" in result.err
+    first, second = _records(out)
+    assert first["model"] == MODEL and first["status"] == "ok" and first["metrics"]["p50_ms"] > 0
+    assert second["status"] == "error" and "interrupted" in second["error"]
+    assert first["info"]["cleanup"].startswith("removed /data/local/tmp/mfsbench-")
+    assert list((device.root / "data/local/tmp").iterdir()) == []  # cleaned up even when interrupted

@@ -13,7 +13,14 @@ import tempfile
 from pathlib import Path
 
 from device_runners.android.adb import Adb
-from device_runners.android.runner import DELEGATES, PhoneModel, PhoneSettings, run_devices, tool_of
+from device_runners.android.runner import (
+    DELEGATES,
+    INTERRUPTED,
+    PhoneModel,
+    PhoneSettings,
+    run_devices,
+    tool_of,
+)
 from mfsbench.cli.common import resolve_models, writable_dir
 from mfsbench.errors import BadInputError
 from mfsbench.records import append_records, new_run_id, read_records, stamp
@@ -87,7 +94,8 @@ def run_adb(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="mfsbench-adb-") as work:
         models = _export(specs, args.size, tool_of(binary), Path(work))
         _say(f"device --adb: running on {', '.join(serials)} ...")
-        records = stamp(run_devices(adb, serials, models, binary, settings), new_run_id())
+        measured, interrupted = run_devices(adb, serials, models, binary, settings)
+        records = stamp(measured, new_run_id())
     append_records(store, records)
     from mfsbench.report import device_android
 
@@ -97,5 +105,9 @@ def run_adb(args: argparse.Namespace) -> int:
     errors = [r for r in records if r.status == "error"]
     for record in errors:
         _say(f"error: {record.model} on {record.info.get('serial')}: {record.error}")
+    if interrupted:
+        done = sum(r.error != INTERRUPTED for r in records)
+        _say(f"device --adb: interrupted; {done} of {len(records)} phone × model cell(s) are in {store}")
+        return 130
     return 1 if errors else 0
 

@@ -11,10 +11,12 @@ goes through ``shlex.quote``, so names with spaces or quotes cannot inject into 
 from __future__ import annotations
 
 import shlex
+import sys
+import threading
 import time
 import uuid
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,8 @@ from mfsbench.records import Record
 COMMAND = "device-android"
 DEVICE_TMP = "/data/local/tmp"
 DELEGATES = ("cpu", "xnnpack", "gpu", "nnapi")
+#: error of a model a Ctrl-C kept from running (the run stopped after the model in progress)
+INTERRUPTED = "not run: interrupted (Ctrl-C) before this model started"
 
 
 @dataclass(frozen=True)
@@ -132,8 +136,13 @@ def _run_model(adb: Adb, run_dir: str, binary: str, model: PhoneModel, *, tool: 
     adb.shell(f"rm -f {shlex.quote(remote)}", check=False)
 
 
-def run_device(adb: Adb, models: Sequence[PhoneModel], binary: Path, settings: PhoneSettings) -> list[Record]:
-    """Every model on one device; errors become error records, and the run dir is always removed."""
+def run_device(adb: Adb, models: Sequence[PhoneModel], binary: Path, settings: PhoneSettings,
+               stop: threading.Event | None = None) -> list[Record]:
+    """Every model on one device; errors become error records, and the run dir is always removed.
+
+    ``stop`` (set on Ctrl-C) ends the device's run after the model in progress: the models not
+    started get error records that say so, and the clean-up still runs.
+    """
     serial = adb.serial or "?"
     tool = tool_of(binary)
     records = [_record(model, serial, tool, settings) for model in models]
@@ -146,15 +155,7 @@ def run_device(adb: Adb, models: Sequence[PhoneModel], binary: Path, settings: P
         adb.shell(f"mkdir -p {shlex.quote(run_dir)}")
         adb.push(binary, remote_binary, timeout_s=max(adb.timeout_s, 120.0))
         adb.shell(f"chmod 755 {shlex.quote(remote_binary)}")
-        for index, (model, record) in enumerate(zip(models, records, strict=True)):
-            try:
-                _run_model(adb, run_dir, remote_binary, model, tool=tool, settings=settings, record=record)
-            except (MfsbenchError, OSError) as exc:
-                record.status, record.error = "error", str(exc).splitlines()[0]
-                if not _reachable(adb):
-                    for rest in records[index + 1:]:
-                        rest.status, rest.error = "error", f"{serial} unreachable after: {record.error}"
-                    break
+        _run_models(adb, run_dir, remote_binary, models, records, tool=tool, settings=settings, stop=stop)
     except (MfsbenchError, OSError) as exc:
         for record in records:
             if record.status == "ok" and not record.metrics:
@@ -170,6 +171,25 @@ def run_device(adb: Adb, models: Sequence[PhoneModel], binary: Path, settings: P
     return records
 
 
+def _run_models(adb: Adb, run_dir: str, binary: str, models: Sequence[PhoneModel], records: list[Record],
+                *, tool: str, settings: PhoneSettings, stop: threading.Event | None) -> None:
+    """Each model in turn into its record; stops early when the phone is gone or ``stop`` is set."""
+    for index, (model, record) in enumerate(zip(models, records, strict=True)):
+        if stop is not None and stop.is_set():
+            for rest in records[index:]:
+                rest.status, rest.error = "error", INTERRUPTED
+            return
+        try:
+            _run_model(adb, run_dir, binary, model, tool=tool, settings=settings, record=record)
+        except (MfsbenchError, OSError) as exc:
+            record.status, record.error = "error", str(exc).splitlines()[0]
+            if not _reachable(adb):
+                gone = f"{adb.serial or '?'} unreachable after: {record.error}"
+                for rest in records[index + 1:]:
+                    rest.status, rest.error = "error", gone
+                return
+
+
 def _reachable(adb: Adb) -> bool:
     try:
         return adb.shell("echo ok", timeout_s=min(adb.timeout_s, 15.0), check=False).stdout.strip() == "ok"
@@ -177,9 +197,31 @@ def _reachable(adb: Adb) -> bool:
         return False
 
 
+def _gather(futures: list[Future[list[Record]]]) -> list[list[Record]]:
+    """The futures' results, polling: Python runs a Ctrl-C handler only in the main thread, between
+    bytecodes, and the signal may land on a worker thread, so a blocking ``result()`` could miss it."""
+    while wait(futures, timeout=0.5).not_done:
+        pass
+    return [future.result() for future in futures]
+
+
 def run_devices(adb: Adb, serials: Sequence[str], models: Sequence[PhoneModel], binary: Path,
-                settings: PhoneSettings) -> list[Record]:
-    """All devices in parallel; records in serial order then model order."""
+                settings: PhoneSettings) -> tuple[list[Record], bool]:
+    """All devices in parallel: (records in serial order then model order, whether Ctrl-C stopped it).
+
+    Worker threads cannot be interrupted, so Ctrl-C (which reaches the main thread) sets an event:
+    each phone finishes the model in progress, cleans up and returns, and nothing measured is lost.
+    A second Ctrl-C while they finish abandons the run.
+    """
+    stop = threading.Event()
     with ThreadPoolExecutor(max_workers=max(1, len(serials))) as pool:
-        results = list(pool.map(lambda s: run_device(adb.for_serial(s), models, binary, settings), serials))
-    return [record for device_records in results for record in device_records]
+        futures = [pool.submit(run_device, adb.for_serial(serial), models, binary, settings, stop)
+                   for serial in serials]
+        try:
+            results = _gather(futures)
+        except KeyboardInterrupt:
+            stop.set()
+            sys.stderr.write("\nmfsbench device --adb: interrupted; finishing the model in progress on "
+                             "each phone (Ctrl-C again to abandon it)\n")
+            results = _gather(futures)
+    return [record for device_records in results for record in device_records], stop.is_set()
