@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from mfsbench.counting import count_flops
 from mfsbench.errors import BadInputError, MfsbenchError
-from mfsbench.records import Record
+from mfsbench.records import Record, last_run
 from mfsbench.registry import ModelSpec, create_model
 
 COMMAND = "device"
@@ -134,29 +134,14 @@ class ResumePoint:
 
 
 def resume_point(records: Sequence[Record], settings: SweepSettings, store: Path) -> ResumePoint:
-    """The sweep that ``--resume`` continues: the newest desktop run in ``store``.
-
-    Its cells are not measured again, and new cells join its run id. A resume is refused when that
-    run was measured with other settings: latencies timed differently must not sit in one table.
+    """The sweep that ``--resume`` continues: the newest desktop run in ``store`` (see :func:`last_run`).
 
     Raises:
         BadInputError: when the store has no desktop sweep, or its settings differ (naming both).
     """
-    sweeps = [r for r in records if r.command == COMMAND]
-    if not sweeps:
-        raise BadInputError(f"nothing to resume: {store} holds no `mfsbench device` sweep; "
-                            "run without --resume")
-    run_id = sweeps[-1].run_id
-    last = [r for r in sweeps if r.run_id == run_id]
-    stored = last[0].info.get("sweep")
-    wanted = settings.describe()
-    if stored != wanted:
-        was = SweepSettings.options(stored) if isinstance(stored, dict) else "settings it did not store"
-        raise BadInputError(
-            f"cannot resume run {run_id}: it was measured with {was}, this command asks for "
-            f"{SweepSettings.options(wanted)}; repeat its options or run without --resume"
-        )
-    return ResumePoint(str(run_id), last)
+    run_id, last = last_run(records, COMMAND, what="`mfsbench device` sweep", settings_key="sweep",
+                            wanted=settings.describe(), options=SweepSettings.options, store=store)
+    return ResumePoint(run_id, last)
 
 
 def check_choices(backends: Sequence[str], precisions: Sequence[str]) -> None:

@@ -17,7 +17,7 @@ import socket
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -190,3 +190,27 @@ def read_records(path: Path) -> list[Record]:
                 f"{path}:{number} is not a record ({exc}); remove that line or re-run the command"
             ) from None
     return records
+
+
+def last_run(records: Sequence[Record], command: str, *, what: str, settings_key: str, wanted: dict[str, Any],
+             options: Callable[[dict[str, Any]], str], store: Path) -> tuple[str, list[Record]]:
+    """The run a ``--resume`` continues: the newest run of ``command`` in ``store``, id and records.
+
+    Its finished cells are not measured again and new ones join its run id (so same-run ratios still
+    pair). Refused when that run stored other settings under ``info[settings_key]``: measurements
+    taken differently must not share a run or a table.
+
+    Raises:
+        BadInputError: when the store holds no such run, or its settings differ (naming both as options).
+    """
+    runs = [r for r in records if r.command == command]
+    if not runs:
+        raise BadInputError(f"nothing to resume: {store} holds no {what}; run without --resume")
+    run_id = str(runs[-1].run_id)
+    last = [r for r in runs if r.run_id == run_id]
+    stored = last[0].info.get(settings_key)
+    if stored != wanted:
+        was = options(stored) if isinstance(stored, dict) else "settings it did not store"
+        raise BadInputError(f"cannot resume run {run_id}: it was measured with {was}, this command asks for "
+                            f"{options(wanted)}; repeat its options or run without --resume")
+    return run_id, last

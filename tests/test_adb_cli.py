@@ -75,37 +75,66 @@ def test_killed_device_gives_error_record_and_exit_1(adb_server, loopback, run_c
     assert by_serial[good.serial]["metrics"]["mean_ms"] == pytest.approx(63.7432)
     assert by_serial[bad.serial]["status"] == "error"
     assert f"{bad.serial} disconnected during the run" in by_serial[bad.serial]["error"]
-    assert by_serial[bad.serial]["info"]["cleanup"].startswith("could not remove /data/local/tmp/mfsbench-")
-    assert by_serial[good.serial]["info"]["cleanup"].startswith("removed /data/local/tmp/mfsbench-")
+    run_dir = by_serial[bad.serial]["info"]["run_dir"]
+    assert run_dir.startswith("/data/local/tmp/mfsbench-")
+    assert f"{bad.serial}: could not remove {run_dir}" in result.err  # said, with the command that fixes it
+    assert f"{good.serial}: could not remove" not in result.err
     assert f"error: {MODEL} on {bad.serial}" in result.err
     assert list((good.root / "data/local/tmp").iterdir()) == []
 
 
-def test_ctrl_c_finishes_the_model_in_progress_and_keeps_it(adb_server, loopback, run_cli,  # noqa: F811
-                                                           tmp_path: Path,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ctrl_c_keeps_each_finished_model_and_resume_runs_the_rest(adb_server, loopback, run_cli,  # noqa: F811
+                                                                    tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     import _thread
 
     from device_runners.android import runner
 
     real = runner._run_model
+    out = tmp_path / "out"
+    on_disk_while_second_ran: list[list[dict]] = []
 
     def ctrl_c_during_first_model(*args, **kwargs) -> None:
-        if not getattr(ctrl_c_during_first_model, "fired", False):
-            ctrl_c_during_first_model.fired = True
+        calls = getattr(ctrl_c_during_first_model, "calls", 0)
+        ctrl_c_during_first_model.calls = calls + 1
+        if calls == 0:
             _thread.interrupt_main()  # what Ctrl-C does: KeyboardInterrupt in the main thread
+        else:
+            on_disk_while_second_ran.append(_records(out))
         real(*args, **kwargs)
 
     monkeypatch.setattr(runner, "_run_model", ctrl_c_during_first_model)
     device = loopback()
     binary = replay_binary(tmp_path / "benchmark_model", RECORDED)
-    out = tmp_path / "out"
-    result = run_cli("device", "--adb", "--serial", device.serial, "--models", MODEL, "test_mobilefaceswap",
-                     "--benchmark-binary", str(binary), "--out", str(out))
+    command = ("device", "--adb", "--serial", device.serial, "--models", MODEL, "test_mobilefaceswap",
+               "--benchmark-binary", str(binary), "--out", str(out))
+    result = run_cli(*command)
     assert result.code == 130, result.err
-    assert "finishing the model in progress" in result.err and "1 of 2" in result.err
+    assert "finishing the model in progress" in result.err and "1 of 2" in result.err and "--resume" in result.err
     first, second = _records(out)
     assert first["model"] == MODEL and first["status"] == "ok" and first["metrics"]["p50_ms"] > 0
     assert second["status"] == "error" and "interrupted" in second["error"]
-    assert first["info"]["cleanup"].startswith("removed /data/local/tmp/mfsbench-")
+    assert second["info"]["cleanup"].startswith("removed /data/local/tmp/mfsbench-")
     assert list((device.root / "data/local/tmp").iterdir()) == []  # cleaned up even when interrupted
+
+    other = run_cli(*command, "--runs", "7", "--resume")
+    assert other.code == 2 and f"cannot resume run {first['run_id']}" in other.err
+    assert "--runs 20" in other.err and "--runs 7" in other.err
+
+    ran_before = len([c for c in device.commands if "--graph" in c])
+    resumed = run_cli(*command, "--resume")
+    assert resumed.code == 0, resumed.err
+    # only the model the interrupted run lacked ran, and it joined that run; the first was on disk
+    # while the second ran (records are appended per model, not at the end)
+    assert len([c for c in device.commands if "--graph" in c]) == ran_before + 1
+    assert [r["model"] for r in on_disk_while_second_ran[-1]] == [MODEL, "test_mobilefaceswap"]
+    *_, third = _records(out)
+    assert third["model"] == "test_mobilefaceswap" and third["status"] == "ok"
+    assert third["run_id"] == first["run_id"]
+    md = (out / "device_android.md").read_text()
+    assert "interrupted" not in md and md.count(f"| {device.serial} |") == 2
+
+    again = run_cli(*command, "--resume")
+    assert again.code == 0 and "measured already" in again.err
+    assert len([c for c in device.commands if "--graph" in c]) == ran_before + 1
+    assert run_cli(*command[:-1], str(tmp_path / "empty"), "--resume").code == 2

@@ -1,8 +1,12 @@
 """``mfsbench device --adb``: export each frame stage, time it on every selected phone, write the report.
 
+Each phone × model record is appended to ``OUT/records.jsonl`` as soon as it is final, so a killed run
+keeps what it measured; ``--resume`` runs only the cells the newest phone run in OUT lacks (or failed),
+under its run id, after checking it was measured with the same options and benchmark binary.
+
 Exit codes: 0 every record ok, 1 some device or model failed (its error record is written), 2 bad
-input (no device attached, unknown serial, missing benchmark binary), raised as BadInputError before
-any export starts.
+input (no device attached, unknown serial, missing benchmark binary, a resume with other options),
+raised as BadInputError before any export starts; 130 after Ctrl-C.
 """
 
 from __future__ import annotations
@@ -11,11 +15,12 @@ import argparse
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from device_runners.android.adb import Adb
 from device_runners.android.runner import (
+    COMMAND,
     DELEGATES,
-    INTERRUPTED,
     PhoneModel,
     PhoneSettings,
     run_devices,
@@ -23,7 +28,10 @@ from device_runners.android.runner import (
 )
 from mfsbench.cli.common import resolve_models, writable_dir
 from mfsbench.errors import BadInputError
-from mfsbench.records import append_records, new_run_id, read_records, stamp
+from mfsbench.records import Record, append_records, last_run, new_run_id, read_records, stamp
+
+if TYPE_CHECKING:
+    from mfsbench.registry import ModelSpec
 
 
 def _say(line: str) -> None:
@@ -50,14 +58,14 @@ def _serials(adb: Adb, wanted: list[str] | None) -> list[str]:
     return list(dict.fromkeys(wanted))
 
 
-def _export(spec_names: list, size_arg: int | None, tool: str, work: Path) -> list[PhoneModel]:
+def _export(specs: list[ModelSpec], size_arg: int | None, tool: str, work: Path) -> list[PhoneModel]:
     from mfsbench.export.base import get_exporter
     from mfsbench.export.stages import stage_input_names, stage_module
     from mfsbench.registry import create_model
 
     exporter = get_exporter("onnx" if tool == "ort" else "tflite")
     models = []
-    for spec in spec_names:
+    for spec in specs:
         size = size_arg or spec.native_size
         _say(f"device --adb: exporting {spec.name} @ {size} to {exporter.name} fp32 ...")
         module, example = stage_module(spec, create_model(spec.name), "frame", size)
@@ -90,24 +98,52 @@ def run_adb(args: argparse.Namespace) -> int:
     settings = PhoneSettings(threads=args.threads, warmup=args.warmup, runs=args.runs, delegate=args.delegate,
                              affinity=args.affinity, cooldown_timeout_s=args.cooldown_timeout,
                              max_thermal_status=args.max_thermal_status, max_battery_c=args.max_battery_temp)
+    described = settings.describe(binary)
     store = out / "records.jsonl"
+    stored = read_records(store) if args.resume and store.is_file() else []
+    run_id, this_run = (last_run(stored, COMMAND, what="`mfsbench device --adb` run",
+                                 settings_key="phone_run", wanted=described,
+                                 options=PhoneSettings.options, store=store)
+                        if args.resume else (new_run_id(), []))
+    plan = _plan(serials, specs, args.size, this_run)
+    if not any(plan.values()):
+        _say(f"device --adb: every phone × model cell of run {run_id} is measured already")
+
+    def keep(record: Record) -> None:  # run_devices serialises the calls from its device threads
+        record.info["phone_run"] = described
+        append_records(store, stamp([record], run_id))
+        this_run.append(record)
+
     with tempfile.TemporaryDirectory(prefix="mfsbench-adb-") as work:
-        models = _export(specs, args.size, tool_of(binary), Path(work))
-        _say(f"device --adb: running on {', '.join(serials)} ...")
-        measured, interrupted = run_devices(adb, serials, models, binary, settings)
-        records = stamp(measured, new_run_id())
-    append_records(store, records)
+        wanted = [spec for spec in specs if any(spec.name in names for names in plan.values())]
+        exported = {m.name: m for m in _export(wanted, args.size, tool_of(binary), Path(work))}
+        if exported:
+            _say(f"device --adb: running on {', '.join(s for s, names in plan.items() if names)} ...")
+        _, interrupted = run_devices(adb, {serial: [exported[n] for n in names]
+                                           for serial, names in plan.items() if names},
+                                     binary, settings, on_record=keep)
     from mfsbench.report import device_android
 
-    sys.stdout.write(device_android.render_markdown(records))
+    current = device_android.latest(this_run)  # a resumed cell's new record replaces its failed one
+    sys.stdout.write(device_android.render_markdown(current))
     for path in device_android.write_reports(read_records(store), out):
         _say(f"wrote {path}")
-    errors = [r for r in records if r.status == "error"]
+    errors = [r for r in current if r.status == "error"]
     for record in errors:
         _say(f"error: {record.model} on {record.info.get('serial')}: {record.error}")
     if interrupted:
-        done = sum(r.error != INTERRUPTED for r in records)
-        _say(f"device --adb: interrupted; {done} of {len(records)} phone × model cell(s) are in {store}")
+        done = sum(r.status == "ok" for r in current)
+        _say(f"device --adb: interrupted; {done} of {len(current)} phone × model cell(s) of run {run_id} "
+             f"are measured in {store}; the same command with --resume runs the rest")
         return 130
     return 1 if errors else 0
 
+
+def _plan(serials: list[str], specs: list[ModelSpec], size_arg: int | None,
+          measured: list[Record]) -> dict[str, list[str]]:
+    """serial → the model names it still has to run: all of them, less what a resumed run has ok."""
+    done = {(str(r.info.get("serial")), r.model, int(r.info.get("size", 0)))
+            for r in measured if r.status == "ok"}
+    return {serial: [spec.name for spec in specs
+                     if (serial, spec.name, size_arg or spec.native_size) not in done]
+            for serial in serials}

@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +57,28 @@ class PhoneSettings:
     max_thermal_status: int = 0
     max_battery_c: float = 38.0
     run_timeout_s: float = 600.0
+
+    def describe(self, binary: Path) -> dict[str, Any]:
+        """What every record of a run stores (``info["phone_run"]``), so ``--resume`` can compare:
+        the options that change a measurement, and the benchmark binary by content."""
+        return {"threads": self.threads, "warmup": self.warmup, "runs": self.runs, "delegate": self.delegate,
+                "affinity": self.affinity, "cooldown_timeout_s": self.cooldown_timeout_s,
+                "max_thermal_status": self.max_thermal_status, "max_battery_c": self.max_battery_c,
+                "benchmark_binary_sha256": sha256_file(binary)}
+
+    @staticmethod
+    def options(described: dict[str, Any]) -> str:
+        """Stored settings as the command-line options that produce them."""
+        binary = str(described.get("benchmark_binary_sha256", "?"))[:12]
+        return " ".join(f"{flag} {described.get(key)}" for key, flag in _OPTION_FLAGS) + \
+            f" and a --benchmark-binary with sha256 {binary}…"
+
+
+#: PhoneSettings.describe() keys → the option that sets them
+_OPTION_FLAGS = (("threads", "--threads"), ("warmup", "--warmup"), ("runs", "--runs"),
+                 ("delegate", "--delegate"), ("affinity", "--affinity"),
+                 ("cooldown_timeout_s", "--cooldown-timeout"), ("max_thermal_status", "--max-thermal-status"),
+                 ("max_battery_c", "--max-battery-temp"))
 
 
 def tool_of(binary: Path) -> str:
@@ -136,26 +158,40 @@ def _run_model(adb: Adb, run_dir: str, binary: str, model: PhoneModel, *, tool: 
     adb.shell(f"rm -f {shlex.quote(remote)}", check=False)
 
 
-def run_device(adb: Adb, models: Sequence[PhoneModel], binary: Path, settings: PhoneSettings,
-               stop: threading.Event | None = None) -> list[Record]:
+def run_device(adb: Adb, models: Sequence[PhoneModel], binary: Path, settings: PhoneSettings, *,
+               stop: threading.Event | None = None,
+               on_record: Callable[[Record], None] | None = None) -> list[Record]:
     """Every model on one device; errors become error records, and the run dir is always removed.
 
-    ``stop`` (set on Ctrl-C) ends the device's run after the model in progress: the models not
-    started get error records that say so, and the clean-up still runs.
+    Each record goes to ``on_record`` as soon as it is final (a model's run ended, or the phone
+    failed before it), so a killed run keeps what it measured. ``stop`` (set on Ctrl-C) ends the
+    device's run after the model in progress: the models not started get error records that say so,
+    and the clean-up still runs. A clean-up that fails is said on stderr and in the records not yet
+    handed over.
     """
     serial = adb.serial or "?"
     tool = tool_of(binary)
     records = [_record(model, serial, tool, settings) for model in models]
+    handed: set[int] = set()
+
+    def hand_over(record: Record) -> None:
+        if id(record) not in handed:
+            handed.add(id(record))
+            if on_record is not None:
+                on_record(record)
+
     run_dir = f"{DEVICE_TMP}/mfsbench-{uuid.uuid4().hex[:10]}"
     remote_binary = f"{run_dir}/{binary.name}"
     try:
         facts = device_info.identity(adb)
         for record in records:
             record.info["device"] = facts
+            record.info["run_dir"] = run_dir
         adb.shell(f"mkdir -p {shlex.quote(run_dir)}")
         adb.push(binary, remote_binary, timeout_s=max(adb.timeout_s, 120.0))
         adb.shell(f"chmod 755 {shlex.quote(remote_binary)}")
-        _run_models(adb, run_dir, remote_binary, models, records, tool=tool, settings=settings, stop=stop)
+        _run_models(adb, run_dir, remote_binary, models, records, tool=tool, settings=settings, stop=stop,
+                    hand_over=hand_over)
     except (MfsbenchError, OSError) as exc:
         for record in records:
             if record.status == "ok" and not record.metrics:
@@ -166,14 +202,21 @@ def run_device(adb: Adb, models: Sequence[PhoneModel], binary: Path, settings: P
             cleanup = f"removed {run_dir}" if removed.returncode == 0 else f"could not remove {run_dir}"
         except MfsbenchError as exc:
             cleanup = f"could not remove {run_dir} from {serial}: {exc}"
+        if not cleanup.startswith("removed"):
+            sys.stderr.write(f"mfsbench device --adb: {serial}: {cleanup}; remove it by hand "
+                             f"(adb -s {serial} shell rm -rf {run_dir})\n")
         for record in records:
-            record.info["cleanup"] = cleanup
+            if id(record) not in handed:
+                record.info["cleanup"] = cleanup
+                hand_over(record)
     return records
 
 
 def _run_models(adb: Adb, run_dir: str, binary: str, models: Sequence[PhoneModel], records: list[Record],
-                *, tool: str, settings: PhoneSettings, stop: threading.Event | None) -> None:
-    """Each model in turn into its record; stops early when the phone is gone or ``stop`` is set."""
+                *, tool: str, settings: PhoneSettings, stop: threading.Event | None,
+                hand_over: Callable[[Record], None]) -> None:
+    """Each model in turn into its record, handed over when final; stops early when the phone is gone
+    (the rest become error records saying so) or ``stop`` is set."""
     for index, (model, record) in enumerate(zip(models, records, strict=True)):
         if stop is not None and stop.is_set():
             for rest in records[index:]:
@@ -188,6 +231,7 @@ def _run_models(adb: Adb, run_dir: str, binary: str, models: Sequence[PhoneModel
                 for rest in records[index + 1:]:
                     rest.status, rest.error = "error", gone
                 return
+        hand_over(record)
 
 
 def _reachable(adb: Adb) -> bool:
@@ -205,18 +249,28 @@ def _gather(futures: list[Future[list[Record]]]) -> list[list[Record]]:
     return [future.result() for future in futures]
 
 
-def run_devices(adb: Adb, serials: Sequence[str], models: Sequence[PhoneModel], binary: Path,
-                settings: PhoneSettings) -> tuple[list[Record], bool]:
-    """All devices in parallel: (records in serial order then model order, whether Ctrl-C stopped it).
+def run_devices(adb: Adb, plan: Mapping[str, Sequence[PhoneModel]], binary: Path, settings: PhoneSettings,
+                on_record: Callable[[Record], None] | None = None) -> tuple[list[Record], bool]:
+    """Each serial's models, devices in parallel: (records in serial then model order, whether Ctrl-C
+    stopped it). ``on_record`` is called from the device threads, one record at a time (a lock
+    serialises the calls), as each record is final.
 
     Worker threads cannot be interrupted, so Ctrl-C (which reaches the main thread) sets an event:
     each phone finishes the model in progress, cleans up and returns, and nothing measured is lost.
     A second Ctrl-C while they finish abandons the run.
     """
     stop = threading.Event()
-    with ThreadPoolExecutor(max_workers=max(1, len(serials))) as pool:
-        futures = [pool.submit(run_device, adb.for_serial(serial), models, binary, settings, stop)
-                   for serial in serials]
+    lock = threading.Lock()
+
+    def serialised(record: Record) -> None:
+        if on_record is not None:
+            with lock:
+                on_record(record)
+
+    with ThreadPoolExecutor(max_workers=max(1, len(plan))) as pool:
+        futures = [pool.submit(run_device, adb.for_serial(serial), models, binary, settings, stop=stop,
+                               on_record=serialised)
+                   for serial, models in plan.items()]
         try:
             results = _gather(futures)
         except KeyboardInterrupt:
