@@ -1,5 +1,8 @@
 """Optional backends: import one on demand, or fail with one line naming the extra that installs it.
 
+Also the one way a registry names code it must not import yet (:func:`load`): a
+``"package.module:attribute"`` string, resolved when the thing is used.
+
 Heavy libraries (OpenVINO, LiteRT, ONNX Runtime, ...) are extras of the ``mfsbench`` distribution and
 are imported only by the code that uses them. Which extra holds which package is read from the
 installed distribution's own metadata (``pyproject.toml``'s optional-dependencies), so this module
@@ -13,6 +16,7 @@ import re
 from functools import lru_cache
 from importlib import metadata
 from types import ModuleType
+from typing import Any
 
 from mfsbench.errors import MissingDependencyError
 
@@ -43,12 +47,14 @@ def extra_for(package: str) -> str | None:
     return _extras().get(_canonical(package))
 
 
-def install_hint(package: str) -> str:
-    """``pip install 'mfsbench[EXTRA]'`` (the pinned, tested version) or plain ``pip install PKG``."""
+def install_hint(package: str, *, reinstall: bool = False) -> str:
+    """``pip install 'mfsbench[EXTRA]'`` (the pinned, tested version) or plain ``pip install PKG``;
+    with ``reinstall``, the command that restores a damaged installation of it."""
+    pip = "pip install --force-reinstall" if reinstall else "pip install"
     extra = extra_for(package)
     if extra is None:
-        return f"pip install {package}"
-    return f"pip install 'mfsbench[{extra}]' (or pip install {package})"
+        return f"{pip} {package}"
+    return f"{pip} 'mfsbench[{extra}]' (or {pip} {package})"
 
 
 def require(module: str, package: str, why: str) -> ModuleType:
@@ -63,3 +69,15 @@ def require(module: str, package: str, why: str) -> ModuleType:
         raise MissingDependencyError(
             f"{why} needs the Python package {package!r} ({exc}); install it with: {install_hint(package)}"
         ) from None
+
+
+def load(target: str) -> Any:
+    """The attribute named by ``"package.module:attribute"``, importing its module now.
+
+    Registries (model builders, exporters) hold such strings so that listing them imports nothing
+    heavy. A missing module or attribute raises ``ImportError``/``AttributeError`` as Python does.
+    """
+    module, _, name = target.partition(":")
+    if not module or not name:
+        raise ValueError(f"{target!r} must look like 'package.module:attribute'")
+    return getattr(importlib.import_module(module), name)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from mfsbench.errors import BadInputError, DuplicateModelError, UnknownModelError, UnsupportedSizeError
+from mfsbench.optional import load
 
 if TYPE_CHECKING:
     from mfsbench.models.base import SwapNet
@@ -53,10 +54,7 @@ class Builder:
 
     def resolve(self) -> Callable[..., SwapNet]:
         """The callable named by ``target`` (raises ``ImportError``/``AttributeError`` if it is gone)."""
-        module, _, name = self.target.partition(":")
-        if not name:
-            raise ValueError(f"builder target {self.target!r} must look like 'package.module:callable'")
-        return getattr(importlib.import_module(module), name)
+        return load(self.target)
 
     def __call__(self) -> SwapNet:
         return self.resolve()(**dict(self.kwargs))

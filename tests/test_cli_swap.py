@@ -169,10 +169,11 @@ def test_interrupted_video_swap_keeps_the_frames_done(run_cli, face_photos, targ
 
     real = SwapPipeline.swap_frame
     calls = []
+    stop_at = [4]
 
     def ctrl_c_at_frame_four(self: SwapPipeline, frame: np.ndarray) -> np.ndarray:
         calls.append(1)
-        if len(calls) == 4:
+        if len(calls) == stop_at[0]:
             raise KeyboardInterrupt
         return real(self, frame)
 
@@ -190,3 +191,13 @@ def test_interrupted_video_swap_keeps_the_frames_done(run_cli, face_photos, targ
     (record,) = read_records(records)
     assert record.status == "error" and "interrupted after 3 frame(s)" in record.error
     assert record.metrics["frames"] == 3 and record.info["out"] == str(kept)
+
+    # interrupted again before any frame: the earlier partial video is left as it was
+    stop_at[0] = len(calls) + 1
+    again = run_cli("swap", "--model", "test_mobilefaceswap", "--source", str(face_photos["obama"].path),
+                    "--target", str(target_video), "--out", str(out), "--allow-random-weights",
+                    "--size", "224", "--records", str(records))
+    assert again.code == 130 and "interrupted after 0 of 50 frame(s)" in again.err
+    assert _video_geometry(kept)[0] == 3 and not out.exists() and not list(tmp_path.glob(".swapped-*"))
+    assert "wrote nothing" in again.out
+    assert read_records(records)[-1].error == "interrupted before the first frame; nothing kept"

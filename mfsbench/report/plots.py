@@ -10,22 +10,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
-from mfsbench.errors import MissingDependencyError
+from mfsbench.optional import require
 from mfsbench.report.table1 import Table1Row, method_label
 
 
 def pyplot() -> ModuleType:
     """``matplotlib.pyplot`` on the Agg backend (headless), or one line naming the ``plot`` extra."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise MissingDependencyError(
-            "plots need matplotlib: pip install 'mfsbench[plot]' (markdown and CSV were written)"
-        ) from None
-    return plt
+    matplotlib = require("matplotlib", "matplotlib", "drawing the plots (markdown and CSV need no plots)")
+    matplotlib.use("Agg")
+    return require("matplotlib.pyplot", "matplotlib", "drawing the plots")
 
 
 def plot_complexity(rows: Sequence[Table1Row], path: Path, convention: str) -> Path:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,11 +79,12 @@ def partial_path(path: Path) -> Path:
 
 
 @contextmanager
-def atomic_output(path: Path, *, keep_partial: bool = False) -> Iterator[Path]:
+def atomic_output(path: Path, *, keep_partial: Callable[[], bool] | None = None) -> Iterator[Path]:
     """Yield a temporary path in the target's directory; rename it onto ``path`` on success only.
 
-    With ``keep_partial``, Ctrl-C moves what was written to :func:`partial_path` instead of deleting
-    it (an hour of swapped frames is a result too), so ``path`` itself only ever holds a whole output.
+    On Ctrl-C, when ``keep_partial()`` says what was written is worth keeping, it moves to
+    :func:`partial_path` instead of being deleted (an hour of swapped frames is a result too), so
+    ``path`` itself only ever holds a whole output; an earlier partial file is replaced only then.
     The caller closes its writer inside the block, so the kept file is finalised and playable.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -94,7 +95,7 @@ def atomic_output(path: Path, *, keep_partial: bool = False) -> Iterator[Path]:
         yield temp
         os.replace(temp, path)
     except KeyboardInterrupt:
-        if keep_partial:
+        if keep_partial is not None and keep_partial():
             os.replace(temp, partial_path(path))
         raise
     finally:
