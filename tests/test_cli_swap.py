@@ -163,25 +163,27 @@ def test_bad_detect_every_and_detector_option(run_cli, face_photos, tmp_path: Pa
 
 
 @pytest.mark.cli
-def test_interrupted_video_swap_keeps_the_frames_done(run_cli, face_photos, target_video, tmp_path: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_interrupted_video_swap_keeps_the_frames_done_and_resumes(run_cli, face_photos, target_video,
+                                                                  tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     from mfsbench.swap.pipeline import SwapPipeline
 
     real = SwapPipeline.swap_frame
     calls = []
     stop_at = [4]
 
-    def ctrl_c_at_frame_four(self: SwapPipeline, frame: np.ndarray) -> np.ndarray:
+    def ctrl_c_at_a_frame(self: SwapPipeline, frame: np.ndarray) -> np.ndarray:
         calls.append(1)
         if len(calls) == stop_at[0]:
             raise KeyboardInterrupt
         return real(self, frame)
 
-    monkeypatch.setattr(SwapPipeline, "swap_frame", ctrl_c_at_frame_four)
+    monkeypatch.setattr(SwapPipeline, "swap_frame", ctrl_c_at_a_frame)
     out, records = tmp_path / "swapped.mp4", tmp_path / "records.jsonl"
-    result = run_cli("swap", "--model", "test_mobilefaceswap", "--source", str(face_photos["obama"].path),
-                     "--target", str(target_video), "--out", str(out), "--allow-random-weights",
-                     "--size", "224", "--records", str(records))
+    command = ("swap", "--model", "test_mobilefaceswap", "--source", str(face_photos["obama"].path),
+               "--target", str(target_video), "--out", str(out), "--allow-random-weights",
+               "--size", "224", "--records", str(records))
+    result = run_cli(*command)
     assert result.code == 130
     kept = tmp_path / "swapped.partial.mp4"
     assert f"interrupted after 3 of 50 frame(s); they are in {kept}" in result.err
@@ -194,10 +196,44 @@ def test_interrupted_video_swap_keeps_the_frames_done(run_cli, face_photos, targ
 
     # interrupted again before any frame: the earlier partial video is left as it was
     stop_at[0] = len(calls) + 1
-    again = run_cli("swap", "--model", "test_mobilefaceswap", "--source", str(face_photos["obama"].path),
-                    "--target", str(target_video), "--out", str(out), "--allow-random-weights",
-                    "--size", "224", "--records", str(records))
+    again = run_cli(*command)
     assert again.code == 130 and "interrupted after 0 of 50 frame(s)" in again.err
     assert _video_geometry(kept)[0] == 3 and not out.exists() and not list(tmp_path.glob(".swapped-*"))
     assert "wrote nothing" in again.out
     assert read_records(records)[-1].error == "interrupted before the first frame; nothing kept"
+
+    # a resume interrupted at its second new frame keeps 3 + 1 frames; the next resume completes
+    stop_at[0] = len(calls) + 2
+    partly = run_cli(*command, "--resume")
+    assert partly.code == 130 and f"interrupted after 4 of 50 frame(s); they are in {kept}" in partly.err
+    assert _video_geometry(kept)[0] == 4
+    first_kept = _first_frame(kept)
+    stop_at[0] = 0
+    swapped_before = len(calls)
+    resumed = run_cli(*command, "--resume")
+    assert resumed.code == 0, resumed.err
+    assert len(calls) - swapped_before == 46  # only the frames the partial file lacked were swapped
+    assert not kept.exists() and not list(tmp_path.glob(".swapped-*"))
+    assert _video_geometry(out) == _video_geometry(target_video)
+    assert "50 frame(s) (4 from the interrupted run)" in resumed.out
+    last = read_records(records)[-1]
+    assert last.status == "ok" and last.metrics["frames"] == 50 and last.metrics["frames_resumed"] == 4
+    assert last.metrics["frames_swapped"] == 46
+    # the copied frames are the swapped ones (re-encoded once more), not the target's
+    copied, original = _first_frame(out).astype(float), _first_frame(target_video).astype(float)
+    assert np.abs(copied - first_kept).mean() < np.abs(copied - original).mean()
+
+    nothing = run_cli(*command, "--resume")
+    assert nothing.code == 2 and "nothing to resume" in nothing.err
+    cv2.imwrite(str(tmp_path / "small.png"), np.zeros((32, 48, 3), np.uint8))
+    make_video(tmp_path / "small.png", kept, seconds=0.2, size=(320, 240))
+    other = run_cli(*command, "--resume")
+    assert other.code == 2 and "is not a swap of" in other.err and kept.exists()
+
+
+def _first_frame(path: Path) -> np.ndarray:
+    capture = cv2.VideoCapture(str(path))
+    ok, frame = capture.read()
+    capture.release()
+    assert ok
+    return frame

@@ -4,6 +4,8 @@ Refuses to run on random weights unless ``--allow-random-weights`` says so, and 
 its output and record: a swap from an untrained network is a pipeline check, not a result. A video
 is written to a temporary file and renamed when complete; Ctrl-C keeps the frames swapped so far as
 ``OUT.partial.mp4`` (finalised, playable) and records the interrupted run, exit code 130.
+``--resume`` continues from that file: its frames are copied (decoded and encoded once more, as
+OpenCV cannot append to a video) and only the rest of the target is swapped.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -39,6 +42,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-random-weights", action="store_true",
                         help="run without checkpoints (untrained output; for pipeline checks only)")
     parser.add_argument("--records", default="reports/records.jsonl", help="JSONL store for the record")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue an interrupted video swap from OUT.partial.mp4: copy its frames "
+                             "(re-encoded once more) and swap only the rest of the target")
     parser.set_defaults(run=run)
 
 
@@ -58,36 +64,92 @@ def _progress(done: int, total: int, started: float) -> None:
     print(f"\rframe {done}/{total_text}  {rate:5.1f} fps", end="", file=sys.stderr, flush=True)
 
 
-def _swap_video(pipeline: SwapPipeline, target: Path, out: Path, info: VideoInfo,
-                started: float) -> tuple[int, Path | None, bool]:
-    """Swap every frame of ``target`` into ``out``: (frames written, the file they are in, interrupted).
+@dataclass
+class VideoSwap:
+    """What one run of :func:`_swap_video` did."""
+
+    frames: int = 0  # frames in the output (copied + swapped)
+    copied: int = 0  # frames taken over from the interrupted run's partial file
+    copy_s: float = 0.0
+    path: Path | None = None  # where they are (None: interrupted before any frame, nothing kept)
+    interrupted: bool = False
+
+
+def resumable_partial(target: Path, out: Path, info: VideoInfo) -> Path:
+    """The partial file ``--resume`` continues, checked to be a swap of this target.
+
+    Raises:
+        BadInputError: there is none, or its size or frame rate is not the target's.
+    """
+    from mfsbench.swap.video import partial_path, probe_video
+
+    partial = partial_path(out)
+    if not partial.is_file():
+        raise BadInputError(f"nothing to resume: no {partial} (an interrupted swap keeps one); "
+                            "run without --resume")
+    kept = probe_video(partial)
+    if (kept.width, kept.height) != (info.width, info.height) or abs(kept.fps - info.fps) > 1e-3:
+        raise BadInputError(f"{partial} ({kept.width}×{kept.height} at {kept.fps:g} fps) is not a swap of "
+                            f"{target} ({info.width}×{info.height} at {info.fps:g} fps); remove it or run "
+                            "without --resume")
+    return partial
+
+
+def _swap_video(pipeline: SwapPipeline, target: Path, out: Path, info: VideoInfo, started: float, *,
+                resume_from: Path | None = None) -> VideoSwap:
+    """Swap every frame of ``target`` into ``out`` (after ``resume_from``'s frames, when given).
 
     Ctrl-C is caught here, not re-raised: the frames written so far are kept at ``partial_path(out)``
     (none written: nothing is kept, the path is None, and an older partial file stays as it was) and
-    the caller still prints and records what was measured.
+    the caller still prints and records what was measured. A resume replaces the partial file only
+    once it holds more frames than before, and removes it when complete.
     """
     from mfsbench.swap.video import VideoWriter, atomic_output, iter_frames, partial_path
 
-    frames = 0
+    done = VideoSwap()
+    copying = resume_from is not None
+
+    def worth_keeping() -> bool:  # never trade a partial file for a shorter one
+        return not copying and done.frames > done.copied
+
     try:
-        with atomic_output(out, keep_partial=lambda: frames > 0) as temp:
+        with atomic_output(out, keep_partial=worth_keeping) as temp:
             writer = VideoWriter(temp, info)
             try:
-                for frame in iter_frames(target):
+                if resume_from is not None:
+                    copy_started = time.perf_counter()
+                    for frame in iter_frames(resume_from):
+                        writer.write(frame)
+                        done.copied = done.frames = done.frames + 1
+                    done.copy_s = time.perf_counter() - copy_started
+                    copying = False
+                for index, frame in enumerate(iter_frames(target)):
+                    if index < done.copied:
+                        continue  # decoded only to reach the first frame the partial file lacks
                     writer.write(pipeline.swap_frame(frame))
-                    frames += 1
-                    _progress(frames, info.frames, started)
+                    done.frames += 1
+                    _progress(done.frames, info.frames, started)
             finally:
                 writer.close()
             print(file=sys.stderr)
-            if frames == 0:
+            if done.frames == 0:
                 raise BadInputError(f"no decodable frame in {target}")
     except KeyboardInterrupt:
+        done.interrupted = True
         kept = partial_path(out)
-        print(f"\nmfsbench swap: interrupted after {frames} of {info.frames} frame(s)"
-              + (f"; they are in {kept}" if frames else ""), file=sys.stderr)
-        return frames, kept if frames else None, True
-    return frames, out, False
+        if resume_from is not None and done.frames <= done.copied:
+            done.frames = done.copied = 0  # nothing new: the partial file is as it was
+            done.path = kept if kept.is_file() else None
+            print(f"\nmfsbench swap: interrupted before a new frame; {kept} is unchanged", file=sys.stderr)
+            return done
+        done.path = kept if done.frames else None
+        print(f"\nmfsbench swap: interrupted after {done.frames} of {info.frames} frame(s)"
+              + (f"; they are in {done.path}" if done.path else ""), file=sys.stderr)
+        return done
+    if resume_from is not None:
+        resume_from.unlink(missing_ok=True)
+    done.path = out
+    return done
 
 
 def run(args: argparse.Namespace) -> int:
@@ -112,6 +174,9 @@ def run(args: argparse.Namespace) -> int:
         )
     source = read_image(source_path)
     info = probe_video(target_path) if is_video(target_path) else None
+    if args.resume and info is None:
+        raise BadInputError("--resume continues an interrupted video swap; an image has nothing to resume")
+    resume_from = resumable_partial(target_path, out_path, info) if args.resume and info else None
     model = create_model(spec.name)
     loaded = load_checkpoints(spec, model, args.checkpoint)
     detector_name = DEFAULT_DETECTOR if args.detector == "default" else args.detector
@@ -123,34 +188,37 @@ def run(args: argparse.Namespace) -> int:
     if not loaded:
         print("WARNING: random weights (--allow-random-weights): the output is not a face swap result",
               file=sys.stderr)
-    interrupted = False
     if info is None:
         write_image(out_path, pipeline.swap_frame(read_image(target_path)))
-        frames = 1
+        done = VideoSwap(frames=1, path=out_path)
     else:
-        frames, out_path, interrupted = _swap_video(pipeline, target_path, out_path, info, started)
-    elapsed = time.perf_counter() - started
+        done = _swap_video(pipeline, target_path, out_path, info, started, resume_from=resume_from)
+    elapsed = time.perf_counter() - started - done.copy_s  # this run's frames, not the copy
+    run_frames = done.frames - done.copied
     means = pipeline.timer.mean_ms()
-    print(f"wrote {out_path or 'nothing'}: {frames} frame(s), {pipeline.frames_swapped} swapped, "
-          f"{pipeline.frames_without_face} without a face")
+    print(f"wrote {done.path or 'nothing'}: {done.frames} frame(s)"
+          + (f" ({done.copied} from the interrupted run)" if done.copied else "")
+          + f", {pipeline.frames_swapped} swapped, {pipeline.frames_without_face} without a face")
     for stage in STAGES:
         if stage in means:
             print(f"  {stage:<14} {means[stage]:8.2f} ms/call  ({pipeline.timer.calls[stage]} calls)")
-    print(f"  end to end     {frames / elapsed:8.2f} fps")
+    print(f"  end to end     {run_frames / elapsed:8.2f} fps")
     record = Record(
         command="swap", model=spec.name, mode="video" if info else "image",
-        metrics={"fps": frames / elapsed, "frames": frames, "frames_swapped": pipeline.frames_swapped,
+        metrics={"fps": run_frames / elapsed, "frames": done.frames, "frames_resumed": done.copied,
+                 "frames_swapped": pipeline.frames_swapped,
                  "frames_without_face": pipeline.frames_without_face,
                  **{f"{s}_ms": v for s, v in means.items()}},
         input_shapes={"frame": [1, 3, size, size]},
-        info={"source": str(source_path), "target": str(target_path), "out": out_path and str(out_path),
+        info={"source": str(source_path), "target": str(target_path), "out": done.path and str(done.path),
               "detector": detector_name, "detect_every": args.detect_every, "random_weights": not loaded,
               "checkpoints": [vars(c) for c in loaded],
               "video": None if info is None else vars(info)},
     )
-    if interrupted:
+    if done.interrupted:
         record.status = "error"
-        record.error = (f"interrupted after {frames} frame(s); kept in {out_path}" if out_path
-                        else "interrupted before the first frame; nothing kept")
+        record.error = (f"interrupted after {done.frames} frame(s); kept in {done.path}" if done.frames
+                        else "interrupted before the first frame; nothing kept"
+                        + (f" ({done.path} is unchanged)" if done.path else ""))
     append_records(Path(args.records), stamp([record], new_run_id()))
-    return 130 if interrupted else 0
+    return 130 if done.interrupted else 0
