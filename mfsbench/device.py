@@ -27,6 +27,7 @@ from mfsbench.counting import count_flops
 from mfsbench.errors import BadInputError, MfsbenchError
 from mfsbench.records import Record, last_run
 from mfsbench.registry import ModelSpec, create_model
+from mfsbench.roofline import PeakResult, efficiency
 
 COMMAND = "device"
 
@@ -129,8 +130,12 @@ class ResumePoint:
         return {cell_key(r) for r in self.records}
 
     @property
-    def peak_macs_per_s(self) -> float | None:
-        return self.records[0].info.get("peak_macs_per_s")
+    def peak(self) -> PeakResult | None:
+        """The peak the sweep measured, so resumed cells share its efficiency scale."""
+        info = self.records[0].info
+        if not info.get("peak_macs_per_s"):
+            return None
+        return PeakResult(info["peak_macs_per_s"], info.get("peak_method") or "as stored by the resumed run")
 
 
 def resume_point(records: Sequence[Record], settings: SweepSettings, store: Path) -> ResumePoint:
@@ -222,7 +227,7 @@ def measure_model(
     work_dir: Path,
     samples: Sequence[tuple[Any, ...]],
     samples_note: str,
-    peak_macs_per_s: float | None = None,
+    peak: PeakResult | None = None,
     calibration: Sequence[tuple[Any, ...]] | None = None,
     done: Collection[CellKey] = (),
     on_record: Callable[[Record], None] | None = None,
@@ -243,7 +248,8 @@ def measure_model(
     gmacs = count_flops(module, example, "paper", cross_check=False).flops / 1e9
     base_info: dict[str, Any] = {"display_name": spec.display_name, "size": size, "stage": "frame",
                                  "parity_inputs": samples_note, "gmacs_paper": gmacs,
-                                 "peak_macs_per_s": peak_macs_per_s, "sweep": settings.describe()}
+                                 "peak_macs_per_s": peak and peak.macs_per_s,
+                                 "peak_method": peak and peak.method, "sweep": settings.describe()}
     exported: dict[tuple[str, str], Any] = {}
     records: list[Record] = []
     try:
@@ -290,7 +296,6 @@ def _measure_cell(
 ) -> None:
     from mfsbench.export.base import get_exporter
     from mfsbench.export.parity import check_parity
-    from mfsbench.roofline import efficiency
     from mfsbench.runtimes import get_runtime
     from mfsbench.timing import time_runtime, timed_prepare
 
@@ -354,7 +359,6 @@ def _vendor_cell(record: Record, model_path: Path, settings: SweepSettings) -> N
     ``p50_ms``); what it does not report (percentiles, std, CV, raw samples) stays absent rather
     than being made up.
     """
-    from mfsbench.roofline import efficiency
     from mfsbench.runtimes.benchmark_app import run_benchmark_app
 
     runs = max(settings.runs, settings.warmup + 1)

@@ -2,7 +2,9 @@
 
 The peak is *measured*, not taken from a datasheet: a large square fp32 ``torch.matmul`` (n×n by
 n×n, n³ MACs; oneDNN/MKL GEMM is the best-tuned kernel on the machine), after warm-up, with the
-best of ``repeats`` timings taken as the peak (the least-disturbed run). Conv-heavy networks can
+best timing taken as the peak (the least-disturbed run). It repeats for at least ``min_seconds``:
+on a shared machine five runs in half a second can all land in a neighbour's burst, and an
+under-measured peak shows up as model efficiencies above 1. Conv-heavy networks can
 then be read against it: an efficiency of 0.05 means the network's kernels (depthwise convs,
 upsampling, memory traffic) reach 5 % of what GEMM gets from the same cores and threads.
 """
@@ -24,9 +26,11 @@ class PeakResult:
 
 
 def measure_peak_macs(
-    threads: int | None = None, n: int = 2048, repeats: int = 5, warmup: int = 2
+    threads: int | None = None, n: int = 2048, repeats: int = 5, warmup: int = 2, *,
+    min_seconds: float = 2.0, max_repeats: int = 100,
 ) -> PeakResult:
-    """Peak fp32 MAC/s from an n×n matmul, best of ``repeats`` (``threads`` None = torch's)."""
+    """Peak fp32 MAC/s from an n×n matmul: the best of at least ``repeats`` runs and ``min_seconds``
+    (at most ``max_repeats`` runs); ``threads`` None = torch's."""
     import torch
 
     if n < 1 or repeats < 1 or warmup < 0:
@@ -42,17 +46,19 @@ def measure_peak_macs(
         with torch.inference_mode():
             for _ in range(warmup):
                 torch.matmul(a, b, out=out)
-            best = float("inf")
-            for _ in range(repeats):
+            best, runs, started = float("inf"), 0, time.perf_counter()
+            while runs < max_repeats and (runs < repeats or time.perf_counter() - started < min_seconds):
                 t0 = time.perf_counter()
                 torch.matmul(a, b, out=out)
                 best = min(best, time.perf_counter() - t0)
+                runs += 1
+            spent = time.perf_counter() - started
         used = torch.get_num_threads()
     finally:
         torch.set_num_threads(previous)
     method = (
         f"torch {torch.__version__} fp32 matmul {n}x{n}x{n} ({n**3:.3g} MACs), "
-        f"{used} threads, best of {repeats} after {warmup} warm-up"
+        f"{used} threads, best of {runs} runs ({spent:.1f} s) after {warmup} warm-up"
     )
     return PeakResult(n**3 / best, method)
 

@@ -443,8 +443,12 @@ def test_benchmark_app_command_avoids_known_traps() -> None:
 
 
 def test_roofline_positive_and_efficiency_arithmetic() -> None:
-    peak = measure_peak_macs(threads=1, n=128, repeats=2, warmup=1)
+    peak = measure_peak_macs(threads=1, n=128, repeats=2, warmup=1, min_seconds=0.2)
     assert peak.macs_per_s > 0 and "matmul" in peak.method
+    runs = int(peak.method.split("best of ")[1].split()[0])
+    assert runs > 2  # kept going for min_seconds, not just `repeats` runs of a 2 M-MAC product
+    capped = measure_peak_macs(threads=1, n=128, repeats=2, warmup=0, min_seconds=60, max_repeats=7)
+    assert "best of 7 runs" in capped.method
     assert achieved_macs_per_s(1.0, 10.0) == pytest.approx(1e11)
     assert efficiency(1.0, 10.0, 2e11) == pytest.approx(0.5)
     with pytest.raises(BadInputError):

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from mfsbench.device import CellKey, SweepSettings
     from mfsbench.registry import ModelSpec
+    from mfsbench.roofline import PeakResult
 
 DEFAULT_MODELS = ["mobilefaceswap_224", "simswap_224"]
 
@@ -107,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         _sweep(specs, default_cells(backends, args.precision), settings, args.size, faces,
                done=resumed.done if resumed else set(),
-               peak=resumed.peak_macs_per_s if resumed else None, on_record=keep)
+               peak=resumed.peak if resumed else None, on_record=keep)
     except KeyboardInterrupt:
         print(f"mfsbench device: interrupted; {len(this_run)} cell(s) of run {run_id} are in {store}; "
               "the same command with --resume measures the rest", file=sys.stderr)
@@ -125,13 +126,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _sweep(specs: list[ModelSpec], cells: list[tuple[str, str]], settings: SweepSettings, size: int | None,
-           faces: Path | None, *, done: set[CellKey], peak: float | None,
+           faces: Path | None, *, done: set[CellKey], peak: PeakResult | None,
            on_record: Callable[[Record], None]) -> None:
     """Measure every pending cell of every model, handing each record to ``on_record`` at once."""
     from mfsbench.device import face_sample_sets, measure_model, pending_cells
     from mfsbench.roofline import measure_peak_macs
 
-    peak = peak or measure_peak_macs(threads=settings.threads).macs_per_s
+    peak = peak or measure_peak_macs(threads=settings.threads)
     with tempfile.TemporaryDirectory(prefix="mfsbench-device-") as work:
         for spec in specs:
             side = size or spec.native_size
@@ -141,5 +142,5 @@ def _sweep(specs: list[ModelSpec], cells: list[tuple[str, str]], settings: Sweep
             print(f"device: {spec.name} @ {side} ...", file=sys.stderr, flush=True)
             samples, calibration, note = face_sample_sets(spec, side, faces)
             measure_model(spec, side, cells=cells, settings=settings, work_dir=Path(work), samples=samples,
-                          samples_note=note, calibration=calibration, peak_macs_per_s=peak, done=done,
+                          samples_note=note, calibration=calibration, peak=peak, done=done,
                           on_record=on_record)
