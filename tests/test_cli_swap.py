@@ -229,6 +229,10 @@ def test_interrupted_video_swap_keeps_the_frames_done_and_resumes(run_cli, face_
     make_video(tmp_path / "small.png", kept, seconds=0.2, size=(320, 240))
     other = run_cli(*command, "--resume")
     assert other.code == 2 and "is not a swap of" in other.err and kept.exists()
+    kept.write_bytes(b"not a video")
+    corrupt = run_cli(*command, "--resume")
+    assert corrupt.code == 2 and "remove it or run without --resume" in corrupt.err
+    assert len(corrupt.err.strip().splitlines()) == 1
 
 
 def _first_frame(path: Path) -> np.ndarray:

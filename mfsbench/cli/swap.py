@@ -87,7 +87,11 @@ def resumable_partial(target: Path, out: Path, info: VideoInfo) -> Path:
     if not partial.is_file():
         raise BadInputError(f"nothing to resume: no {partial} (an interrupted swap keeps one); "
                             "run without --resume")
-    kept = probe_video(partial)
+    try:
+        kept = probe_video(partial)
+    except BadInputError as exc:
+        raise BadInputError(f"{exc} (the partial file of an interrupted swap); remove it or run without "
+                            "--resume") from None
     if (kept.width, kept.height) != (info.width, info.height) or abs(kept.fps - info.fps) > 1e-3:
         raise BadInputError(f"{partial} ({kept.width}×{kept.height} at {kept.fps:g} fps) is not a swap of "
                             f"{target} ({info.width}×{info.height} at {info.fps:g} fps); remove it or run "
