@@ -8,7 +8,7 @@ Targets (issue 5), each printed as measured / target (≥ 1 meets it):
 * SimSwap / student latency ≥ 100×, both timed in this run on the student's best fp32 backend
   (same backend, same precision; SimSwap gets few runs, it takes ~0.6 s a frame).
 
-Every cell goes through :func:`mfsbench.device.measure_model`, i.e. export → parity → timing exactly
+Every cell goes through :func:`mfsbench.device.sweep.measure_model`, i.e. export → parity → timing exactly
 as ``mfsbench device`` does. Faces: ``--faces DIR``, else the face-asset cache the tests fill
 (``$MFSBENCH_ASSET_CACHE`` or ``~/.cache/mfsbench/face-assets``) when it holds photos, else
 scikit-image's astronaut. It is a benchmark, not a test: it reports, it does not fail on a slow
@@ -41,9 +41,9 @@ def _default_faces() -> Path | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from mfsbench.device import SweepSettings, face_sample_sets, measure_model
+    from mfsbench.device.sweep import SweepSettings, face_sample_sets, measure_model
     from mfsbench.registry import get_spec
-    from mfsbench.runtimes import available_runtimes
+    from mfsbench.device.runtimes import available_runtimes
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--faces", type=Path, default=None, help="folder of face photos")

@@ -87,7 +87,7 @@ def test_speed_ratio_pairs_cells_of_the_same_run() -> None:
 
 
 def test_default_sweep_times_int8_where_an_int8_export_runs() -> None:
-    from mfsbench.device import default_cells
+    from mfsbench.device.sweep import default_cells
 
     cells = default_cells(["torch-eager", "onnxruntime", "litert"])
     assert cells == [("torch-eager", "fp32"), ("onnxruntime", "fp32"), ("litert", "fp32"), ("litert", "int8")]
@@ -99,7 +99,7 @@ def test_default_sweep_times_int8_where_an_int8_export_runs() -> None:
 @pytest.mark.cli
 def test_benchmark_app_cell_lands_in_the_same_record(run_cli, tmp_path: Path) -> None:
     """OpenVINO's own tool as a sweep cell: parity first, its median under p50_ms, no invented stats."""
-    from mfsbench.runtimes.benchmark_app import find_benchmark_app
+    from mfsbench.device.runtimes.benchmark_app import find_benchmark_app
 
     if find_benchmark_app() is None:
         pytest.skip("benchmark_app (openvino wheel) not installed")
@@ -124,7 +124,7 @@ def _tiny_sweep(out: Path, runs: int = 3) -> tuple[str, ...]:
 def test_interrupted_sweep_keeps_its_cells_and_resumes(run_cli, tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("onnxruntime")
-    from mfsbench import device
+    from mfsbench.device import sweep as device
 
     measured: list[str] = []
     real = device._measure_cell

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mfsbench.runtimes.profiling import TOP_NODES, aggregate
+from mfsbench.device.runtimes.profiling import TOP_NODES, aggregate
 
 
 def test_aggregate_averages_per_run_and_orders_by_time() -> None:

@@ -61,7 +61,7 @@ def test_git_dirty_means_the_measuring_code_changed(monkeypatch: pytest.MonkeyPa
         calls.append(args)
         if args[0] == "rev-parse":
             return "abc123"
-        return " M mfsbench/device.py" if "mfsbench" in args else ""
+        return " M mfsbench/device/sweep.py" if "mfsbench" in args else ""
 
     monkeypatch.setattr(records, "_git", fake_git)
     records.environment.cache_clear()

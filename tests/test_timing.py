@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def test_stage_timer_sums_merges_and_copies() -> None:
-    from mfsbench.timing import StageTimer
+    from mfsbench.device.timing import StageTimer
 
     timer = StageTimer()
     with timer.time("detect"):

@@ -1,6 +1,6 @@
 """Parsers for the phone benchmark tools' text output (spec §10), into the desktop metric keys.
 
-Numbers land under the names :mod:`mfsbench.timing` uses (``p50_ms``, ``mean_ms``, ``init_ms``,
+Numbers land under the names :mod:`mfsbench.device.timing` uses (``p50_ms``, ``mean_ms``, ``init_ms``,
 ``first_run_ms``...) in milliseconds, so phone and desktop records render with the same code. Only
 what the tool printed is returned; a statistic it does not give (percentiles in old builds) stays
 absent rather than being derived from something else.

@@ -20,9 +20,9 @@ from mfsbench.records import Record, append_records, new_run_id, read_records, s
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from mfsbench.device import CellKey, SweepSettings
+    from mfsbench.device.sweep import CellKey, SweepSettings
     from mfsbench.registry import ModelSpec
-    from mfsbench.roofline import PeakResult
+    from mfsbench.device.roofline import PeakResult
 
 DEFAULT_MODELS = ["mobilefaceswap_224", "simswap_224"]
 
@@ -74,10 +74,10 @@ def run(args: argparse.Namespace) -> int:
         from device_runners.android.cli import run_adb
 
         return run_adb(args)
-    from mfsbench.device import SweepSettings, check_choices, default_cells, resume_point
+    from mfsbench.device.sweep import SweepSettings, check_choices, default_cells, resume_point
     from mfsbench.errors import BadInputError
     from mfsbench.report import device as device_report
-    from mfsbench.runtimes import available_runtimes
+    from mfsbench.device.runtimes import available_runtimes
 
     backends = args.backends or available_runtimes()
     check_choices(backends, args.precision or [])
@@ -129,8 +129,8 @@ def _sweep(specs: list[ModelSpec], cells: list[tuple[str, str]], settings: Sweep
            faces: Path | None, *, done: set[CellKey], peak: PeakResult | None,
            on_record: Callable[[Record], None]) -> None:
     """Measure every pending cell of every model, handing each record to ``on_record`` at once."""
-    from mfsbench.device import face_sample_sets, measure_model, pending_cells
-    from mfsbench.roofline import measure_peak_macs
+    from mfsbench.device.sweep import face_sample_sets, measure_model, pending_cells
+    from mfsbench.device.roofline import measure_peak_macs
 
     peak = peak or measure_peak_macs(threads=settings.threads)
     with tempfile.TemporaryDirectory(prefix="mfsbench-device-") as work:

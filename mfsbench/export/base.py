@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,10 @@ class ExportedArtifact:
     sha256: str
     input_names: tuple[str, ...]
     output_names: tuple[str, ...]
+    #: how the file was made, for the record (``info["export"]``): optimiser passes run, quantisation
+    #: scheme and calibration, weight storage (e.g. ``{"weights": "fp16", "compute": "f32"}``). Plain
+    #: JSON values only; what the exporter *did*, never what was asked.
+    details: dict[str, Any] = field(default_factory=dict)
 
     @property
     def files(self) -> tuple[Path, ...]:

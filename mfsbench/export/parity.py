@@ -1,7 +1,7 @@
 """Run an exported artifact in its own runtime and compare it with torch, output by output.
 
 A file that converts but computes something else is worse than no file, so every export ends here.
-Artifacts run through the same :mod:`mfsbench.runtimes` adapters that are timed (one implementation
+Artifacts run through the same :mod:`mfsbench.device.runtimes` adapters that are timed (one implementation
 per backend, see :data:`PARITY_RUNTIME`): onnxruntime (CPU EP), OpenVINO with
 ``INFERENCE_PRECISION_HINT=f32``, and the LiteRT interpreter (int8 I/O is (de)quantized there
 with the file's own scales; outputs in signature order).
@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from mfsbench.export.base import ExportedArtifact
-from mfsbench.runtimes.base import Prepared
+from mfsbench.device.runtimes.base import Prepared
 
 #: precision → (metric, bound, direction); fp16/int8 are judged by PSNR because their errors are
 #: expected, only their size matters.
@@ -90,7 +90,7 @@ def _threads() -> int:
     return max(1, torch.get_num_threads())
 
 
-#: export format → the runtime adapter (``mfsbench.runtimes``) that verifies it: the same code that
+#: export format → the runtime adapter (``mfsbench.device.runtimes``) that verifies it: the same code that
 #: times it, so parity and latency are of one thing. OpenVINO is the f32-pinned variant; on
 #: AVX512_BF16 CPUs its default runs bf16 and fp32 parity would fail for the runtime's reasons.
 PARITY_RUNTIME: dict[str, str] = {"onnx": "onnxruntime", "openvino": "openvino", "tflite": "litert"}
@@ -98,7 +98,7 @@ PARITY_RUNTIME: dict[str, str] = {"onnx": "onnxruntime", "openvino": "openvino",
 
 def prepare_artifact(artifact: ExportedArtifact, threads: int | None = None) -> tuple[str, Prepared]:
     """``(runtime name, prepared model)`` for ``artifact`` in its parity runtime."""
-    from mfsbench.runtimes import get_runtime
+    from mfsbench.device.runtimes import get_runtime
 
     name = PARITY_RUNTIME[artifact.format]
     return name, get_runtime(name).prepare(artifact.path, threads or _threads())

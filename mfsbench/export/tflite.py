@@ -27,7 +27,7 @@ from mfsbench.checkpoints.digest import sha256_file
 from mfsbench.errors import BadInputError, MfsbenchError
 from mfsbench.export.base import ExportedArtifact, Exporter, ExportJob
 from mfsbench.optional import require
-from mfsbench.runtimes.litert import SIGNATURE, signature_position
+from mfsbench.device.runtimes.litert import SIGNATURE, signature_position
 
 #: ops whose weights ai-edge-quantizer's float casting can store as fp16
 _FP16_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "CONV_2D_TRANSPOSE")

@@ -47,7 +47,7 @@ import numpy as np
 from mfsbench.errors import BadInputError, MfsbenchError
 from mfsbench.quality.frames import DecodedFrames
 from mfsbench.quality.store import GALLERY_ROW, TARGET_ROW, FrameResult, QualityStore
-from mfsbench.timing import StageTimer
+from mfsbench.device.timing import StageTimer
 
 RowKind = Literal["oracle", "copy", "zoo", "method"]
 SOURCE_POLICIES = ("most_frontal", "first", "same_index")

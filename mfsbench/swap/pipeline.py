@@ -21,7 +21,7 @@ from mfsbench.faces.types import Face
 from mfsbench.models.base import SwapNet
 from mfsbench.registry import ModelSpec
 from mfsbench.swap.adapters import SwapAdapter, adapter_for
-from mfsbench.timing import StageTimer
+from mfsbench.device.timing import StageTimer
 
 STAGES = ("detect", "align", "identity", "frame_network", "paste_back")
 

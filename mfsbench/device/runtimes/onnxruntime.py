@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 
 from mfsbench.optional import require
-from mfsbench.runtimes.base import SimplePrepared, TensorInfo, check_inputs, check_threads
-from mfsbench.runtimes.profiling import OpProfile, aggregate
+from mfsbench.device.runtimes.base import SimplePrepared, TensorInfo, check_inputs, check_threads
+from mfsbench.device.runtimes.profiling import OpProfile, aggregate
 
 _ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int64)": "int64"}
 

@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 
 from mfsbench.optional import require
-from mfsbench.runtimes.base import SimplePrepared, TensorInfo, check_inputs, check_threads
-from mfsbench.runtimes.profiling import OpProfile, aggregate
+from mfsbench.device.runtimes.base import SimplePrepared, TensorInfo, check_inputs, check_threads
+from mfsbench.device.runtimes.profiling import OpProfile, aggregate
 
 
 class OpenVinoRuntime:

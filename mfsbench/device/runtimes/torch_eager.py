@@ -16,7 +16,7 @@ import numpy as np
 
 from mfsbench.errors import BadInputError
 from mfsbench.optional import require
-from mfsbench.runtimes.base import SimplePrepared, TensorInfo, check_inputs, check_threads
+from mfsbench.device.runtimes.base import SimplePrepared, TensorInfo, check_inputs, check_threads
 
 
 class TorchEagerRuntime:

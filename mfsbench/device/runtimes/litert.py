@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from mfsbench.optional import require
-from mfsbench.runtimes.base import SimplePrepared, TensorInfo, check_inputs, check_threads
+from mfsbench.device.runtimes.base import SimplePrepared, TensorInfo, check_inputs, check_threads
 
 SIGNATURE = "serving_default"
 

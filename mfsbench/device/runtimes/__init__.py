@@ -12,7 +12,7 @@ import difflib
 from collections.abc import Callable
 
 from mfsbench.errors import BadInputError, MfsbenchError
-from mfsbench.runtimes.base import (
+from mfsbench.device.runtimes.base import (
     Prepared,
     Runtime,
     SimplePrepared,
@@ -22,31 +22,31 @@ from mfsbench.runtimes.base import (
 
 
 def _torch_eager() -> Runtime:
-    from mfsbench.runtimes.torch_eager import TorchEagerRuntime
+    from mfsbench.device.runtimes.torch_eager import TorchEagerRuntime
 
     return TorchEagerRuntime()
 
 
 def _onnxruntime() -> Runtime:
-    from mfsbench.runtimes.onnxruntime import OnnxRuntime
+    from mfsbench.device.runtimes.onnxruntime import OnnxRuntime
 
     return OnnxRuntime()
 
 
 def _openvino_f32() -> Runtime:
-    from mfsbench.runtimes.openvino import OpenVinoRuntime
+    from mfsbench.device.runtimes.openvino import OpenVinoRuntime
 
     return OpenVinoRuntime(precision="f32")
 
 
 def _openvino_bf16() -> Runtime:
-    from mfsbench.runtimes.openvino import OpenVinoRuntime
+    from mfsbench.device.runtimes.openvino import OpenVinoRuntime
 
     return OpenVinoRuntime(precision=None)
 
 
 def _litert() -> Runtime:
-    from mfsbench.runtimes.litert import LiteRtRuntime
+    from mfsbench.device.runtimes.litert import LiteRtRuntime
 
     return LiteRtRuntime()
 

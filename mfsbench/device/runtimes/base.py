@@ -6,7 +6,7 @@ the harness can time it as *init* apart from inference. ``Prepared.run`` takes n
 and returns a list of arrays that the caller owns (copies, never views of runtime buffers), so
 outputs of different runtimes can be compared after the fact.
 
-Heavy packages are imported inside ``prepare`` only: importing :mod:`mfsbench.runtimes` costs
+Heavy packages are imported inside ``prepare`` only: importing :mod:`mfsbench.device.runtimes` costs
 nothing, and a missing package becomes a :class:`MissingDependencyError` that names the pip package
 instead of an ``ImportError`` at start-up.
 """
@@ -84,7 +84,7 @@ def check_inputs(expected: list[TensorInfo], given: dict[str, np.ndarray]) -> No
     if set(given) != names:
         raise BadInputError(
             f"inputs {sorted(given)} do not match the model's inputs {sorted(names)}; "
-            "build them with mfsbench.runtimes.example_inputs(prepared)."
+            "build them with mfsbench.device.runtimes.example_inputs(prepared)."
         )
 
 

@@ -27,7 +27,7 @@ from mfsbench.counting import count_flops
 from mfsbench.errors import BadInputError, MfsbenchError
 from mfsbench.records import Record, last_run
 from mfsbench.registry import ModelSpec, create_model
-from mfsbench.roofline import PeakResult, efficiency
+from mfsbench.device.roofline import PeakResult, efficiency
 
 COMMAND = "device"
 
@@ -72,7 +72,7 @@ def default_cells(backends: Sequence[str], precisions: Sequence[str] | None = No
 
 @dataclass(frozen=True)
 class SweepSettings:
-    """How each cell is measured (timing: see :func:`mfsbench.timing.time_runtime`)."""
+    """How each cell is measured (timing: see :func:`mfsbench.device.timing.time_runtime`)."""
 
     threads: int = 2
     warmup: int = 3
@@ -296,8 +296,8 @@ def _measure_cell(
 ) -> None:
     from mfsbench.export.base import get_exporter
     from mfsbench.export.parity import check_parity
-    from mfsbench.runtimes import get_runtime
-    from mfsbench.timing import time_runtime, timed_prepare
+    from mfsbench.device.runtimes import get_runtime
+    from mfsbench.device.timing import time_runtime, timed_prepare
 
     fmt = BACKEND_FORMAT[backend]
     target: Any = module
@@ -359,7 +359,7 @@ def _vendor_cell(record: Record, model_path: Path, settings: SweepSettings) -> N
     ``p50_ms``); what it does not report (percentiles, std, CV, raw samples) stays absent rather
     than being made up.
     """
-    from mfsbench.runtimes.benchmark_app import run_benchmark_app
+    from mfsbench.device.runtimes.benchmark_app import run_benchmark_app
 
     runs = max(settings.runs, settings.warmup + 1)
     parsed = run_benchmark_app(model_path, niter=runs, threads=settings.threads, precision="f32",

@@ -10,7 +10,7 @@ Traps confirmed on 2026.4.1 (deployment notes §5), which :func:`benchmark_app_c
 * without ``-infer_precision f32`` the CPU plugin runs bf16 where it can.
 
 Its statistics are median / average / min / max only (no raw samples), so its numbers are a
-cross-check, never a replacement for :func:`mfsbench.timing.time_runtime`.
+cross-check, never a replacement for :func:`mfsbench.device.timing.time_runtime`.
 """
 
 from __future__ import annotations

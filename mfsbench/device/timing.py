@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from mfsbench.errors import BadInputError
-from mfsbench.runtimes.base import Prepared, Runtime
+from mfsbench.device.runtimes.base import Prepared, Runtime
 
 #: Coefficient of variation above which a timing is flagged unstable (see module docstring).
 UNSTABLE_CV = 0.10
