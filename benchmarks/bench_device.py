@@ -41,9 +41,9 @@ def _default_faces() -> Path | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from mfsbench.device.runtimes import available_runtimes
     from mfsbench.device.sweep import SweepSettings, face_sample_sets, measure_model
     from mfsbench.registry import get_spec
-    from mfsbench.device.runtimes import available_runtimes
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--faces", type=Path, default=None, help="folder of face photos")

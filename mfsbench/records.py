@@ -65,6 +65,11 @@ def _cpu() -> dict[str, Any]:
         return {"model": platform.processor() or None, "isa": None}
 
 
+def cpu_isa() -> list[str] | None:
+    """This machine's :data:`ISA_FEATURES` (None when they cannot be read)."""
+    return _cpu()["isa"]
+
+
 @dataclass
 class Record:
     """One measurement (or one honest non-measurement) of one model."""

@@ -20,9 +20,9 @@ from mfsbench.records import Record, append_records, new_run_id, read_records, s
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from mfsbench.device.sweep import CellKey, SweepSettings
-    from mfsbench.registry import ModelSpec
     from mfsbench.device.roofline import PeakResult
+    from mfsbench.device.sweep import CellKey, SweepSettings, WeightsRef
+    from mfsbench.registry import ModelSpec
 
 DEFAULT_MODELS = ["mobilefaceswap_224", "simswap_224"]
 
@@ -31,10 +31,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", nargs="*", default=None,
                         help=f"models (default: {' '.join(DEFAULT_MODELS)})")
     parser.add_argument("--backends", nargs="*", default=None,
-                        help="torch-eager onnxruntime openvino openvino-bf16 litert, and benchmark_app "
+                        help="runtimes: torch-eager onnxruntime openvino litert, and benchmark_app "
                         "(OpenVINO's own tool, opt-in) (default: all installed runtimes)")
     parser.add_argument("--precision", nargs="*", default=None,
-                        help="fp32 fp16 int8 (default: fp32 everywhere, plus int8 on litert)")
+                        help="what the kernels compute: fp32 bf16 fp16 int8, or fp16-weights (fp16 storage, "
+                             "f32 compute) (default: fp32, bf16 and int8 wherever a runtime has them; "
+                             "a CPU without native bf16 gets skipped cells that say so)")
+    parser.add_argument("--checkpoint", action="append", default=[], metavar="[FORMAT=]PATH",
+                        help="official checkpoint(s) of the model, as for swap (default: random weights, "
+                             "seeded; every record says which)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=int, default=20, help="minimum timed runs (default 20)")
     parser.add_argument("--warmup", type=int, default=3)
@@ -74,10 +80,11 @@ def run(args: argparse.Namespace) -> int:
         from device_runners.android.cli import run_adb
 
         return run_adb(args)
-    from mfsbench.device.sweep import SweepSettings, check_choices, default_cells, resume_point
+    from mfsbench.device.axis import sweep_cells
+    from mfsbench.device.runtimes import available_runtimes
+    from mfsbench.device.sweep import SweepSettings, WeightsRef, check_choices, resume_point
     from mfsbench.errors import BadInputError
     from mfsbench.report import device as device_report
-    from mfsbench.device.runtimes import available_runtimes
 
     backends = args.backends or available_runtimes()
     check_choices(backends, args.precision or [])
@@ -92,10 +99,16 @@ def run(args: argparse.Namespace) -> int:
     faces = Path(args.faces) if args.faces else None
     if faces is not None and not faces.is_dir():
         raise BadInputError(f"--faces {faces} is not a folder of photos")
+    if args.checkpoint and len(specs) != 1:
+        raise BadInputError("--checkpoint loads one model's files: pass exactly one --models with it")
+    weights = WeightsRef(seed=None if args.checkpoint else args.seed, checkpoints=tuple(args.checkpoint))
     out = writable_dir(args.out)
     store = out / "records.jsonl"
+    described = (f"checkpoints {' '.join(weights.checkpoints)}" if weights.checkpoints
+                 else f"random, seed {args.seed}")
     settings = SweepSettings(args.threads, args.warmup, args.runs, args.min_seconds, args.max_seconds,
-                             profile=args.profile, faces=str(faces.resolve()) if faces else None)
+                             profile=args.profile, faces=str(faces.resolve()) if faces else None,
+                             weights=described)
     stored = read_records(store) if args.resume and store.is_file() else []
     resumed = resume_point(stored, settings, store) if args.resume else None
     run_id = resumed.run_id if resumed else new_run_id()
@@ -106,9 +119,10 @@ def run(args: argparse.Namespace) -> int:
         this_run.append(record)
 
     try:
-        _sweep(specs, default_cells(backends, args.precision), settings, args.size, faces,
+        _sweep(specs, sweep_cells(backends, args.precision), settings, args.size, faces=faces,
+               weights=weights,
                done=resumed.done if resumed else set(),
-               peak=resumed.peak if resumed else None, on_record=keep)
+               peaks=resumed.peaks if resumed else None, on_record=keep)
     except KeyboardInterrupt:
         print(f"mfsbench device: interrupted; {len(this_run)} cell(s) of run {run_id} are in {store}; "
               "the same command with --resume measures the rest", file=sys.stderr)
@@ -126,13 +140,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _sweep(specs: list[ModelSpec], cells: list[tuple[str, str]], settings: SweepSettings, size: int | None,
-           faces: Path | None, *, done: set[CellKey], peak: PeakResult | None,
-           on_record: Callable[[Record], None]) -> None:
+           *, faces: Path | None, weights: WeightsRef, done: set[CellKey],
+           peaks: dict[str, PeakResult] | None, on_record: Callable[[Record], None]) -> None:
     """Measure every pending cell of every model, handing each record to ``on_record`` at once."""
+    from mfsbench.device.roofline import measure_peaks
     from mfsbench.device.sweep import face_sample_sets, measure_model, pending_cells
-    from mfsbench.device.roofline import measure_peak_macs
 
-    peak = peak or measure_peak_macs(threads=settings.threads)
+    if peaks is None:
+        print("device: measuring this machine's peak MAC/s per precision ...", file=sys.stderr, flush=True)
+        peaks = measure_peaks(threads=settings.threads)
     with tempfile.TemporaryDirectory(prefix="mfsbench-device-") as work:
         for spec in specs:
             side = size or spec.native_size
@@ -140,7 +156,6 @@ def _sweep(specs: list[ModelSpec], cells: list[tuple[str, str]], settings: Sweep
                 print(f"device: {spec.name} @ {side}: every cell is measured already", file=sys.stderr)
                 continue
             print(f"device: {spec.name} @ {side} ...", file=sys.stderr, flush=True)
-            samples, calibration, note = face_sample_sets(spec, side, faces)
+            samples = face_sample_sets(spec, side, faces)
             measure_model(spec, side, cells=cells, settings=settings, work_dir=Path(work), samples=samples,
-                          samples_note=note, calibration=calibration, peak=peak, done=done,
-                          on_record=on_record)
+                          weights=weights, peaks=peaks, done=done, on_record=on_record)

@@ -1,9 +1,17 @@
-"""The desktop device sweep: model × backend × precision → export, parity, timing, one record each.
+"""The desktop device sweep: model × runtime × precision → export, parity, timing, one record each.
 
-What is timed is the paper's video-mode unit: the frame stage with one identity injected. Every
-exported cell is first compared with torch on real aligned face crops; a cell outside tolerance
-becomes an ``error`` record and is never timed (a fast wrong model is not a result). A failing cell
-never stops the sweep: its record says why and the next cell runs.
+What is timed is the paper's video-mode unit: the frame stage with one identity injected, holding
+seeded random weights or the user's checkpoints (every record says which). The axis is runtime ×
+precision (:mod:`mfsbench.device.axis`): a precision is what the kernels compute, and a CPU that
+cannot compute it natively gets a ``skipped`` record or a labelled cell, never a silent fallback.
+
+Each cell runs in a fresh process (:mod:`mfsbench.device.cell`) that prepares the exported file
+cold, checks parity on held-out real face crops through the very session it then times, reads back
+the precision the kernels executed, and measures its own peak RSS. A cell outside tolerance, or
+whose runtime ran another precision than asked, is an ``error`` record and is never timed (a fast
+wrong model is not a result). A failing cell never stops the sweep: its record says why and the
+next cell runs. Efficiency is the matrix MACs of the graph that was exported (after the exact
+export rewrites) over p50 × the measured peak of the precision that executed.
 
 Each cell's record is handed to the caller as soon as it exists (``on_record``), so an interrupted
 sweep keeps every finished cell, and :func:`resume_point` lets the next command continue the same
@@ -13,9 +21,8 @@ run (same run id, so same-run speed ratios still pair) after checking it is time
 from __future__ import annotations
 
 import gc
-import time
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,50 +31,16 @@ import torch
 from torch import Tensor, nn
 
 from mfsbench.counting import count_flops
+from mfsbench.device.axis import PRECISIONS, RUNTIMES, CellPlan, plan_for
+from mfsbench.device.roofline import PeakResult
 from mfsbench.errors import BadInputError, MfsbenchError
 from mfsbench.records import Record, last_run
 from mfsbench.registry import ModelSpec, create_model
-from mfsbench.device.roofline import PeakResult, efficiency
 
 COMMAND = "device"
 
-#: backend → the export format it runs (None: the torch module itself).
-BACKEND_FORMAT: dict[str, str | None] = {
-    "torch-eager": None,
-    "onnxruntime": "onnx",
-    "openvino": "openvino",
-    "openvino-bf16": "openvino",
-    "litert": "tflite",
-    # OpenVINO's own tool on the same f32 IR: a cross-check of this harness, never in the default
-    # sweep (its statistics are median/avg/min/max only; no raw samples to recompute from)
-    "benchmark_app": "openvino",
-}
-#: precisions each backend can run from our exporters.
-BACKEND_PRECISIONS: dict[str, tuple[str, ...]] = {
-    "torch-eager": ("fp32",),
-    "onnxruntime": ("fp32",),
-    "openvino": ("fp32", "fp16"),
-    "openvino-bf16": ("fp32",),
-    "litert": ("fp32", "fp16", "int8"),
-    "benchmark_app": ("fp32",),
-}
-
-
-#: precisions timed when none are asked for: fp32 everywhere, plus int8 where an int8 export runs
-#: (the student's int8 target, ≥ 250 FPS at ≥ 30 dB, is part of the default sweep).
-DEFAULT_PRECISIONS: tuple[str, ...] = ("fp32", "int8")
-
-
-def default_cells(backends: Sequence[str], precisions: Sequence[str] | None = None) -> list[tuple[str, str]]:
-    """(backend, precision) cells of a sweep.
-
-    With ``precisions`` given, every backend × precision (cells a backend cannot run become
-    ``skipped`` records, so an explicit request is never silently dropped). Without, each backend
-    gets the :data:`DEFAULT_PRECISIONS` it can run: fp32 for all, int8 for LiteRT.
-    """
-    if precisions:
-        return [(b, p) for b in backends for p in precisions]
-    return [(b, p) for b in backends for p in DEFAULT_PRECISIONS if p in BACKEND_PRECISIONS.get(b, ())]
+#: the seed of random weights when no checkpoint is given (records say "random, seed N")
+DEFAULT_SEED = 0
 
 
 @dataclass(frozen=True)
@@ -83,6 +56,8 @@ class SweepSettings:
     profile: bool = False
     #: the folder of parity and calibration photos (None: the registry photos)
     faces: str | None = None
+    #: the weights every cell runs (random with this seed, or checkpoints by sha256)
+    weights: str = f"random, seed {DEFAULT_SEED}"
 
     @property
     def profile_runs(self) -> int:
@@ -96,10 +71,43 @@ class SweepSettings:
     def options(described: dict[str, Any]) -> str:
         """Stored settings as the command-line options that produce them."""
         flags = [f"--{key.replace('_', '-')} {value}" for key, value in described.items()
-                 if key not in ("profile", "faces")]
+                 if key not in ("profile", "faces", "weights")]
         flags.append("--profile" if described.get("profile") else "no --profile")
         flags.append(f"--faces {described['faces']}" if described.get("faces") else "no --faces")
+        flags.append(f"weights {described.get('weights', 'unknown')}")
         return " ".join(flags)
+
+
+@dataclass(frozen=True)
+class WeightsRef:
+    """Which weights a cell runs: seeded random ones, or official checkpoints (``--checkpoint``)."""
+
+    seed: int | None = DEFAULT_SEED
+    checkpoints: tuple[str, ...] = ()
+
+
+def build_frame_stage(
+    spec: ModelSpec, size: int, weights: WeightsRef
+) -> tuple[nn.Module, tuple[Tensor, ...], str]:
+    """The frame stage with one identity injected, its example inputs, and what weights it holds.
+
+    Random weights are drawn under ``weights.seed`` so every run (and every cell process that
+    rebuilds the module) holds the same ones; checkpoints are loaded with the swap command's loader
+    and described by sha256.
+    """
+    from mfsbench.export.stages import stage_module
+
+    with torch.random.fork_rng():
+        torch.manual_seed(weights.seed if weights.seed is not None else DEFAULT_SEED)
+        model = create_model(spec.name)
+    described = f"random, seed {weights.seed if weights.seed is not None else DEFAULT_SEED}"
+    if weights.checkpoints:
+        from mfsbench.swap.checkpoints import load_checkpoints
+
+        loaded = load_checkpoints(spec, model, list(weights.checkpoints))
+        described = "; ".join(f"{c.format} sha256 {c.sha256}" for c in loaded)
+    module, example = stage_module(spec, model, "frame", size)
+    return module, example, described
 
 
 CellKey = tuple[str, int, str, str]
@@ -120,7 +128,7 @@ def pending_cells(
 
 @dataclass(frozen=True)
 class ResumePoint:
-    """The last sweep of a record store: its run id, its records, and the peak it measured."""
+    """The last sweep of a record store: its run id, its records, and the peaks it measured."""
 
     run_id: str
     records: list[Record]
@@ -130,12 +138,12 @@ class ResumePoint:
         return {cell_key(r) for r in self.records}
 
     @property
-    def peak(self) -> PeakResult | None:
-        """The peak the sweep measured, so resumed cells share its efficiency scale."""
-        info = self.records[0].info
-        if not info.get("peak_macs_per_s"):
-            return None
-        return PeakResult(info["peak_macs_per_s"], info.get("peak_method") or "as stored by the resumed run")
+    def peaks(self) -> dict[str, PeakResult] | None:
+        """The peaks the sweep measured, so resumed cells share its efficiency scale."""
+        from mfsbench.device.roofline import peaks_from_dict
+
+        stored = self.records[0].info.get("peaks")
+        return peaks_from_dict(stored) if stored else None
 
 
 def resume_point(records: Sequence[Record], settings: SweepSettings, store: Path) -> ResumePoint:
@@ -149,26 +157,72 @@ def resume_point(records: Sequence[Record], settings: SweepSettings, store: Path
     return ResumePoint(run_id, last)
 
 
-def check_choices(backends: Sequence[str], precisions: Sequence[str]) -> None:
-    """Reject unknown backends or precisions before any work, one line each.
+def check_choices(runtimes: Sequence[str], precisions: Sequence[str]) -> None:
+    """Reject unknown runtimes or precisions before any work, one line each.
 
     Raises:
         BadInputError: naming the unknown value and the choices.
     """
-    for backend in backends:
-        if backend not in BACKEND_FORMAT:
-            raise BadInputError(f"unknown backend {backend!r}; choose from {', '.join(BACKEND_FORMAT)}")
+    for runtime in runtimes:
+        if runtime == "openvino-bf16":
+            raise BadInputError("openvino-bf16 is gone: ask for --backends openvino --precision bf16 "
+                                "(the cell reads back what OpenVINO executed)")
+        if runtime not in RUNTIMES:
+            raise BadInputError(f"unknown backend {runtime!r}; choose from {', '.join(RUNTIMES)}")
     for precision in precisions:
-        if precision not in ("fp32", "fp16", "int8"):
-            raise BadInputError(f"unknown precision {precision!r}; choose from fp32, fp16, int8")
+        if precision not in PRECISIONS:
+            raise BadInputError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+
+
+@dataclass(frozen=True)
+class FaceSamples:
+    """Frame-stage inputs of real aligned face crops, for parity and for int8 calibration.
+
+    ``held_out`` is True when the parity crops come from photos the calibration never saw; int8
+    cells with ``held_out`` False are in-sample and their records and the report say so.
+    """
+
+    parity: list[tuple[Any, ...]]
+    calibration: list[tuple[Any, ...]]
+    source: str
+    parity_photos: int
+    calibration_photos: int
+    held_out: bool
+
+    def describe(self) -> dict[str, Any]:
+        return {"source": self.source, "parity_crops": len(self.parity), "parity_photos": self.parity_photos,
+                "calibration_crops": len(self.calibration), "calibration_photos": self.calibration_photos,
+                "held_out": self.held_out}
+
+    @property
+    def note(self) -> str:
+        """One line for records and reports."""
+        if self.held_out:
+            return (f"{len(self.parity)} aligned crop(s) from {self.parity_photos} photo(s) of "
+                    f"{self.source}, "
+                    f"held out: int8 calibrated on {len(self.calibration)} crop(s) from "
+                    f"{self.calibration_photos} other photo(s)")
+        return (f"{len(self.parity)} aligned crop(s) from {self.source}; in-sample: int8 calibrated on the "
+                "same crops")
 
 
 def _photos(faces_dir: Path | None) -> tuple[list[np.ndarray], str]:
+    """Photos for parity: ``faces_dir``, else the registry face photos (fetched once into the asset
+    cache, as ``mfsbench ffpp-mini`` does), else scikit-image's astronaut (one photo: in-sample)."""
     from mfsbench.faces.detectors import read_image
 
     if faces_dir is not None:
         paths = sorted(p for p in faces_dir.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
-        return [read_image(p) for p in paths], f"{len(paths)} photo(s) in {faces_dir}"
+        return [read_image(p) for p in paths], f"{faces_dir}"
+    try:
+        from mfsbench.quality.face_photos import fetch_face_photos
+
+        photos = fetch_face_photos()
+    except (RuntimeError, OSError):
+        photos = {}
+    if len(photos) >= 2:
+        paths = sorted({photo.path for photo in photos.values()})
+        return [read_image(p) for p in paths], "the registry face photos"
     try:
         from skimage import data
     except ImportError:
@@ -179,16 +233,12 @@ def _photos(faces_dir: Path | None) -> tuple[list[np.ndarray], str]:
     return [np.ascontiguousarray(data.astronaut()[:, :, ::-1])], "scikit-image astronaut"
 
 
-def face_sample_sets(
-    spec: ModelSpec, size: int, faces_dir: Path | None, limit: int = 8
-) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], str]:
-    """``(parity, calibration, note)``: frame-stage input tuples of real aligned face crops.
+def face_sample_sets(spec: ModelSpec, size: int, faces_dir: Path | None, limit: int = 8) -> FaceSamples:
+    """Real aligned face crops for ``spec`` at ``size``: parity and calibration sets.
 
-    Faces come from ``faces_dir`` (any photos), else from scikit-image's bundled astronaut photo,
-    so the default needs no download. Each crop is aligned the way the model's swap pipeline
-    aligns, and its mirror image is added. With two or more photos holding faces, the photos are
-    split alternately, so int8 is calibrated on photos its parity never sees (a held-out check);
-    with one photo both sets are that photo, and the note says so.
+    Each crop is aligned the way the model's swap pipeline aligns, and its mirror image is added.
+    With two or more photos holding faces, the photos are split alternately, so int8 is calibrated
+    on photos its parity never sees (held out); with one photo both sets are that photo (in-sample).
 
     Raises:
         BadInputError: when no face can be found in the photos.
@@ -196,7 +246,6 @@ def face_sample_sets(
     from mfsbench.export.stages import face_crops_per_photo, frame_stage_inputs
 
     images, source = _photos(faces_dir)
-    # mirrored crops add variety at no cost
     per_photo = [c for c in face_crops_per_photo(spec, size, images, limit=limit, mirror=True) if c]
     if not per_photo:
         raise BadInputError(f"no face found in {source}; pass --faces DIR with face photos")
@@ -205,17 +254,62 @@ def face_sample_sets(
         return frame_stage_inputs(spec, size, [c for group in groups for c in group][:limit])
 
     if len(per_photo) == 1:
-        parity = tuples(per_photo)
-        return parity, parity, f"{len(parity)} aligned crop(s) from {source} (int8 calibrated on the same)"
-    parity, calibration = tuples(per_photo[1::2]), tuples(per_photo[0::2])
-    note = (f"{len(parity)} aligned crop(s) from {source}; int8 calibrated on {len(calibration)} "
-            "other crop(s) from disjoint photos")
-    return parity, calibration, note
+        both = tuples(per_photo)
+        return FaceSamples(both, both, source, 1, 1, held_out=False)
+    parity_groups, calibration_groups = per_photo[1::2], per_photo[0::2]
+    return FaceSamples(tuples(parity_groups), tuples(calibration_groups), source, len(parity_groups),
+                       len(calibration_groups), held_out=True)
 
 
-def _timing_inputs(prepared: Any, sample: tuple[Any, ...]) -> dict[str, np.ndarray]:
-    names = [info.name for info in prepared.inputs]
-    return {name: np.asarray(value, np.float32) for name, value in zip(names, sample, strict=True)}
+def _references(module: nn.Module, samples: Sequence[tuple[Any, ...]]) -> list[list[np.ndarray]]:
+    """torch fp32 outputs of ``module`` for each parity sample (what every cell is compared with)."""
+    refs = []
+    with torch.no_grad():
+        for sample in samples:
+            arrays = [np.asarray(a, np.float32) for a in sample]
+            batched = [torch.from_numpy(a[None] if a.ndim == 3 else a) for a in arrays]
+            refs.append([t.detach().numpy().copy() for t in module(*batched)])
+    return refs
+
+
+@dataclass
+class ModelUnderTest:
+    """One model's frame stage, built once per sweep, and everything its cells share."""
+
+    spec: ModelSpec
+    size: int
+    weights: WeightsRef
+    module: nn.Module
+    example: tuple[Tensor, ...]
+    weights_described: str
+    samples: FaceSamples
+    parity_data: Path
+    input_names: tuple[str, ...]
+    output_names: tuple[str, ...]
+    macs_executed: int
+    gmacs_paper: float
+    #: (format, export precision) → the exported artefact: one export serves every runtime running it
+    artifacts: dict[tuple[str, str], Any] = field(default_factory=dict)
+
+
+def prepare_model(spec: ModelSpec, size: int, weights: WeightsRef, samples: FaceSamples,
+                  work_dir: Path) -> ModelUnderTest:
+    """Build the stage, count its MACs, and write the parity data every cell process reads."""
+    from mfsbench.device.cell import write_parity_data
+    from mfsbench.device.roofline import executed_macs
+    from mfsbench.export.stages import stage_input_names
+
+    module, example, described = build_frame_stage(spec, size, weights)
+    input_names = stage_input_names(spec, "frame")
+    refs = _references(module, samples.parity)
+    work = work_dir / spec.name
+    work.mkdir(parents=True, exist_ok=True)
+    data = work / "parity.npz"
+    write_parity_data(data, [tuple(np.asarray(a, np.float32) for a in s) for s in samples.parity], refs)
+    gmacs = count_flops(module, example, "paper", cross_check=False).flops / 1e9
+    return ModelUnderTest(spec, size, weights, module, example, described, samples, data, input_names,
+                          tuple(f"output_{i}" for i in range(len(refs[0]))), executed_macs(module, example),
+                          gmacs)
 
 
 def measure_model(
@@ -225,159 +319,145 @@ def measure_model(
     cells: Sequence[tuple[str, str]],
     settings: SweepSettings,
     work_dir: Path,
-    samples: Sequence[tuple[Any, ...]],
-    samples_note: str,
-    peak: PeakResult | None = None,
-    calibration: Sequence[tuple[Any, ...]] | None = None,
+    samples: FaceSamples,
+    weights: WeightsRef | None = None,
+    peaks: dict[str, PeakResult] | None = None,
+    isa: Collection[str] | None = None,
     done: Collection[CellKey] = (),
     on_record: Callable[[Record], None] | None = None,
 ) -> list[Record]:
-    """Every (backend, precision) cell of one model; returns one record per cell measured.
+    """Every (runtime, precision) cell of one model; returns one record per cell measured.
 
-    ``calibration`` (int8 only) defaults to ``samples``; pass a disjoint set for a held-out parity.
     Cells in ``done`` (a resumed sweep's) are left out. ``on_record`` gets each record as soon as
-    its cell is finished, so that the caller can store it before the next cell starts.
+    its cell is finished, so that the caller can store it before the next cell starts. ``isa`` is
+    the CPU's feature list (None: read from this machine).
     """
-    from mfsbench.export.stages import stage_input_names, stage_module
+    from mfsbench.device.roofline import peaks_to_dict
+    from mfsbench.records import cpu_isa
 
     todo = pending_cells(spec.name, size, cells, done)
     if not todo:
         return []
-    model = create_model(spec.name)
-    module, example = stage_module(spec, model, "frame", size)
-    gmacs = count_flops(module, example, "paper", cross_check=False).flops / 1e9
-    base_info: dict[str, Any] = {"display_name": spec.display_name, "size": size, "stage": "frame",
-                                 "parity_inputs": samples_note, "gmacs_paper": gmacs,
-                                 "peak_macs_per_s": peak and peak.macs_per_s,
-                                 "peak_method": peak and peak.method, "sweep": settings.describe()}
-    exported: dict[tuple[str, str], Any] = {}
+    isa = cpu_isa() if isa is None else isa
+    model = prepare_model(spec, size, weights or WeightsRef(), samples, work_dir)
+    base_info: dict[str, Any] = {
+        "display_name": spec.display_name, "size": size, "stage": "frame",
+        "weights": model.weights_described, "parity_inputs": samples.note,
+        "parity_crops": samples.describe(), "gmacs_paper": model.gmacs_paper,
+        "macs_executed": model.macs_executed, "peaks": peaks_to_dict(peaks) if peaks else None,
+        "sweep": settings.describe(),
+    }
     records: list[Record] = []
     try:
-        for backend, precision in todo:
-            info = {**base_info, "backend": backend, "precision": precision}
-            record = Record(COMMAND, spec.name, stage="frame", mode="video", convention="paper",
+        for runtime, precision in todo:
+            info = {**base_info, "backend": runtime, "precision": precision}
+            record = Record(COMMAND, spec.name, stage="frame", mode="video", convention="macs",
                             input_shapes={"target": [1, 3, size, size]}, info=info)
-            if precision not in BACKEND_PRECISIONS[backend]:
-                record.status, record.error = "skipped", f"{backend} does not run {precision} exports"
+            plan = plan_for(runtime, precision)
+            if isinstance(plan, str):
+                record.status, record.error = "skipped", plan
             else:
-                try:
-                    _measure_cell(record, spec, module=module, example=example,
-                                  input_names=stage_input_names(spec, "frame"), backend=backend,
-                                  precision=precision, settings=settings, work_dir=work_dir,
-                                  samples=samples, exported=exported,
-                                  calibration=calibration if calibration is not None else samples)
-                except MfsbenchError as exc:
-                    record.status, record.error = "error", str(exc)
-                except Exception as exc:
-                    record.status, record.error = "error", f"{type(exc).__name__}: {exc}".splitlines()[0]
+                reason = plan.native_reason(isa)
+                record.info["compute"] = plan.compute
+                record.info["native"] = reason is None
+                if reason is not None and plan.fallback == "skip":
+                    record.status, record.error = "skipped", f"{reason}; not run, never a silent fallback"
+                else:
+                    if reason is not None:
+                        record.info["native_note"] = reason
+                    try:
+                        _measure_cell(record, model, plan=plan, backend=runtime, settings=settings,
+                                      work_dir=work_dir, peaks=peaks)
+                    except MfsbenchError as exc:
+                        record.status, record.error = "error", str(exc)
+                    except Exception as exc:
+                        record.status, record.error = "error", f"{type(exc).__name__}: {exc}".splitlines()[0]
             records.append(record)
             if on_record is not None:
                 on_record(record)
     finally:
-        del model, module
+        del model
         gc.collect()
     return records
 
 
+def _artifact(model: ModelUnderTest, plan: CellPlan, work_dir: Path) -> Any:
+    """The exported file a plan runs, exported once per (format, export precision)."""
+    from mfsbench.export.base import get_exporter
+
+    assert plan.export_format is not None
+    key = (plan.export_format, plan.export_precision)
+    if key not in model.artifacts:
+        calibration = model.samples.calibration if plan.export_precision == "int8" else None
+        model.artifacts[key] = get_exporter(plan.export_format).export(
+            model.module, model.example, work_dir / model.spec.name, plan.export_precision,
+            input_names=model.input_names, calibration=calibration,
+            stem=f"{model.spec.name}_{plan.export_format}_{plan.export_precision}",
+        )
+    return model.artifacts[key]
+
+
 def _measure_cell(
     record: Record,
-    spec: ModelSpec,
+    model: ModelUnderTest,
     *,
-    module: nn.Module,
-    example: tuple[Tensor, ...],
-    input_names: tuple[str, ...],
+    plan: CellPlan,
     backend: str,
-    precision: str,
     settings: SweepSettings,
     work_dir: Path,
-    samples: Sequence[tuple[Any, ...]],
-    exported: dict[tuple[str, str], Any],
-    calibration: Sequence[tuple[Any, ...]],
+    peaks: dict[str, PeakResult] | None,
 ) -> None:
-    from mfsbench.export.base import get_exporter
-    from mfsbench.export.parity import check_parity
-    from mfsbench.device.runtimes import get_runtime
-    from mfsbench.device.timing import time_runtime, timed_prepare
+    """Export (cached), then measure the cell in its own process (:mod:`mfsbench.device.cell`)."""
+    from mfsbench.device.cell import CellJob, run_cell
+    from mfsbench.device.roofline import PhysicalLimitError, efficiency, peak_for
 
-    fmt = BACKEND_FORMAT[backend]
-    target: Any = module
-    if fmt is not None:
-        key = (fmt, precision)
-        if key not in exported:
-            artifact = get_exporter(fmt).export(
-                module, example, work_dir / spec.name, precision, input_names=input_names,
-                calibration=calibration if precision == "int8" else None,
-                stem=f"{spec.name}_{fmt}_{precision}",
-            )
-            parity = check_parity(module, artifact, samples)
-            exported[key] = (artifact, parity)
-        artifact, parity = exported[key]
-        record.metrics.update(parity.metrics())
+    artifact = None
+    fmt = plan.export_format or "module"
+    if plan.export_format is not None:
+        artifact = _artifact(model, plan, work_dir)
         record.info.update({"format": fmt, "artifact_sha256": artifact.sha256,
-                            "artifact_mb": artifact.size_mb, "parity_runtime": parity.runtime})
-        failure = parity.failure()
-        if failure:
-            raise BadInputError(f"{failure}; not timed")
-        target = artifact.path
-    if backend == "benchmark_app":
-        _vendor_cell(record, target, settings)
+                            "artifact_mb": artifact.size_mb, "export": dict(artifact.details)})
+    # judged by what the numbers went through: fp16 storage of f32 compute is judged as fp16
+    tolerance = "fp16" if plan.export_precision == "fp16" and plan.compute == "fp32" else plan.compute
+    job = CellJob(
+        runtime=backend, compute=plan.compute, tolerance=tolerance,
+        artifact=str(artifact.path) if artifact is not None else None,
+        torch_stage=None if artifact is not None else {
+            "model": model.spec.name, "size": model.size, "seed": model.weights.seed,
+            "checkpoints": list(model.weights.checkpoints)},
+        data=str(model.parity_data), input_names=list(model.input_names),
+        output_names=list(model.output_names), samples=len(model.samples.parity),
+        threads=settings.threads, warmup=settings.warmup, runs=settings.runs,
+        min_seconds=settings.min_seconds, max_seconds=settings.max_seconds, profile=settings.profile,
+        profile_runs=settings.profile_runs, format=fmt,
+    )
+    outcome = run_cell(job, work_dir / "cells")
+    record.metrics.update(outcome.metrics)
+    record.info["runtime_info"] = outcome.runtime_info
+    record.info["parity_runtime"] = outcome.parity.get("runtime")
+    record.info["parity_tolerance"] = tolerance
+    record.info["cell_process"] = "fresh process per cell: init and first run cold, peak RSS of this cell"
+    for key in ("executed_precision", "op_precisions", "precision_source"):
+        if key in outcome.runtime_info:
+            record.info[key] = outcome.runtime_info[key]
+    if outcome.samples_ms:
+        record.info["samples_ms"] = outcome.samples_ms
+    if outcome.op_profile is not None:
+        record.info["op_profile"] = outcome.op_profile
+    if outcome.op_profile_error:
+        record.info["op_profile_error"] = outcome.op_profile_error
+    if outcome.status != "ok":
+        record.status, record.error = "error", outcome.error
         return
-    runtime = get_runtime(backend)
-    if fmt is None:  # a torch module's forward(*inputs) hides its input names: give them
-        shapes = {name: tuple(t.shape) for name, t in zip(input_names, example, strict=True)}
-        started = time.perf_counter()
-        prepared = runtime.prepare(target, settings.threads, input_shapes=shapes)  # type: ignore[call-arg]
-        init_ms = (time.perf_counter() - started) * 1000
-    else:
-        prepared, init_ms = timed_prepare(runtime, target, settings.threads)
-    inputs = _timing_inputs(prepared, samples[0])
-    with torch.inference_mode():
-        result = time_runtime(prepared, inputs, settings.warmup, settings.runs,
-                              settings.min_seconds, settings.max_seconds, init_ms=init_ms,
-                              threads=settings.threads)
-    record.info["runtime_info"] = {k: str(v) for k, v in getattr(prepared, "info", {}).items()}
-    del prepared  # its threads and buffers must not compete with the profiling session
-    profile = getattr(runtime, "profile", None)
-    if settings.profile and callable(profile):
-        try:
-            record.info["op_profile"] = profile(target, settings.threads, inputs,
-                                                settings.profile_runs).as_dict()
-        except Exception as exc:  # a profiler failure must not discard a valid timing
-            record.info["op_profile_error"] = f"{type(exc).__name__}: {exc}".splitlines()[0]
-    record.metrics.update(result.metrics())
-    record.metrics["gmacs"] = record.info["gmacs_paper"]
-    record.info["samples_ms"] = list(result.samples_ms)
-    peak = record.info.get("peak_macs_per_s")
-    if peak:
-        record.metrics["efficiency"] = efficiency(record.metrics["gmacs"], record.metrics["p50_ms"], peak)
-
-
-def _vendor_cell(record: Record, model_path: Path, settings: SweepSettings) -> None:
-    """Time ``model_path`` with OpenVINO's ``benchmark_app`` (f32, sync, one stream, T threads).
-
-    Its numbers land under the harness's metric names where they mean the same thing (median →
-    ``p50_ms``); what it does not report (percentiles, std, CV, raw samples) stays absent rather
-    than being made up.
-    """
-    from mfsbench.device.runtimes.benchmark_app import run_benchmark_app
-
-    runs = max(settings.runs, settings.warmup + 1)
-    parsed = run_benchmark_app(model_path, niter=runs, threads=settings.threads, precision="f32",
-                               timeout_s=max(60.0, 4 * settings.max_seconds))
-    median = parsed["latency_median_ms"]
-    metrics = {"p50_ms": median, "fps_p50": 1000.0 / median, "threads": float(settings.threads)}
-    for ours, theirs in (("mean_ms", "latency_avg_ms"), ("min_ms", "latency_min_ms"),
-                         ("max_ms", "latency_max_ms"), ("first_run_ms", "first_inference_ms"),
-                         ("runs", "count")):
-        if theirs in parsed:
-            metrics[ours] = float(parsed[theirs])
-    if "read_model_ms" in parsed and "compile_model_ms" in parsed:
-        metrics["init_ms"] = parsed["read_model_ms"] + parsed["compile_model_ms"]
-    record.metrics.update(metrics)
-    record.metrics["gmacs"] = record.info["gmacs_paper"]
-    record.info["runtime_info"] = {"tool": "benchmark_app", "version": str(parsed.get("version", "?")),
-                                   "inference_precision": str(parsed.get("inference_precision", "?")),
-                                   "command": " ".join(parsed["command"])}
-    peak = record.info.get("peak_macs_per_s")
-    if peak:
-        record.metrics["efficiency"] = efficiency(record.metrics["gmacs"], median, peak)
+    record.metrics["gmacs"] = model.macs_executed / 1e9
+    peak = peak_for(str(record.info.get("executed_precision")), peaks or {})
+    if peak is None:
+        return
+    record.info["peak_precision"] = peak.precision
+    try:
+        macs = model.macs_executed
+        record.metrics["efficiency"] = efficiency(macs, record.metrics["p50_ms"], peak)
+        if "min_ms" in record.metrics:
+            record.metrics["efficiency_best"] = efficiency(macs, record.metrics["min_ms"], peak)
+    except PhysicalLimitError as exc:
+        record.status, record.error = "error", str(exc)

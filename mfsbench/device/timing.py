@@ -34,8 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from mfsbench.errors import BadInputError
 from mfsbench.device.runtimes.base import Prepared, Runtime
+from mfsbench.errors import BadInputError
 
 #: Coefficient of variation above which a timing is flagged unstable (see module docstring).
 UNSTABLE_CV = 0.10

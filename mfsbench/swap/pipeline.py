@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mfsbench.device.timing import StageTimer
 from mfsbench.errors import BadInputError
 from mfsbench.faces.align import align_face
 from mfsbench.faces.detectors import FaceDetector
@@ -21,7 +22,6 @@ from mfsbench.faces.types import Face
 from mfsbench.models.base import SwapNet
 from mfsbench.registry import ModelSpec
 from mfsbench.swap.adapters import SwapAdapter, adapter_for
-from mfsbench.device.timing import StageTimer
 
 STAGES = ("detect", "align", "identity", "frame_network", "paste_back")
 
