@@ -83,18 +83,21 @@ def test_onnx_runtimes_match_torch(name: str, tiny: tuple) -> None:
     (out,) = prepared.run({"x": x})
     np.testing.assert_allclose(out, ref, atol=1e-5, rtol=0)
     if name == "openvino":
-        assert prepared.info["precision"] == "f32"  # really configured
+        assert prepared.info["inference_precision_hint"] == "f32"  # really configured
+        assert prepared.info["executed_precision"] == "fp32"  # and read back from the runtime model
 
 
-def test_openvino_bf16_is_labelled_apart(tiny: tuple) -> None:
+def test_openvino_bf16_is_a_compute_request_not_a_runtime(tiny: tuple) -> None:
+    with pytest.raises(BadInputError, match="unknown runtime 'openvino-bf16'"):
+        get_runtime("openvino-bf16")  # the pseudo-runtime is gone: openvino + compute bf16
     if not _installed("openvino"):
         pytest.skip("openvino not installed")
-    runtime = get_runtime("openvino-bf16")
-    assert runtime.name == "openvino-bf16" != get_runtime("openvino").name
+    runtime = get_runtime("openvino", compute="bf16")
+    assert runtime.name == "openvino"
     _, path, x, ref = tiny
     prepared = runtime.prepare(path, threads=1)
-    assert prepared.info["requested_precision"] == "default"
-    assert prepared.info["precision"] in {"f32", "bf16", "f16"}  # what this CPU chose
+    assert prepared.info["compute"] == "bf16" and prepared.info["requested_precision_hint"] == "bf16"
+    assert prepared.info["executed_precision"] in {"fp32", "bf16"}  # what this CPU ran, read back
     (out,) = prepared.run({"x": x})
     np.testing.assert_allclose(out, ref, atol=5e-2, rtol=0)  # bf16: loose by design
 

@@ -1,9 +1,11 @@
 """Inference runtimes behind one protocol, and the registry that names them.
 
-Names are the labels records carry: ``torch-eager``, ``onnxruntime``, ``openvino`` (f32 forced),
-``openvino-bf16`` (OpenVINO's default precision, bf16 on CPUs with AVX-512 BF16/AMX), ``litert``.
-OpenVINO's two variants are separate names because its default silently changes the numbers
-(max abs diff 2e-4 instead of 2e-7) and the speed (about 2x): a table must never mix them.
+Names are the labels records carry: ``torch-eager``, ``onnxruntime``, ``openvino``, ``litert``.
+What a runtime is asked to *compute* (``fp32``, ``bf16``, ``fp16``, ``int8``: the ``compute`` of a
+:class:`mfsbench.device.axis.CellPlan`) is a constructor argument, never part of the name: one
+name, one runtime, and the precision it really ran is read back into ``Prepared.info``
+(:data:`mfsbench.device.axis.READBACK_KEYS`). There is no ``openvino-bf16`` any more:
+``get_runtime("openvino", compute="bf16")`` replaces it.
 """
 
 from __future__ import annotations
@@ -21,41 +23,40 @@ from mfsbench.device.runtimes.base import (
 )
 
 
-def _torch_eager() -> Runtime:
+def _torch_eager(compute: str) -> Runtime:
     from mfsbench.device.runtimes.torch_eager import TorchEagerRuntime
 
     return TorchEagerRuntime()
 
 
-def _onnxruntime() -> Runtime:
+def _onnxruntime(compute: str) -> Runtime:
     from mfsbench.device.runtimes.onnxruntime import OnnxRuntime
 
     return OnnxRuntime()
 
 
-def _openvino_f32() -> Runtime:
+def _openvino(compute: str) -> Runtime:
     from mfsbench.device.runtimes.openvino import OpenVinoRuntime
 
-    return OpenVinoRuntime(precision="f32")
+    return OpenVinoRuntime(compute=compute)
 
 
-def _openvino_bf16() -> Runtime:
-    from mfsbench.device.runtimes.openvino import OpenVinoRuntime
-
-    return OpenVinoRuntime(precision=None)
-
-
-def _litert() -> Runtime:
+def _litert(compute: str) -> Runtime:
     from mfsbench.device.runtimes.litert import LiteRtRuntime
 
     return LiteRtRuntime()
 
 
-_FACTORIES: dict[str, Callable[[], Runtime]] = {
+#: what a runtime can be asked to compute (``CellPlan.compute``; ``fp16-weights`` is an fp16 *file*
+#: computed in fp32, so it is asked for ``fp32``).
+COMPUTES: tuple[str, ...] = ("fp32", "bf16", "fp16", "int8")
+
+#: name → factory taking the ``compute`` request; a runtime with one arithmetic accepts and ignores
+#: it (its read-back still says what ran).
+_FACTORIES: dict[str, Callable[[str], Runtime]] = {
     "torch-eager": _torch_eager,
     "onnxruntime": _onnxruntime,
-    "openvino": _openvino_f32,
-    "openvino-bf16": _openvino_bf16,
+    "openvino": _openvino,
     "litert": _litert,
 }
 
@@ -65,11 +66,12 @@ def runtime_names() -> list[str]:
     return list(_FACTORIES)
 
 
-def get_runtime(name: str) -> Runtime:
-    """The runtime called ``name``.
+def get_runtime(name: str, compute: str = "fp32") -> Runtime:
+    """The runtime called ``name``, asked to compute ``compute`` (one of :data:`COMPUTES`).
 
     Raises:
-        BadInputError: unknown name; the message lists the choices (and a close match).
+        BadInputError: unknown name (the message lists the choices and a close match) or an unknown
+            ``compute``.
     """
     try:
         factory = _FACTORIES[name]
@@ -77,7 +79,9 @@ def get_runtime(name: str) -> Runtime:
         close = difflib.get_close_matches(name, list(_FACTORIES), n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise BadInputError(f"unknown runtime {name!r}.{hint} Choices: {', '.join(_FACTORIES)}.") from None
-    return factory()
+    if compute not in COMPUTES:
+        raise BadInputError(f"unknown compute precision {compute!r}; choose one of {', '.join(COMPUTES)}.")
+    return factory(compute)
 
 
 def available_runtimes() -> list[str]:
@@ -96,6 +100,7 @@ def available_runtimes() -> list[str]:
 
 
 __all__ = [
+    "COMPUTES",
     "Prepared",
     "Runtime",
     "SimplePrepared",

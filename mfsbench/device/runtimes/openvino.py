@@ -1,48 +1,130 @@
-"""OpenVINO on the CPU plugin, in two variants that are never labelled the same.
+"""OpenVINO on the CPU plugin; what it is asked to compute is a constructor argument, what it ran is
+read back from the compiled model.
 
-``openvino`` forces ``INFERENCE_PRECISION_HINT=f32``: matches torch to about 1e-7. ``openvino-bf16``
-keeps the plugin's default, which is bf16 on CPUs with AVX-512 BF16 / AMX (max abs diff 2e-4 on the
-tiny U-Net, about 2x faster; deployment notes §5) and f32 on CPUs without (an AMD EPYC here).
-The precision the compiled model *reports* is stored in ``info``, so
-which one ran is always visible.
+``OpenVinoRuntime(compute)`` sets ``INFERENCE_PRECISION_HINT`` from the cell's compute precision
+(:data:`PRECISION_HINTS`): ``fp32`` → ``f32`` (matches torch to about 1e-7), ``bf16`` → ``bf16``,
+``fp16`` → ``f16``, and ``int8`` → ``f32``: an int8 IR carries its own FakeQuantize ops (NNCF,
+:mod:`mfsbench.export.openvino`), and the plugin runs the quantised convolutions in int8 whatever
+the hint; the hint only governs the layers left in floating point. Without a hint the plugin picks
+bf16 on CPUs with AVX-512 BF16 / AMX, so a hint is always set.
+
+A hint is a request, not a result. After compiling, :func:`read_back` walks the *runtime* model
+(``compiled.get_runtime_model()``: the executed graph after the plugin's fusions) and counts the
+matrix operations (:data:`MATRIX_LAYER_TYPES`) by their ``runtimePrecision`` rt_info, which is what
+``Prepared.info["executed_precision"]`` and ``["op_precisions"]`` say; the compiled model's own
+``INFERENCE_PRECISION_HINT`` is kept apart as ``inference_precision_hint``. Seen on this AVX2/FMA
+CPU without AVX-512 (openvino 2026.4.1): a ``bf16`` or ``f16`` hint compiles to a model whose
+convolutions all report ``f32`` (primitives ``brgconv_avx2_f32``) and whose compiled hint property
+also reads ``f32``, so the read-back says fp32 and a sweep records the cell as not native instead of
+timing f32 under a bf16 label. An NNCF int8 IR reads back ``u8`` convolutions (``jit_avx2_I8``):
+int8 arithmetic, without VNNI on this CPU.
+
 Threads go through ``INFERENCE_NUM_THREADS`` with the ``LATENCY`` hint (one stream), the
-configuration that matches one-frame-at-a-time video. Tried on the student frame stage
-(interleaved A/B medians on the shared 2 cores; issue-5 report): ``ENABLE_CPU_PINNING`` 20.0 vs
-23.7 ms and an explicit ``NUM_STREAMS=1`` 17.3 vs 23.7 ms, both within that run's noise (p10s
-13.7 / 13.3 vs 15.2 ms), so neither is set. This CPU (AVX2/FMA, no AVX-512) has no bf16: the
-``openvino-bf16`` variant reports f32 and times the same as ``openvino``.
+configuration that matches one-frame-at-a-time video; the compiled model's own thread count is
+read back as ``inference_num_threads``. Tried on the student frame stage (interleaved A/B medians
+on the shared 2 cores; issue-5 report): ``ENABLE_CPU_PINNING`` 20.0 vs 23.7 ms and an explicit
+``NUM_STREAMS=1`` 17.3 vs 23.7 ms, both within that run's noise (p10s 13.7 / 13.3 vs 15.2 ms), so
+neither is set.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mfsbench.optional import require
+from mfsbench.device.axis import axis_precision, majority_precision
 from mfsbench.device.runtimes.base import SimplePrepared, TensorInfo, check_inputs, check_threads
 from mfsbench.device.runtimes.profiling import OpProfile, aggregate
+from mfsbench.errors import BadInputError
+from mfsbench.optional import require
+
+#: compute precision (:data:`mfsbench.device.runtimes.COMPUTES`) → ``INFERENCE_PRECISION_HINT``.
+PRECISION_HINTS: dict[str, str] = {"fp32": "f32", "bf16": "bf16", "fp16": "f16", "int8": "f32"}
+
+#: CPU-plugin node types (``layerType`` in the runtime model) counted as matrix operations. The
+#: plugin compiles ``GroupConvolution`` (depthwise included) into ``Convolution`` nodes (primitive
+#: ``…_dw_…``), so depthwise convolutions are counted, as they are in MAC counts; a ``MatMul`` with
+#: constant weights becomes ``FullyConnected``. ``GroupConvolution`` stays listed for plugins that
+#: keep the name.
+MATRIX_LAYER_TYPES: frozenset[str] = frozenset(
+    {"Convolution", "GroupConvolution", "Deconvolution", "FullyConnected", "MatMul"}
+)
+
+
+def _rt_text(rt_info: Any, key: str) -> str | None:
+    """One rt_info entry as text (``OVAny.astype(str)``), None when the op has no such entry.
+
+    Membership is tested first: indexing an rt_info map with a missing key *inserts* an empty
+    entry (openvino 2026.4.1) instead of raising.
+    """
+    if key not in rt_info:
+        return None
+    value = rt_info[key]
+    astype = getattr(value, "astype", None)
+    return str(astype(str)) if callable(astype) else str(value)
+
+
+def _precisions(text: str | None) -> str:
+    """``"u8"`` → ``"int8"``; a multi-output list ``"f32,f32"`` → ``"fp32,fp32"``."""
+    if not text:
+        return "unknown"
+    return ",".join(axis_precision(part.strip()) for part in text.split(","))
+
+
+def read_back(compiled: Any, version: str) -> dict[str, Any]:
+    """What the compiled model executes: its matrix ops counted by runtime precision.
+
+    Returns the :data:`mfsbench.device.axis.READBACK_KEYS` (``executed_precision``,
+    ``op_precisions``, ``precision_source``) plus ``op_output_precisions`` (the same ops by the
+    precision of what they write) and ``matrix_primitives`` (by kernel name, e.g.
+    ``brgconv_avx2_f32`` or ``jit_avx2_I8``: which ISA the kernels use).
+    """
+    by_precision: Counter[str] = Counter()
+    by_output: Counter[str] = Counter()
+    by_primitive: Counter[str] = Counter()
+    for op in compiled.get_runtime_model().get_ordered_ops():
+        rt_info = op.get_rt_info()
+        if _rt_text(rt_info, "layerType") not in MATRIX_LAYER_TYPES:
+            continue
+        by_precision[_precisions(_rt_text(rt_info, "runtimePrecision"))] += 1
+        by_output[_precisions(_rt_text(rt_info, "outputPrecisions"))] += 1
+        by_primitive[_rt_text(rt_info, "primitiveType") or "unknown"] += 1
+    op_precisions = dict(sorted(by_precision.items()))
+    return {
+        "executed_precision": majority_precision(op_precisions),
+        "op_precisions": op_precisions,
+        "op_output_precisions": dict(sorted(by_output.items())),
+        "matrix_primitives": dict(sorted(by_primitive.items())),
+        "precision_source": f"openvino {version} runtime model rt_info runtimePrecision "
+                            f"({', '.join(sorted(MATRIX_LAYER_TYPES))} nodes)",
+    }
 
 
 class OpenVinoRuntime:
     """``openvino.Core().compile_model`` on ``CPU``; reads ONNX or IR (``.xml``) directly."""
 
+    name = "openvino"
     package = "openvino"
     module = "openvino"
     artifact = "onnx"
 
-    def __init__(self, precision: str | None = "f32") -> None:
-        #: ``"f32"`` forces fp32; ``None`` keeps the plugin's default (bf16 where supported).
-        self.precision = precision
-        self.name = "openvino" if precision == "f32" else "openvino-bf16"
+    def __init__(self, compute: str = "fp32") -> None:
+        if compute not in PRECISION_HINTS:
+            raise BadInputError(
+                f"openvino cannot be asked to compute {compute!r}; choose one of {', '.join(PRECISION_HINTS)}"
+            )
+        #: what the cell asks for (fp32, bf16, fp16, int8); the read-back says what ran
+        self.compute = compute
+        #: the ``INFERENCE_PRECISION_HINT`` that request becomes
+        self.precision_hint = PRECISION_HINTS[compute]
 
     def _config(self, threads: int) -> dict[str, Any]:
         check_threads(threads)
-        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads}
-        if self.precision is not None:
-            config["INFERENCE_PRECISION_HINT"] = self.precision
-        return config
+        return {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads,
+                "INFERENCE_PRECISION_HINT": self.precision_hint}
 
     def profile(self, artifact_path: str | Path, threads: int, inputs: dict[str, np.ndarray],
                 runs: int) -> OpProfile:
@@ -83,10 +165,13 @@ class OpenVinoRuntime:
 
         info: dict[str, Any] = {
             "threads": threads,
-            "precision": _type_name(compiled.get_property("INFERENCE_PRECISION_HINT")),
-            "requested_precision": self.precision or "default",
+            "compute": self.compute,
+            "requested_precision_hint": self.precision_hint,
+            # the compiled model's answer to the hint (a property, not the executed kernels)
+            "inference_precision_hint": _type_name(compiled.get_property("INFERENCE_PRECISION_HINT")),
             "inference_num_threads": int(compiled.get_property("INFERENCE_NUM_THREADS")),
             "openvino": ov.__version__,
+            **read_back(compiled, ov.__version__),
         }
         return SimplePrepared(infos, run, info)
 
