@@ -13,7 +13,6 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable
 
-from mfsbench.errors import BadInputError, MfsbenchError
 from mfsbench.device.runtimes.base import (
     Prepared,
     Runtime,
@@ -21,6 +20,7 @@ from mfsbench.device.runtimes.base import (
     TensorInfo,
     example_inputs,
 )
+from mfsbench.errors import BadInputError, MfsbenchError
 
 
 def _torch_eager(compute: str) -> Runtime:
