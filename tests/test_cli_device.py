@@ -23,11 +23,15 @@ def test_device_sweep_on_tiny_student(run_cli, tmp_path: Path) -> None:
     assert ok.status == "ok" and ok.metrics["max_abs_err"] <= 1e-4
     assert ok.metrics["runs"] >= 3 and ok.metrics["p50_ms"] > 0 and len(ok.info["samples_ms"]) >= 3
     assert ok.info["artifact_sha256"] and "aligned crop" in ok.info["parity_inputs"]
+    assert ok.info["executed_precision"] == "fp32" and ok.info["weights"] == "random, seed 0"
+    assert ok.info["parity_runtime"] == "onnxruntime (the timed session)"
+    assert 0 < ok.metrics["gmacs"] and ok.info["macs_executed"] == round(ok.metrics["gmacs"] * 1e9)
     assert cells[("torch-eager", "fp32")].status == "ok"
-    assert cells[("onnxruntime", "fp16")].status == "skipped"  # no fp16 export for that runtime
+    skipped = cells[("onnxruntime", "fp16")]  # no fp16 arithmetic on ORT's CPU provider: a reason
+    assert skipped.status == "skipped" and "fp16" in (skipped.error or "")
     md = (tmp_path / "device_desktop.md").read_text()
-    assert "| test_mobilefaceswap | onnxruntime | fp32 |" in md
-    assert (tmp_path / "device_desktop.csv").read_text().startswith("model,backend,precision")
+    assert "| test_mobilefaceswap | 64 | onnxruntime | fp32 | fp32 |" in md
+    assert (tmp_path / "device_desktop.csv").read_text().startswith("run_id,model,size,backend,precision")
     again = tmp_path / "again"
     assert run_cli("report", "--records", str(tmp_path / "records.jsonl"), "--out", str(again)).code == 0
     assert (again / "device_desktop.md").read_text() == md
@@ -65,6 +69,7 @@ def test_device_profile_says_where_the_time_goes(run_cli, tmp_path: Path) -> Non
     [
         (("--backends", "tensorrt"), "unknown backend 'tensorrt'"),
         (("--precision", "int4"), "unknown precision 'int4'"),
+        (("--backends", "openvino-bf16"), "--backends openvino --precision bf16"),
         (("--models", "arcface_irse101"), "has no frame stage"),
     ],
 )
@@ -79,21 +84,27 @@ def _cell(model: str, p50: float, run_id: str = "r1") -> Record:
                   info={"backend": "onnxruntime", "precision": "fp32"}, run_id=run_id)
 
 
-def test_speed_ratio_pairs_cells_of_the_same_run() -> None:
+def test_speed_ratio_pairs_cells_of_the_shown_run_and_flags_unstable_ones() -> None:
     same = [_cell("mobilefaceswap_224", 10.0), _cell("simswap_224", 1000.0)]
-    assert device_report.speed_ratios(same) == [("onnxruntime", "fp32", 100.0)]
+    assert device_report.speed_ratios(same) == [("onnxruntime", "fp32", 100.0, True)]
+    # a report shows the newest run only: a student of r1 never pairs with a teacher of r2
     apart = [_cell("mobilefaceswap_224", 10.0, "r1"), _cell("simswap_224", 1000.0, "r2")]
     assert device_report.speed_ratios(apart) == []
+    shaky = [_cell("mobilefaceswap_224", 10.0), _cell("simswap_224", 1000.0)]
+    shaky[0].metrics["unstable"] = 1.0
+    assert device_report.speed_ratios(shaky) == [("onnxruntime", "fp32", 100.0, False)]
+    assert "UNSTABLE" in device_report.render_markdown(shaky)
 
 
-def test_default_sweep_times_int8_where_an_int8_export_runs() -> None:
-    from mfsbench.device.sweep import default_cells
-
-    cells = default_cells(["torch-eager", "onnxruntime", "litert"])
-    assert cells == [("torch-eager", "fp32"), ("onnxruntime", "fp32"), ("litert", "fp32"), ("litert", "int8")]
-    # explicit precisions are a full grid: cells a backend cannot run become skipped records
-    grid = default_cells(["onnxruntime"], ["fp32", "int8"])
-    assert grid == [("onnxruntime", "fp32"), ("onnxruntime", "int8")]
+def test_report_shows_the_newest_run_only_with_run_and_size_columns() -> None:
+    old = _cell("mobilefaceswap_224", 10.0, "r1")
+    old.info["size"] = 224
+    new = _cell("simswap_224", 700.0, "r2")
+    new.info["size"] = 224
+    md = device_report.render_markdown([old, new])
+    assert "| r2 | simswap_224 | 224 | onnxruntime | fp32 |" in md
+    assert "| r1 |" not in md and "Run r2" in md
+    assert device_report.latest_cells([old, new], run_id="r1") == [old]
 
 
 @pytest.mark.cli
@@ -110,7 +121,8 @@ def test_benchmark_app_cell_lands_in_the_same_record(run_cli, tmp_path: Path) ->
     assert record.status == "ok" and record.info["backend"] == "benchmark_app"
     assert record.metrics["max_abs_err"] <= 1e-4  # the IR was checked before the tool timed it
     assert record.metrics["p50_ms"] > 0 and record.metrics["runs"] >= 5
-    assert record.info["runtime_info"]["inference_precision"] == "float32"  # as the tool prints it
+    assert record.info["executed_precision"] == "fp32"  # read back from the compiled IR
+    assert "OpenVINO's Python API" in record.info["runtime_info"]["parity_note"]
     assert "p90_ms" not in record.metrics and "samples_ms" not in record.info
 
 
@@ -129,11 +141,11 @@ def test_interrupted_sweep_keeps_its_cells_and_resumes(run_cli, tmp_path: Path,
     measured: list[str] = []
     real = device._measure_cell
 
-    def interrupted_once(record: Record, spec, **kwargs) -> None:
+    def interrupted_once(record: Record, model, **kwargs) -> None:
         measured.append(kwargs["backend"])
         if len(measured) == 2:
             raise KeyboardInterrupt  # Ctrl-C in the second cell
-        real(record, spec, **kwargs)
+        real(record, model, **kwargs)
 
     monkeypatch.setattr(device, "_measure_cell", interrupted_once)
     first = run_cli(*_tiny_sweep(tmp_path))
@@ -150,8 +162,8 @@ def test_interrupted_sweep_keeps_its_cells_and_resumes(run_cli, tmp_path: Path,
     assert [r.info["backend"] for r in records] == ["torch-eager", "onnxruntime"]
     assert len({r.run_id for r in records}) == 1 and all(r.status == "ok" for r in records)
     md = (tmp_path / "device_desktop.md").read_text()
-    assert "| test_mobilefaceswap | torch-eager | fp32 |" in md
-    assert "| test_mobilefaceswap | onnxruntime | fp32 |" in md
+    assert "| test_mobilefaceswap | 64 | torch-eager | fp32 | fp32 |" in md
+    assert "| test_mobilefaceswap | 64 | onnxruntime | fp32 | fp32 |" in md
 
     again = run_cli(*_tiny_sweep(tmp_path), "--resume")
     assert again.code == 0 and "every cell is measured already" in again.err
