@@ -164,6 +164,7 @@ class TimingResult:
         out["warmup_runs"] = float(self.warmup_runs)
         out["duration_s"] = self.duration_s
         out["capped"] = float(self.capped)
+        out["too_few_runs"] = float(self.too_few_runs)  # a capped cell with fewer runs than asked
         out["peak_rss_mb"] = self.peak_rss_mb
         for key in ("init_ms", "rss_mb", "os_threads", "threads"):
             value = getattr(self, key)
