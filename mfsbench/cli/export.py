@@ -38,17 +38,24 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(run=run)
 
 
-def _calibration(spec: Any, paths: list[str], size: int) -> list[tuple[Any, ...]]:
-    """Frame-stage inputs from the faces in ``paths``, aligned and scaled as the model's own swap
-    pipeline does (its adapter), so the calibrated ranges are the ranges the stage will see."""
+Samples = list[tuple[Any, ...]]
+
+
+def _calibration(spec: Any, paths: list[str], size: int) -> tuple[Samples, Samples]:
+    """``(calibration, held_out)`` frame-stage inputs from the faces in ``paths``, aligned and scaled
+    as the model's own swap pipeline does (its adapter), so the calibrated ranges are the ranges the
+    stage will see. With two or more photos holding faces, every other photo is held out of the
+    calibration for the parity check; with one, ``held_out`` is empty and parity is in-sample."""
     from mfsbench.export.stages import face_crops_per_photo, frame_stage_inputs
     from mfsbench.faces.detectors import read_image
 
-    per_photo = face_crops_per_photo(spec, size, [read_image(path) for path in paths])
-    samples = frame_stage_inputs(spec, size, [crop for crops in per_photo for crop in crops])
-    if not samples:
+    per_photo = [c for c in face_crops_per_photo(spec, size, [read_image(path) for path in paths]) if c]
+    if not per_photo:
         raise BadInputError("no face found in the --calibration photos; pass photos with visible faces")
-    return samples
+    if len(per_photo) == 1:
+        return frame_stage_inputs(spec, size, per_photo[0]), []
+    flat = [[crop for crops in groups for crop in crops] for groups in (per_photo[0::2], per_photo[1::2])]
+    return frame_stage_inputs(spec, size, flat[0]), frame_stage_inputs(spec, size, flat[1])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     size = args.size or spec.native_size
     spec.check_size(size)
     shapes = spec.stage(args.stage).input_shapes(size)
-    calibration = None
+    calibration, held_out = None, None
     if args.precision == "int8":
         if not args.calibration:
             raise BadInputError("int8 needs --calibration IMG ... (face photos) to calibrate activations")
@@ -77,11 +84,11 @@ def run(args: argparse.Namespace) -> int:
             raise BadInputError(
                 f"int8 calibration from photos needs a one-input stage; {args.stage} has {len(shapes)}"
             )
-        calibration = _calibration(spec, args.calibration, size)
+        calibration, held_out = _calibration(spec, args.calibration, size)
     out = writable_dir(args.out)
     record = export_record(
         spec.name, args.stage, size, exporter=exporter, precision=args.precision, out=out,
-        calibration=calibration,
+        calibration=calibration, held_out=held_out,
     )
     append_records(out / "records.jsonl", stamp([record], new_run_id()))
     if record.status == "error":
@@ -105,8 +112,14 @@ def export_record(
     precision: str,
     out: Path,
     calibration: list[tuple[Any, ...]] | None = None,
+    held_out: list[tuple[Any, ...]] | None = None,
 ) -> Record:
-    """Export, check parity and describe both in one record (status ``error`` on any failure)."""
+    """Export, check parity and describe both in one record (status ``error`` on any failure).
+
+    int8 parity runs on ``held_out`` face crops (photos the calibration never saw) when there are
+    any, else on the calibration crops, and the record says which (``parity_inputs``); it never
+    mixes in noise inputs, whose error says nothing about faces.
+    """
     import torch
 
     from mfsbench.export.parity import TOLERANCES, check_parity
@@ -122,7 +135,7 @@ def export_record(
         mode="video" if stage == "frame" else None,
         input_shapes={k: list(v) for k, v in shapes.items()},
         info={"format": exporter.name, "precision": precision, "size": size,
-              "weights": "random init (seeded)", "tolerance": list(TOLERANCES[precision])},
+              "weights": f"random, seed {SEED}", "tolerance": list(TOLERANCES[precision])},
     )
     started = time.perf_counter()
     try:
@@ -134,7 +147,15 @@ def export_record(
             calibration=calibration, stem=stem,
         )
         export_s = time.perf_counter() - started
-        samples = [example, random_inputs(shapes.values(), seed=1), *(calibration or [])]
+        if precision == "int8":
+            samples = list(held_out or calibration or [])
+            record.info["parity_inputs"] = (f"held out: {len(samples)} face crop(s) from photos not used "
+                                            "for calibration" if held_out else
+                                            f"in-sample: the {len(samples)} calibration crop(s) (one photo "
+                                            "with faces; pass two or more for a held-out check)")
+        else:
+            samples = [example, random_inputs(shapes.values(), seed=1)]
+            record.info["parity_inputs"] = "the example input and one seeded uniform random input"
         parity = check_parity(module, artifact, samples)
     except MfsbenchError as exc:
         if isinstance(exc, BadInputError):
