@@ -10,7 +10,8 @@ installed:
 
 Only the image files are extracted; the archives are deleted. Cache: ``~/.cache/mfsbench/face-assets``
 or ``$MFSBENCH_ASSET_CACHE``. When the index cannot be reached, the fixture **skips** with the pip
-error rather than passing on fake data.
+error rather than passing on fake data, except under ``make test`` and CI (``MFSBENCH_REQUIRE_FACE_ASSETS=1``
+or ``CI`` set), where a missing photo **fails**: a suite whose face tests all skipped must not pass.
 
 Use from a test module with ``from tests.face_assets import face_photos_fixture  # noqa: F401``;
 pytest then provides it to any test taking a ``face_photos`` argument.
@@ -18,6 +19,7 @@ pytest then provides it to any test taking a ``face_photos`` argument.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -29,11 +31,24 @@ from mfsbench.quality.face_photos import FacePhoto, cache_dir, fetch_face_photos
 @pytest.fixture(scope="session", name="face_photos")
 def face_photos_fixture() -> dict[str, FacePhoto]:
     """Name → :class:`FacePhoto`; skips (with the reason) when the photos cannot be fetched."""
-    pytest.importorskip("cv2", reason="the face photos are read with OpenCV (opencv-python-headless<5)")
+    return load_face_photos()
+
+
+def load_face_photos(required: bool | None = None) -> dict[str, FacePhoto]:
+    """The photos, or a skip — a failure when ``required`` (default: under make test or CI)."""
+    if required is None:
+        required = bool(os.environ.get("MFSBENCH_REQUIRE_FACE_ASSETS") or os.environ.get("CI"))
+    if required:
+        import cv2  # noqa: F401 - make test installs every extra: a missing OpenCV is a failure there
+    else:
+        pytest.importorskip("cv2", reason="the face photos are read with OpenCV (opencv-python-headless<5)")
     try:
         return fetch_face_photos()
     except (RuntimeError, OSError) as exc:
-        pytest.skip(f"real face photos unavailable (needs the package index once): {exc}")
+        message = f"real face photos unavailable (needs the package index once): {exc}"
+        if required:
+            pytest.fail(message + " — required under make test / CI (MFSBENCH_REQUIRE_FACE_ASSETS)")
+        pytest.skip(message)
 
 
 def make_video(photo: Path, out: Path, seconds: float = 2.0, fps: int = 25,
