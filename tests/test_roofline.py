@@ -107,6 +107,28 @@ def test_a_kernel_too_slow_for_max_seconds_is_probed_not_timed() -> None:
     assert peaks.candidates[0].macs_per_s is None
 
 
+def test_a_kernel_slow_only_at_small_sizes_is_still_timed_at_full_size() -> None:
+    """A 2-thread GEMM on a busy machine: dreadful at 256³ (thread sync per call), fine at 512³ and up."""
+    clock = FakeClock()
+    sizes: list[int] = []
+
+    def build(n: int, threads: int) -> BuiltKernel:
+        sizes.append(n)
+        seconds_per_gmac = 3.0 if n <= 256 else 0.05
+
+        def run() -> None:
+            clock.now += n**3 / 1e9 * seconds_per_gmac
+
+        return BuiltKernel(run, n**3, "f32", "fake busy gemm")
+
+    peaks = measure_peaks(1, ("fp32",), 2.0, n=2048, kernels=[Kernel("busy", "fp32", build)],
+                          isa=AVX2_ONLY, clock=clock)
+    # 256³ takes 50 ms: ≈26 s a run at 2048³ misses the budget, but 512³ (≈0.4 s) is cheap to try
+    # and says ≈0.43 s a run at full size
+    assert sizes == [256, 512, 2048]
+    assert peaks["fp32"].macs_per_s == pytest.approx(2e10) and peaks["fp32"].n == 2048
+
+
 def test_int8_peak_is_only_labelled_int8_when_the_kernel_read_back_integers() -> None:
     clock = FakeClock()
     liar = fake_kernel(clock, "asked int8, ran f32", "int8", 0.1, executed="f32")

@@ -408,25 +408,39 @@ def _isa_gate(precision: str, isa: Collection[str] | None) -> tuple[str | None, 
 def _time_kernel(kernel: Kernel, *, n: int, threads: int, repeats: int, warmup: int,
                  min_seconds: float, max_seconds: float, max_runs: int | None, probe_n: int,
                  clock: Callable[[], float]) -> tuple[KernelTiming, str]:
-    """Time one kernel; returns its timing and the build's detail line."""
-    if n > probe_n:
-        small = kernel.build(probe_n, threads)
+    """Time one kernel; returns its timing and the build's detail line.
+
+    A kernel is first tried at ``probe_n``, doubling while the full-size estimate misses the
+    budget and the next try is cheap (≤ a quarter of one run's share of ``max_seconds``). A
+    small product says little about a large one on a busy machine: a 2-thread GEMM at 256³ pays
+    its thread synchronisation on every call. It is timed at full size once
+    ``warmup + repeats`` runs are estimated to fit ``max_seconds``; otherwise it is listed as
+    not timed, with the rate measured at the largest size tried.
+    """
+    per_run = max_seconds / (warmup + repeats)
+    size = min(probe_n, n)
+    while size < n:
+        small = kernel.build(size, threads)
         try:
-            small.run()
+            small.run()  # warm-up: first-call costs are not the kernel's rate
             t0 = clock()
             small.run()
             probe_s = max(clock() - t0, 1e-9)
         finally:
             small.close()
-        estimate = probe_s * (n / probe_n) ** 3
-        if estimate * (warmup + repeats) > max_seconds:
+        estimate = probe_s * (n / size) ** 3
+        if estimate * (warmup + repeats) <= max_seconds:
+            break
+        following = min(2 * size, n)
+        if probe_s * (following / size) ** 3 > per_run / 4:
             rate = small.macs / probe_s
             return KernelTiming(
-                kernel.name, kernel.precision, small.executed_precision, None, probe_n, 1, probe_s,
-                note=(f"{rate / 1e9:.3g} GMAC/s at {probe_n}³: about {estimate:.1f} s a run at {n}³, so "
+                kernel.name, kernel.precision, small.executed_precision, None, size, 1, probe_s,
+                note=(f"{rate / 1e9:.3g} GMAC/s at {size}³: about {estimate:.1f} s a run at {n}³, so "
                       f"{warmup} warm-up + {repeats} runs do not fit max_seconds={max_seconds:g}; "
                       "not timed at full size"),
             ), small.detail
+        size = following
     built = kernel.build(n, threads)
     try:
         if precision_family(built.executed_precision) != kernel.precision:
