@@ -56,6 +56,7 @@ def mfs_no_weight_prediction() -> ModelSpec:
         "mfs_no_weight_prediction",
         "without weight prediction",
         ("predict_depthwise", False),
+        # Backed by: derived in tests/test_counts_derived.py (student − WeightPrediction); no paper figure.
         ExpectedCounts(53_554_562, 496_462, 7_524_145_280, 333_243_904),
     )
 
@@ -66,6 +67,7 @@ def mfs_adain() -> ModelSpec:
         "mfs_adain",
         "AdaIN instead of weight modulation",
         ("pointwise", "adain"),
+        # Backed by: derived in tests/test_counts_derived.py (student − Mod2Weight + AdaIN); no paper figure.
         ExpectedCounts(72_957_052, 499_406, 7_743_854_080, 333_243_904),
     )
 
@@ -76,6 +78,7 @@ def mfs_no_modulation() -> ModelSpec:
         "mfs_no_modulation",
         "without weight modulation",
         ("pointwise", "static"),
+        # Backed by: derived in tests/test_counts_derived.py (FLOPs skip the unused fc+BN1d, params keep it).
         ExpectedCounts(71_446_780, 496_462, 7_729_499_136, 333_243_904),
     )
 
@@ -86,6 +89,7 @@ def mfs_no_fusion() -> ModelSpec:
         "mfs_no_fusion",
         "without the fusion mask",
         ("fusion_mask", False),
+        # Backed by: derived in tests/test_counts_derived.py (student minus the mask head); no paper figure.
         ExpectedCounts(72_808_127, 412_253, 7_743_314_944, 285_100_032),
     )
 
@@ -96,5 +100,6 @@ def mfs_autoencoder() -> ModelSpec:
         "mfs_autoencoder",
         "autoencoder instead of U-Net",
         ("skips", False),
+        # Backed by: derived in tests/test_counts_derived.py (decoder widths without skips); no paper figure.
         ExpectedCounts(67_925_503, 449_422, 7_701_593_408, 237_909_504),
     )

@@ -61,6 +61,7 @@ def deepfakes_64() -> ModelSpec:
             id_retrieval=81.96,
             pose_error=4.14,
         ),
+        # Backed by: paper Table 1 (82.1M / 1.90G) and spec §5; derived in tests/test_counts_derived.py.
         expected=ExpectedCounts(
             identity_params=None,
             frame_params=82_062_470,
@@ -115,6 +116,7 @@ def fsgan_256() -> ModelSpec:
             id_retrieval=57.34,
             pose_error=3.81,
         ),
+        # Backed by: derived in tests/test_counts_derived.py (spec §4); not the paper's figures.
         expected=ExpectedCounts(
             identity_params=None,
             frame_params=224_304_777,
@@ -186,6 +188,7 @@ def simswap_224() -> ModelSpec:
             id_retrieval=92.83,
             pose_error=1.53,
         ),
+        # Backed by: paper Table 1 (107M / 55.7G, 45.6M / 48.2G); derived in tests/test_counts_derived.py.
         expected=ExpectedCounts(
             identity_params=61_648_831,
             frame_params=45_614_595,
@@ -251,6 +254,7 @@ def faceshifter_256() -> ModelSpec:
         description="FaceShifter two-stage pipeline (IR-SE-50 + AEI-Net + HEAR-Net), re-implemented "
         "from the paper; no official code exists",
         reference=FACESHIFTER_REFERENCE,
+        # Backed by: derived in tests/test_counts_derived.py (spec §3 AEI + HEAR-Net); not the paper's.
         expected=ExpectedCounts(
             identity_params=58_306_368,
             frame_params=412_667_672,
@@ -288,6 +292,7 @@ def faceshifter_aei_256() -> ModelSpec:
         description="FaceShifter's first stage (IR-SE-50 + AEI-Net), the configuration Table 1 most "
         "plausibly counts; re-implemented from the paper",
         reference=FACESHIFTER_REFERENCE,
+        # Backed by: derived in tests/test_counts_derived.py (spec §3.2 352.18M / 73.40G); not the paper's.
         expected=ExpectedCounts(
             identity_params=58_306_368,
             frame_params=337_700_693,

@@ -54,6 +54,7 @@ def arcface_irse101() -> ModelSpec:
         description="ArcFace IR-SE-101 (foamliu InsightFace-v2), the id network of SimSwap and "
         "MobileFaceSwap; its fc layer fixes the input at 112×112",
         reference=PaperReference("Id Network", 112, 52.2, 7.52, None, None),
+        # Backed by: paper Table 1 (52.2M / 7.52G) and the spec; derived in tests/test_counts_derived.py.
         expected=ExpectedCounts(52_193_215, None, 7_523_177_088, None),
     )
 
@@ -71,6 +72,7 @@ def _student(name: str, size: int, reference: PaperReference, extra_notes: tuple
         description="MobileFaceSwap student (IIN + IDN + weak semantic fusion mask), ported from the "
         "official Paddle release",
         reference=reference,
+        # Backed by: paper Table 1 (72.8M, 0.50M / 0.33G, 0.44G); derived in tests/test_counts_derived.py.
         expected=ExpectedCounts(
             72_808_127, 496_462, 7_743_314_944, 333_243_904 if size == 224 else 435_257_344
         ),

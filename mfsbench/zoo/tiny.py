@@ -30,6 +30,7 @@ def test_mobilefaceswap() -> ModelSpec:
         stages=(STUDENT_IDENTITY, STUDENT_FRAME),
         builder=Builder("mfsbench.models.tiny:build_tiny_student"),
         description="the MobileFaceSwap pipeline at toy widths, for seconds-long tests",
+        # Backed by: regression baseline only (toy widths, no paper or spec figure).
         expected=ExpectedCounts(55_445, 2_996, 4_776_276, 1_816_960),
         image_params="identity_stage",
     )
@@ -47,5 +48,6 @@ def test_frame_only() -> ModelSpec:
         stages=(StageSpec("frame", (InputSpec("target", 3),), "conv autoencoder"),),
         builder=Builder("mfsbench.models.tiny:TinyFrameNet"),
         description="a one-stage network without identity input, for seconds-long tests",
+        # Backed by: regression baseline only (toy network, no paper or spec figure).
         expected=ExpectedCounts(None, 459, None, 319_488),
     )
