@@ -256,6 +256,46 @@ def test_cosface_evaluator_on_a_real_photo(
     np.testing.assert_allclose(embedding, halves / np.linalg.norm(halves), rtol=1e-5, atol=1e-6)
 
 
+def test_cosface_without_flip_concat_embeds_the_crop_alone(
+    weights_dir: Path, faces: dict[str, tuple[np.ndarray, Face]]
+) -> None:
+    """The card's id_flip_concat reaches CosFace: off, the embedding is the crop's 512-d feature."""
+    image, face = faces["obama"]
+    evs = build_evaluators("official", cosface=weights_dir / "ACC99.28.pth", flip_concat=False)
+    assert evs.identity is not None and evs.identity.flip_concat is False
+    single = CosFaceIdentity.preprocess(image, face, flip_concat=False)
+    assert single.shape == (1, 3, 112, 96)
+    embedding = evs.identity.embed(image, face)
+    assert embedding.shape == (512,)
+    with torch.inference_mode():
+        feature = evs.identity.model(torch.from_numpy(single)).numpy().reshape(-1)
+    np.testing.assert_allclose(embedding, feature / np.linalg.norm(feature), rtol=1e-5, atol=1e-6)
+    flipped = build_evaluators("official", cosface=weights_dir / "ACC99.28.pth").identity
+    assert flipped is not None and flipped.embed(image, face).shape == (1024,)
+
+
+def test_fid_crop_size_comes_from_the_card(weights_dir: Path,
+                                          faces: dict[str, tuple[np.ndarray, Face]]) -> None:
+    """fid_crop_size is read: the evaluator crops at the card's size, and its features change with it."""
+    from mfsbench.quality.card import check_card, evaluator_key
+    from mfsbench.quality.protocol import load_protocol
+
+    inception = weights_dir / "pt_inception-2015-12-05-6726825d.pth"
+    small = build_evaluators("official", inception=inception, fid_crop_size=128).features
+    default = build_evaluators("official", inception=inception).features
+    assert small is not None and default is not None
+    assert (small.crop_size, default.crop_size) == (128, 256)
+    a, b = small.features(*faces["obama"]), default.features(*faces["obama"])
+    assert not np.allclose(a, b)  # the numbers move with the setting
+    assert evaluator_key(small) != evaluator_key(default)  # and so does the store key
+    card_256, card_128 = load_protocol(), load_protocol(fid_crop_size=128)
+    assert card_256.fingerprint() != card_128.fingerprint()
+    evs = build_evaluators("official", inception=inception, fid_crop_size=128)
+    check_card(card_128, evs)
+    with pytest.raises(BadInputError, match="fid_crop_size is 256 but the evaluator uses 128"):
+        check_card(card_256, evs)
+
+
 def test_hopenet_evaluator_on_a_real_photo(
     weights_dir: Path, faces: dict[str, tuple[np.ndarray, Face]]
 ) -> None:
@@ -381,8 +421,8 @@ def test_offline_identity_puts_the_same_person_closer(
 ) -> None:
     assert offline.identity is not None
     emb = {name: offline.identity.embed(*faces[name]) for name in (*OBAMAS, *OTHERS)}
-    for vector in emb.values():
-        assert vector.shape == (128,) and vector.dtype == np.float32
+    for vector in emb.values():  # id_flip_concat (on in ffpp_v1): descriptor of the chip and of its mirror
+        assert vector.shape == (256,) and vector.dtype == np.float32
         assert float(np.linalg.norm(vector)) == pytest.approx(1.0, abs=1e-5)
     same = [float(emb[a] @ emb[b]) for i, a in enumerate(OBAMAS) for b in OBAMAS[i + 1:]]
     names = (*OBAMAS, *OTHERS)
@@ -396,9 +436,25 @@ def test_offline_identity_puts_the_same_person_closer(
     top1, _ = id_retrieval(np.stack([emb["obama2"], emb["obama3"]]), gallery, np.array([0, 0]))
     assert top1.all()
     features = offline.features.features(*faces["obama"])  # type: ignore[union-attr]
-    assert features.shape == (128,) and features.dtype == np.float64
-    np.testing.assert_allclose(features, emb["obama"], rtol=1e-6)  # the same descriptor, memoised or not
+    assert features.shape == (128,) and features.dtype == np.float64  # fd_dlib128: the plain descriptor
+    plain = offline.identity.descriptor(*faces["obama"])  # type: ignore[attr-defined]
+    np.testing.assert_allclose(features, plain, rtol=1e-6)  # the same descriptor, memoised or not
     np.testing.assert_array_equal(offline.identity.embed(*faces["obama"]), emb["obama"])
+    # the first half of the flip-concat embedding is the plain descriptor, rescaled; the mirror differs
+    half = emb["obama"][:128].astype(np.float64)
+    np.testing.assert_allclose(half / np.linalg.norm(half), plain, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(emb["obama"][128:], emb["obama"][:128], atol=1e-3)
+
+
+def test_id_flip_concat_changes_the_offline_embedding(faces: dict[str, tuple[np.ndarray, Face]]) -> None:
+    """The card's id_flip_concat is read: off, the embedding is the 128-d descriptor alone."""
+    pytest.importorskip("dlib", reason="offline evaluators need dlib-bin")
+    on = build_evaluators("offline", flip_concat=True).identity
+    off = build_evaluators("offline", flip_concat=False).identity
+    assert on is not None and off is not None
+    a, b = on.embed(*faces["obama"]), off.embed(*faces["obama"])
+    assert a.shape == (256,) and b.shape == (128,)
+    assert float(np.linalg.norm(b)) == pytest.approx(1.0, abs=1e-5)
 
 
 def test_offline_pose_mirrors_yaw_and_is_small_for_a_frontal_face(

@@ -135,19 +135,21 @@ def run_quality(root: Path | str, cache: Path | str, shard: str = "0/1") -> None
 
     Also the entry point of the subprocess that the resume test kills.
     """
+    from mfsbench.quality.card import card_for
     from mfsbench.quality.evaluators import build_evaluators
     from mfsbench.quality.ffpp import FFppTree
     from mfsbench.quality.protocol import load_protocol
     from mfsbench.quality.runner import QualityRunner, calibration_rows, zoo_row
 
     root = Path(root)
-    protocol = load_protocol("ffpp_v1", frames_per_video=FRAMES)
+    evaluators = build_evaluators("offline")
+    protocol = card_for(load_protocol("ffpp_v1", frames_per_video=FRAMES), evaluators)  # as the CLI does
     tree = FFppTree(root, root / "splits", protocol.compression)
     student = zoo_row("mobilefaceswap_224", "image", "random-weights:0", checkpoints=[], seed=0)
     rows = [*calibration_rows(), student]
     with QualityStore(cache) as store:
         QualityRunner(protocol=protocol, tree=tree, store=store, rows=rows,
-                      evaluators=build_evaluators("offline"), subset="all", shard=parse_shard(shard),
+                      evaluators=evaluators, subset="all", shard=parse_shard(shard),
                       progress=False).run()
 
 
@@ -161,8 +163,8 @@ def numbers(cache: Path) -> tuple[list[tuple], dict[str, int]]:
         _, rows = collect(store, fingerprint, evalset)
         counts = store.counts()
     counts.pop("timings")  # which row of a pair pays the shared decode depends on where a run stopped
-    table = [(r.key, r.frames_ok, r.frames_skipped, r.id_top1_pct, r.id_cos, r.pose_err, r.fd, r.fd_n)
-             for r in rows]
+    table = [(r.key, r.frames_ok, r.frames_skipped, r.id_top1_pct, r.id_top1_grouped_pct,
+              r.target_retrieval_pct, r.id_cos, r.pose_err, r.fd, r.fd_n) for r in rows]
     return table, counts
 
 
@@ -262,7 +264,11 @@ def test_report_renders_from_the_store_alone(merged: Path, tmp_path: Path) -> No
     assert header.fingerprint in md and "random-weights:0" in md and "95.98" in md
     by_key = {r.key: r for r in rows}
     assert by_key["identity_oracle"].id_top1_pct == 100.0
-    assert by_key["target_copy"].pose_err == 0.0
+    floor = by_key["target_copy"]  # the JPEG re-encoded target: returns the target, with estimator noise
+    assert floor.target_retrieval_pct == 100.0 and floor.id_top1_pct == 0.0
+    assert floor.pose_err is not None and 0.0 < floor.pose_err < by_key["identity_oracle"].pose_err
+    assert floor.fd is not None and floor.fd > 0.0
+    assert "retrieval floor" in md and "target retrieved %" in md
     csv_lines = written[1].read_text().splitlines()
     assert len(csv_lines) == 1 + len(rows)
     records = to_records(header, rows)

@@ -31,7 +31,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compression", default=None, help="raw|c23|c40 (default: the protocol's, c23)")
     parser.add_argument("--protocol", default="ffpp_v1", help="protocol name or TOML file (default ffpp_v1)")
     parser.add_argument("--models", nargs="*", default=[],
-                        help="zoo models with a swap pipeline (identity_oracle and target_copy always run)")
+                        help="zoo models with a swap pipeline; the calibration rows always run: "
+                             "identity_oracle (source video's face pasted in: near-duplicate ceiling) "
+                             "and target_copy (target re-encoded as JPEG: the retrieval floor, returns "
+                             "the target)")
     parser.add_argument("--methods", default=None,
                         help="FF++ methods read from manipulated_sequences, comma-separated "
                              "(default: every method present; 'none' for none)")
@@ -39,7 +42,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="inject the source once per target video (default: image mode, once per frame)")
     parser.add_argument("--evaluators", choices=("official", "offline"), default="official",
                         help="official (CosFace, Hopenet, Inception; user-supplied weights) or offline "
-                             "(registry-installed recogniser and landmark pose; own column names)")
+                             "(registry-installed recogniser and landmark pose; own column names, and "
+                             "the card's evaluator fields rewritten to them: another fingerprint)")
+    parser.add_argument("--identity-groups", default=None, metavar="FILE",
+                        help="JSON list of lists of video ids showing one person, for identity-grouped "
+                             "top-1 (protocol setting identity_groups; default: the protocol's, none)")
     parser.add_argument("--cosface-weights", help="CosFace sphere20 state dict (ID retrieval)")
     parser.add_argument("--hopenet-weights", help="hopenet_robust_alpha1 state dict (pose)")
     parser.add_argument("--inception-weights", help="pt_inception-2015-12-05 state dict (FID)")
@@ -209,9 +216,16 @@ def run(args: argparse.Namespace) -> int:
     from mfsbench.cli.common import writable_dir
     from mfsbench.quality.protocol import load_protocol
 
-    overrides = {k: v for k, v in (("compression", args.compression), ("subset", args.subset)) if v}
+    overrides = {k: v for k, v in (("compression", args.compression), ("subset", args.subset),
+                                   ("identity_groups", args.identity_groups)) if v}
     if args.protocol_card:
-        print(load_protocol(args.protocol, **overrides).card())
+        protocol = load_protocol(args.protocol, **overrides)
+        if args.evaluators == "offline":  # the card an offline run would head its report with
+            from mfsbench.quality.card import card_for
+            from mfsbench.quality.evaluators import build_evaluators
+
+            protocol = card_for(protocol, build_evaluators("offline", flip_concat=protocol.id_flip_concat))
+        print(protocol.card())
         return 0
     out = writable_dir(args.out)
     if args.merge:
@@ -226,12 +240,36 @@ def run(args: argparse.Namespace) -> int:
     return _evaluate(args, out, root, load_protocol(args.protocol, **overrides))
 
 
+def pipeline_record(summary: Any, cache: Path, shard: tuple[int, int]) -> Any:
+    """The evaluation pipeline's cost, every figure over this invocation's own work only.
+
+    ``seconds`` is this run's wall time, ``fps`` its evaluated frames over it, and the stage seconds
+    and ``outside_inference_share`` sum the work items this run wrote (items found in the cache,
+    from earlier runs, are in none of them).
+    """
+    from mfsbench.quality.runner import outside_share
+    from mfsbench.records import Record
+
+    metrics = {f"{stage}_s": s for stage, (s, _) in summary.timings.items()}
+    metrics["seconds"] = summary.seconds
+    metrics["fps"] = summary.frames_evaluated / max(summary.seconds, 1e-9)
+    share = outside_share(summary.timings)
+    if share is not None:
+        metrics["outside_inference_share"] = share
+    return Record(command="quality", model="pipeline", stage="all", metrics=metrics,
+                  info={"cache": str(cache), "shard": list(shard),
+                        "frames_evaluated": summary.frames_evaluated, "items_run": summary.items_run,
+                        "items_cached": summary.items_cached,
+                        "scope": "this invocation only: its wall time, its evaluated frames and the stage "
+                                 "seconds of the work items it wrote (cached items excluded)"})
+
+
 def _evaluate(args: argparse.Namespace, out: Path, root: Path, protocol: Any) -> int:
+    from mfsbench.quality.card import card_for
     from mfsbench.quality.evaluators import build_evaluators
     from mfsbench.quality.ffpp import FFppTree
-    from mfsbench.quality.runner import QualityRunner, evalset_key, outside_share, parse_shard
+    from mfsbench.quality.runner import QualityRunner, evalset_key, parse_shard
     from mfsbench.quality.store import QualityStore
-    from mfsbench.records import Record
 
     shard = parse_shard(args.shard)
     tree = FFppTree(root, Path(args.splits_dir), protocol.compression)
@@ -241,7 +279,10 @@ def _evaluate(args: argparse.Namespace, out: Path, root: Path, protocol: Any) ->
         detail = "; ".join(problems) if problems else f"no pairs in subset {protocol.subset}"
         raise BadInputError(f"nothing to evaluate under {root}: {detail}")
     rows = _rows(args, tree, protocol.compression)
-    evaluators = build_evaluators(args.evaluators, **_evaluator_paths(args))
+    evaluators = build_evaluators(args.evaluators, **_evaluator_paths(args),
+                                  flip_concat=protocol.id_flip_concat, fid_crop_size=protocol.fid_crop_size)
+    if args.evaluators == "offline":  # the card names what runs: never the official fingerprint
+        protocol = card_for(protocol, evaluators)
     if evaluators.identity is None and evaluators.pose is None and evaluators.features is None:
         reasons = "; ".join(evaluators.disabled.values())
         raise BadInputError(f"every metric is disabled ({reasons}); pass the evaluator weights or "
@@ -258,17 +299,6 @@ def _evaluate(args: argparse.Namespace, out: Path, root: Path, protocol: Any) ->
         summary = runner.run()
         print(f"{summary.items_run} work item(s) evaluated, {summary.items_cached} from the cache "
               f"({cache}), {summary.frames_evaluated} frame(s) in {summary.seconds:.1f} s", file=sys.stderr)
-        extra = []
-        if summary.items_run:
-            timings = store.timings(fingerprint)
-            share = outside_share(timings)
-            metrics = {f"{stage}_s": s for stage, (s, _) in timings.items()}
-            metrics["fps"] = summary.frames_evaluated / max(summary.seconds, 1e-9)
-            if share is not None:
-                metrics["outside_inference_share"] = share
-            extra.append(Record(command="quality", model="pipeline", stage="all",
-                                metrics=metrics, info={"cache": str(cache), "shard": list(shard),
-                                                       "frames_evaluated": summary.frames_evaluated,
-                                                       "note": "stage seconds summed over the whole cache"}))
+        extra = [pipeline_record(summary, cache, shard)] if summary.items_run else []
         stem = "table2_quality" if shard == (0, 1) else f"table2_quality_shard-{shard[0]}-of-{shard[1]}"
         return _render(store, out, fingerprint, evalset, stem=stem, extra=extra)

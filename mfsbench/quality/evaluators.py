@@ -96,12 +96,15 @@ class CosFaceIdentity:
     Alignment: similarity transform of the five landmarks onto the 96×112 CASIA/CosFace reference
     points (``mfsbench.faces.align``, method ``cosface``). Input RGB scaled to [−1, 1]. The embedding
     is the 512-d feature of the crop concatenated with that of its horizontal mirror (1024-d, as in
-    ``lfw_eval.extractDeepFeature`` and the CASIA evaluation code), then L2-normalised.
+    ``lfw_eval.extractDeepFeature`` and the CASIA evaluation code), then L2-normalised; with
+    ``flip_concat=False`` (card ``id_flip_concat = false``) it is the crop's 512-d feature alone.
     """
 
     name = "cosface_sphere20"
+    align = "cosface_112x96"
 
-    def __init__(self, weights: str | os.PathLike[str]) -> None:
+    def __init__(self, weights: str | os.PathLike[str], flip_concat: bool = True) -> None:
+        self.flip_concat = bool(flip_concat)
         from mfsbench.checkpoints.formats import load_cosface
         from mfsbench.evalnets.cosface import SphereFace20
 
@@ -110,18 +113,19 @@ class CosFaceIdentity:
         self.weights_sha256: str | None = self.checkpoint.sha256
 
     @staticmethod
-    def preprocess(image_bgr: np.ndarray, face: Face) -> np.ndarray:
-        """``(2, 3, 112, 96)`` float32: the aligned crop and its mirror, RGB in [−1, 1]."""
+    def preprocess(image_bgr: np.ndarray, face: Face, flip_concat: bool = True) -> np.ndarray:
+        """``(2, 3, 112, 96)`` float32: the aligned crop and its mirror (only the crop without
+        ``flip_concat``: ``(1, 3, 112, 96)``), RGB in [−1, 1]."""
         crop, _ = align(check_image(image_bgr), face.landmarks5, "cosface", COSFACE_HEIGHT)
         rgb = crop[:, :, ::-1].astype(np.float32) / 255.0
-        pair = np.stack([rgb, rgb[:, ::-1]])
+        pair = np.stack([rgb, rgb[:, ::-1]] if flip_concat else [rgb])
         return np.ascontiguousarray(((pair - 0.5) / 0.5).transpose(0, 3, 1, 2))
 
     def embed(self, image_bgr: np.ndarray, face: Face) -> np.ndarray:
         torch = _torch()
         with torch.inference_mode():
-            feats = self.model(torch.from_numpy(self.preprocess(image_bgr, face))).numpy()
-        vector = feats.reshape(-1).astype(np.float64)  # [feature(img), feature(flip)] → 1024
+            feats = self.model(torch.from_numpy(self.preprocess(image_bgr, face, self.flip_concat))).numpy()
+        vector = feats.reshape(-1).astype(np.float64)  # [feature(img), feature(flip)] → 1024, or 512
         return (vector / max(float(np.linalg.norm(vector)), 1e-12)).astype(np.float32)
 
 
@@ -191,8 +195,12 @@ def _weights(path: str | os.PathLike[str] | None, flag: str) -> Path | None:
 
 def build_evaluators(kind: EvaluatorKind, *, cosface: str | os.PathLike[str] | None = None,
                      hopenet: str | os.PathLike[str] | None = None,
-                     inception: str | os.PathLike[str] | None = None) -> EvaluatorSet:
+                     inception: str | os.PathLike[str] | None = None, flip_concat: bool = True,
+                     fid_crop_size: int | None = None) -> EvaluatorSet:
     """The evaluators of ``kind``; every file is loaded strictly and its sha256 recorded.
+
+    ``flip_concat`` and ``fid_crop_size`` are the protocol card's ``id_flip_concat`` and
+    ``fid_crop_size`` (the runner checks that the set it is given matches its card).
 
     ``official`` needs the user's CosFace (``ACC99.28.pth``), Hopenet (``hopenet_robust_alpha1.pkl``)
     and pytorch-fid Inception (``pt_inception-2015-12-05-6726825d.pth``) files; each one not given
@@ -213,11 +221,11 @@ def build_evaluators(kind: EvaluatorKind, *, cosface: str | os.PathLike[str] | N
     if inception_file is not None:
         from mfsbench.quality.fid import FidInceptionEvaluator
 
-        features = FidInceptionEvaluator(inception_file)
+        features = FidInceptionEvaluator(inception_file, crop_size=fid_crop_size)
     if kind == "offline":
         from mfsbench.quality.offline import DlibFeatures, DlibResnetIdentity, LandmarkPnpPose
 
-        identity = DlibResnetIdentity()
+        identity = DlibResnetIdentity(flip_concat=flip_concat)
         return EvaluatorSet(identity, LandmarkPnpPose(), features or DlibFeatures(identity), {})
     disabled: dict[str, str] = {}
     if cosface_file is None:
@@ -230,7 +238,7 @@ def build_evaluators(kind: EvaluatorKind, *, cosface: str | os.PathLike[str] | N
         disabled["features"] = ("fid: no --inception-weights given (pt_inception-2015-12-05-6726825d.pth, "
                                 "user-supplied); FID not computed")
     return EvaluatorSet(
-        identity=CosFaceIdentity(cosface_file) if cosface_file is not None else None,
+        identity=CosFaceIdentity(cosface_file, flip_concat) if cosface_file is not None else None,
         pose=HopenetPose(hopenet_file) if hopenet_file is not None else None,
         features=features,
         disabled=disabled,

@@ -105,18 +105,22 @@ def fid_face_crop(image_bgr: np.ndarray, face: Face, size: int = FID_CROP_SIZE) 
 
 
 class FidInceptionEvaluator:
-    """Official FID features: pytorch-fid InceptionV3 pool3 (2048-d) of the 256×256 aligned face crop.
+    """Official FID features: pytorch-fid InceptionV3 pool3 (2048-d) of the aligned face crop.
 
-    The crop is :func:`fid_face_crop` (ArcFace template, similarity fit, 256 px) taken with the
+    The crop is :func:`fid_face_crop` (ArcFace template, similarity fit, ``crop_size`` px: the card's
+    ``fid_crop_size``, 256 in ``ffpp_v1``) taken with the
     *target's* landmarks for both swapped and target frames, so the two sets differ only in pixels.
     Inside the network the crop is resized to 299×299 bilinearly, as pytorch-fid does.
     """
 
     name = "fid_inception_pool3"
+    default_crop_size = FID_CROP_SIZE
 
-    def __init__(self, weights: str | Path) -> None:
+    def __init__(self, weights: str | Path, crop_size: int | None = None) -> None:
+        """``crop_size``: the protocol card's ``fid_crop_size`` (default 256)."""
         import torch
 
+        self.crop_size = int(crop_size or FID_CROP_SIZE)
         from mfsbench.evalnets.inception import load_fid_inception
 
         self._torch = torch
@@ -134,7 +138,7 @@ class FidInceptionEvaluator:
 
     def features(self, image_bgr: np.ndarray, face: Face) -> np.ndarray:
         """``(2048,)`` float64 pool3 features of ``face`` in ``image_bgr``."""
-        return self.features_batch([fid_face_crop(image_bgr, face)])[0]
+        return self.features_batch([fid_face_crop(image_bgr, face, self.crop_size)])[0]
 
 
 __all__ = [

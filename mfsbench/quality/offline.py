@@ -107,48 +107,82 @@ def landmarks68(image_bgr: np.ndarray, face: Face) -> np.ndarray:
 
 
 class DlibResnetIdentity:
-    """Identity evaluator ``dlib_resnet128``: dlib's 128-d ResNet descriptor, L2-normalised."""
+    """Identity evaluator ``dlib_resnet128``: dlib's 128-d ResNet descriptor, L2-normalised.
+
+    With ``flip_concat`` (the card's ``id_flip_concat``, on in ``ffpp_v1``) the embedding is the
+    descriptor of the chip concatenated with that of its horizontal mirror (256-d), the same rule
+    the card prescribes for CosFace, then L2-normalised.
+    """
 
     name = "dlib_resnet128"
+    align = "dlib_chip_150"
 
-    def __init__(self) -> None:
+    def __init__(self, flip_concat: bool = True) -> None:
         _dlib_files()  # a missing package fails at construction, with one line
         self.weights_sha256: str | None = None  # a pinned package file, named by the label
-        self._last: tuple[bytes, np.ndarray] | None = None
+        self.flip_concat = bool(flip_concat)
+        self._last: tuple[bytes, np.ndarray, Any] | None = None
 
-    def embed(self, image_bgr: np.ndarray, face: Face) -> np.ndarray:
-        """``(128,)`` float32, unit L2 norm, from dlib's own 150×150 chip of ``face``.
-
-        The runner asks for the identity embedding and the ``fd_dlib128`` features of the same face
-        one after the other; a one-entry memo keyed by a digest of the pixels and the box (~1 ms)
-        keeps that from running the ResNet twice.
-        """
-        dlib, _, descriptor = _dlib_models()
+    def _chip(self, image_bgr: np.ndarray, face: Face) -> tuple[bytes, Any]:
+        dlib, _, _ = _dlib_models()
         image = np.ascontiguousarray(check_image(image_bgr))
         digest = hashlib.blake2b(image.data, digest_size=16)
         digest.update(repr(image.shape).encode() + face.box.tobytes())
         key = digest.digest()
         if self._last is not None and self._last[0] == key:
-            return self._last[1].copy()
+            return key, self._last[2]
         rgb = np.ascontiguousarray(image[:, :, ::-1])
         chip = dlib.get_face_chip(rgb, _shape68(rgb, face), size=CHIP_SIZE, padding=CHIP_PADDING)
-        vector = np.asarray(descriptor.compute_face_descriptor(chip), np.float64)
-        unit = (vector / max(float(np.linalg.norm(vector)), 1e-12)).astype(np.float32)
-        self._last = (key, unit)
+        return key, chip
+
+    def descriptor(self, image_bgr: np.ndarray, face: Face) -> np.ndarray:
+        """``(128,)`` float32, unit L2 norm, from dlib's own 150×150 chip of ``face`` (no mirror).
+
+        The runner asks for the identity embedding and the ``fd_dlib128`` features of the same face
+        one after the other; a one-entry memo keyed by a digest of the pixels and the box (~1 ms)
+        keeps that from running the ResNet twice.
+        """
+        _, _, descriptor = _dlib_models()
+        key, chip = self._chip(image_bgr, face)
+        if self._last is not None and self._last[0] == key:
+            return self._last[1].copy()
+        unit = _unit(np.asarray(descriptor.compute_face_descriptor(chip), np.float64))
+        self._last = (key, unit, chip)
         return unit.copy()
+
+    def embed(self, image_bgr: np.ndarray, face: Face) -> np.ndarray:
+        """The identity embedding: :meth:`descriptor`, concatenated with the mirrored chip's when
+        ``flip_concat`` (then 256-d), unit L2 norm."""
+        plain = self.descriptor(image_bgr, face)
+        if not self.flip_concat:
+            return plain
+        _, _, descriptor = _dlib_models()
+        chip = self._last[2] if self._last is not None else None
+        mirrored = np.ascontiguousarray(np.asarray(chip)[:, ::-1])
+        flipped = np.asarray(descriptor.compute_face_descriptor(mirrored), np.float64)
+        return _unit(np.concatenate([plain.astype(np.float64), flipped]))
+
+
+def _unit(vector: np.ndarray) -> np.ndarray:
+    return (vector / max(float(np.linalg.norm(vector)), 1e-12)).astype(np.float32)
 
 
 class DlibFeatures:
-    """Set-distance features ``fd_dlib128``: the same descriptor, as float64. Not Inception, not FID."""
+    """Set-distance features ``fd_dlib128``: the plain 128-d descriptor, as float64. Not Inception, not FID.
+
+    Its "crop" is dlib's fixed 150×150 chip, which is what ``fid_crop_size`` says for offline runs.
+    """
 
     name = "fd_dlib128"
+    crop_size = CHIP_SIZE
+    default_crop_size = CHIP_SIZE
 
     def __init__(self, identity: DlibResnetIdentity | None = None) -> None:
         self._identity = identity or DlibResnetIdentity()
         self.weights_sha256: str | None = None
 
     def features(self, image_bgr: np.ndarray, face: Face) -> np.ndarray:
-        return self._identity.embed(image_bgr, face).astype(np.float64)
+        return self._identity.descriptor(image_bgr, face).astype(np.float64)
 
 
 def rotation_to_euler(rotation: np.ndarray) -> np.ndarray:
@@ -184,7 +218,8 @@ def initial_guess(points: np.ndarray, camera: np.ndarray) -> tuple[np.ndarray, n
 
 def pose_from_points(points: np.ndarray, width: int, height: int) -> np.ndarray:
     """(yaw, pitch, roll) in degrees from the six image points of :data:`MODEL_POINT_INDICES`
-    (``(6, 2)`` pixels) in a ``width``×``height`` frame; NaN when ``solvePnP`` fails."""
+    (``(6, 2)`` pixels) in a ``width``×``height`` frame; NaN when ``solvePnP`` fails (the runner
+    turns a non-finite pose into a skipped frame with its reason, never a number)."""
     cv2 = cv2_module()
     image_points = np.ascontiguousarray(points, dtype=np.float64).reshape(6, 2)
     camera = _camera(width, height)
@@ -221,7 +256,8 @@ class LandmarkPnpPose:
         self.weights_sha256: str | None = None
 
     def pose(self, image_bgr: np.ndarray, face: Face) -> np.ndarray:
-        """``(3,)`` float64 yaw, pitch, roll in degrees; NaN if ``solvePnP`` reports failure."""
+        """``(3,)`` float64 yaw, pitch, roll in degrees; NaN if ``solvePnP`` reports failure (counted
+        by the runner as a skipped frame, reason "pose fit failed")."""
         image = check_image(image_bgr)
         points = landmarks68(image, face)[list(MODEL_POINT_INDICES)]
         return pose_from_points(points, image.shape[1], image.shape[0])

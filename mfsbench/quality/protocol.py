@@ -29,6 +29,22 @@ COMPRESSIONS = ("raw", "c0", "c23", "c40")
 SUBSETS = ("all", "train", "val", "test")
 SOURCE_FRAME_POLICIES = ("most_frontal", "same_index", "first")
 NO_FACE_RULES = ("next_frame", "skip")
+#: Card values the runner implements exactly one way: any other value is rejected at load, so a card
+#: never claims a choice that was not made (the audit's C2). Evaluator fields (``id_model``,
+#: ``id_align``, ``id_flip_concat``, ``pose_model``, ``fid_features``, ``fid_crop_size``) are checked
+#: against the evaluators that run (:func:`mfsbench.quality.card.check_card`).
+SINGLE_CHOICES = {
+    "source": ("split_partner",),
+    "frame_sampling": ("even_bin_centres",),
+    "gallery": ("one_per_source_identity",),
+    "gallery_frame": ("first_held_out",),
+    "eval_crop_landmarks": ("target",),
+    "id_similarity": ("cosine",),
+    "pose_units": ("degrees",),
+    "fid_sets": ("swap_vs_target_crops",),
+}
+#: ``identity_groups`` value meaning "every video is its own identity" (grouped top-1 = video top-1).
+NO_GROUPS = "none"
 
 
 @dataclass(frozen=True)
@@ -56,17 +72,26 @@ class QualityProtocol:
     fid_features: str
     fid_sets: str
     fid_crop_size: int
+    identity_groups: str = NO_GROUPS
     variant: str = ""  # preset and overrides applied on top of the file, e.g. "megafs; frames_per_video=2"
 
     def content(self) -> dict[str, Any]:
-        """Every pinned value (the variant label aside: it only describes how they were reached)."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "variant"}
+        """Every pinned value: what the fingerprint covers.
+
+        Left out: ``id`` and the variant label (names, which change no number: two cards with equal
+        values share cached results). ``identity_groups`` is shown as the file's name and a digest
+        of its content, so an edited groups file is a new protocol.
+        """
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("id", "variant")}
+        if self.identity_groups != NO_GROUPS:
+            out["identity_groups"] = f"{Path(self.identity_groups).name} sha256:{groups_digest(self)}"
+        return out
 
     def fingerprint(self) -> str:
         """16 hex digits of sha256 over the canonical JSON content: a cache-key part.
 
-        Two protocols with equal values share a fingerprint however they were loaded (file, preset or
-        overrides), and any changed value gives a new one.
+        Two protocols with equal values share a fingerprint however they were loaded (file, preset,
+        overrides or another ``id``), and any changed value gives a new one.
         """
         canonical = json.dumps(self.content(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
@@ -74,9 +99,49 @@ class QualityProtocol:
     def card(self) -> str:
         """Markdown protocol card for ``--protocol-card`` and report headers."""
         title = f"## Protocol `{self.id}`" + (f" ({self.variant})" if self.variant else "")
-        lines = [title, "", f"fingerprint `{self.fingerprint()}`", "", "| setting | value |", "|---|---|"]
+        lines = [title, "", f"fingerprint `{self.fingerprint()}`", "", "| setting | value |", "|---|---|",
+                 f"| id | {self.id} |"]
         lines += [f"| {key} | {_show(value)} |" for key, value in self.content().items()]
         return "\n".join(lines) + "\n"
+
+
+def identity_groups(protocol: QualityProtocol) -> list[list[str]]:
+    """The groups of video ids that show one person (``[]`` for ``identity_groups = "none"``).
+
+    The file is JSON: a list of lists of video ids, each list one person (FF++ people who appear
+    in several videos); a video in no list is its own identity.
+
+    Raises:
+        BadInputError: a missing or malformed file, or a video listed twice.
+    """
+    if protocol.identity_groups == NO_GROUPS:
+        return []
+    path = Path(protocol.identity_groups)
+    if not path.is_file():
+        raise BadInputError(f"identity_groups file {path} not found; pass a JSON list of lists of video "
+                            f"ids, or \"{NO_GROUPS}\"")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise BadInputError(f"identity_groups file {path} is not JSON ({exc}); fix the file") from None
+    if not isinstance(data, list) or not all(
+            isinstance(g, list) and all(isinstance(v, str) for v in g) for g in data):
+        raise BadInputError(f"identity_groups file {path} must be a JSON list of lists of video ids, "
+                            'e.g. [["000", "541"]]')
+    seen: set[str] = set()
+    for group in data:
+        for video in group:
+            if video in seen:
+                raise BadInputError(f"identity_groups file {path} lists video {video} twice; "
+                                    "each video belongs to one group")
+            seen.add(video)
+    return [sorted(g) for g in data if g]
+
+
+def groups_digest(protocol: QualityProtocol) -> str:
+    """16 hex digits of sha256 over the canonical groups (what the fingerprint records)."""
+    canonical = json.dumps(sorted(identity_groups(protocol)), separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 def _show(value: Any) -> str:
@@ -110,14 +175,16 @@ def _check(protocol: QualityProtocol, origin: str) -> None:
     """Reject values the runner cannot honour, naming the allowed ones."""
     choices = {"compression": COMPRESSIONS, "subset": SUBSETS, "source_frame_policy": SOURCE_FRAME_POLICIES,
                "no_face_rule": NO_FACE_RULES}
-    for key, allowed in choices.items():
+    for key, allowed in {**choices, **SINGLE_CHOICES}.items():
         value = getattr(protocol, key)
         if value not in allowed:
-            raise BadInputError(f"{origin}: {key} {value!r} is not one of {', '.join(allowed)}")
+            raise BadInputError(f"{origin}: {key} {value!r} is not one of {', '.join(allowed)} "
+                                "(the choices the runner implements)")
     if protocol.frames_per_video < 1:
         raise BadInputError(f"{origin}: frames_per_video must be >= 1, got {protocol.frames_per_video}")
     if protocol.fid_crop_size < 8:
         raise BadInputError(f"{origin}: fid_crop_size must be >= 8, got {protocol.fid_crop_size}")
+    identity_groups(protocol)  # a missing or malformed groups file fails at load
 
 
 def _read(name_or_path: str) -> tuple[dict[str, Any], str]:
@@ -186,7 +253,8 @@ def load_protocol(name_or_path: str = DEFAULT_PROTOCOL, **overrides: Any) -> Qua
     if unknown:
         raise BadInputError(f"{origin}: unknown setting(s) {', '.join(unknown)}; "
                             "remove them or fix the spelling")
-    missing = [f.name for f in fields(QualityProtocol) if f.name not in values and f.name != "variant"]
+    optional = ("variant", "identity_groups")
+    missing = [f.name for f in fields(QualityProtocol) if f.name not in values and f.name not in optional]
     if missing:
         raise BadInputError(f"{origin}: missing setting(s) {', '.join(missing)}; add them to the file")
     checked = {k: _coerce(k, v, origin) for k, v in values.items()}

@@ -28,7 +28,7 @@ import numpy as np
 
 from mfsbench.errors import BadInputError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: frame_results.top1_id (the retrieved identity, for grouped and target rates)
 TARGET_ROW = "__target__"
 GALLERY_ROW = "__gallery__"
 
@@ -49,7 +49,7 @@ CREATE TABLE IF NOT EXISTS outputs (
     PRIMARY KEY (protocol, row, evaluator, target, source, frame, kind));
 CREATE TABLE IF NOT EXISTS frame_results (
     protocol TEXT, row TEXT, evalset TEXT, target TEXT, source TEXT, frame INTEGER,
-    status TEXT NOT NULL, reason TEXT, top1 INTEGER, cos REAL, pose_err REAL,
+    status TEXT NOT NULL, reason TEXT, top1 INTEGER, cos REAL, pose_err REAL, top1_id TEXT,
     PRIMARY KEY (protocol, row, evalset, target, source, frame));
 CREATE TABLE IF NOT EXISTS items (
     protocol TEXT, row TEXT, evalset TEXT, target TEXT, source TEXT,
@@ -90,6 +90,7 @@ class FrameResult:
     top1: bool | None = None
     cos: float | None = None
     pose_err: float | None = None
+    top1_id: str | None = None  # the gallery identity retrieved (video-level top-1: top1_id == source)
 
 
 class QualityStore:
@@ -243,9 +244,9 @@ class QualityStore:
         """
         with self.transaction():
             self.db.executemany(
-                "INSERT OR IGNORE INTO frame_results VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT OR IGNORE INTO frame_results VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 [(protocol, row, evalset, target, source, r.frame, r.status, r.reason,
-                  None if r.top1 is None else int(r.top1), r.cos, r.pose_err) for r in results])
+                  None if r.top1 is None else int(r.top1), r.cos, r.pose_err, r.top1_id) for r in results])
             self.db.executemany(
                 "INSERT OR IGNORE INTO timings VALUES (?,?,?,?,?,?,?,?)",
                 [(protocol, row, evalset, target, source, stage, s, n) for stage, (s, n) in timings.items()])
@@ -271,10 +272,11 @@ class QualityStore:
         return [(p, r, e, json.loads(i)) for p, r, e, i in ordered]
 
     def frame_results(self, protocol: str, row: str, evalset: str) -> list[tuple[str, str, FrameResult]]:
-        return [(t, s, FrameResult(f, st, rs, None if top is None else bool(top), cos, pose))
-                for t, s, f, st, rs, top, cos, pose in self.db.execute(
-                    "SELECT target, source, frame, status, reason, top1, cos, pose_err FROM frame_results "
-                    "WHERE protocol=? AND row=? AND evalset=? ORDER BY target, source, frame",
+        return [(t, s, FrameResult(f, st, rs, None if top is None else bool(top), cos, pose, top_id))
+                for t, s, f, st, rs, top, cos, pose, top_id in self.db.execute(
+                    "SELECT target, source, frame, status, reason, top1, cos, pose_err, top1_id "
+                    "FROM frame_results WHERE protocol=? AND row=? AND evalset=? "
+                    "ORDER BY target, source, frame",
                     (protocol, row, evalset))]
 
     def items(self, protocol: str, row: str,
