@@ -13,11 +13,14 @@ instead of an ``ImportError`` at start-up.
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from mfsbench.device.axis import axis_precision, majority_precision
 from mfsbench.errors import BadInputError
 
 
@@ -102,3 +105,31 @@ def example_inputs(
             )
         out[info.name] = rng.standard_normal(tuple(int(d) for d in shape)).astype(info.dtype)
     return out
+
+
+def precision_readback(op_types: Iterable[str], source: str) -> dict[str, Any]:
+    """The :data:`~mfsbench.device.axis.READBACK_KEYS` of ``Prepared.info`` from what ran.
+
+    ``op_types`` has one entry per matrix operation (conv, matmul, gemm) of the executed graph: the
+    element type it computes in, in the runtime's own spelling (``float32``, ``tensor(uint8)``,
+    ``int8``…) or already an axis name; ``source`` says how the runtime read them. No matrix op at
+    all gives ``executed_precision`` ``"unknown"`` (never a guess).
+    """
+    counts = Counter(axis_precision(name) for name in op_types)
+    op_precisions = {name: counts[name] for name in sorted(counts)}
+    return {"executed_precision": majority_precision(op_precisions), "op_precisions": op_precisions,
+            "precision_source": source}
+
+
+def check_compute(runtime: str, compute: str, supported: tuple[str, ...]) -> str:
+    """``compute`` if ``runtime`` can be asked for it, else one-line BadInputError naming the choices.
+
+    A runtime takes the precision its plan asks for (:class:`~mfsbench.device.axis.CellPlan`
+    ``compute``) so the record can hold the request beside the read-back; a request the runtime
+    has no kernels for is refused rather than silently run as something else.
+    """
+    if compute not in supported:
+        raise BadInputError(
+            f"{runtime} cannot be asked to compute {compute!r}; it runs {', '.join(supported)}"
+        )
+    return compute

@@ -22,6 +22,14 @@ VNNI XNNPACK's int8 kernels do no more MACs per cycle than fp32 FMA; the fp16 (w
 runs at fp32 speed (17.0 vs 17.4 ms); ``experimental_default_delegate_latest_features`` and the
 ``CompiledModel`` API were within noise (19.7 / 21.1 vs 21.2 ms); YNNPACK is not in this wheel.
 
+What ran is read back (:data:`mfsbench.device.axis.READBACK_KEYS`) from the timed interpreter's own
+operator list (``Interpreter._get_ops_details()``, the file's operators with the dtypes of their
+operand tensors; with XNNPACK applied the list still holds every original node, the ``DELEGATE``
+nodes that replace them in the execution plan are skipped). :data:`MATRIX_OPS` are counted by the
+dtype of their data input: XNNPACK runs a conv whose operands are int8 with its QS8 kernels and a
+float32 one with its F32 kernels. An fp16-weights file feeds its convs through ``DEQUANTIZE`` (fp16
+→ f32), so its convs read back fp32 (its weights are counted apart, ``weight_precisions``).
+
 Layout is whatever the file has (litert-torch keeps NCHW at the boundary, onnx2tf gives NHWC).
 The signature runner itself is not used for the call: it resizes and re-allocates every tensor on
 each invocation, which is overhead no app pays.
@@ -29,16 +37,31 @@ each invocation, which is overhead no app pays.
 
 from __future__ import annotations
 
+from collections import Counter
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mfsbench.device.axis import axis_precision
+from mfsbench.device.runtimes.base import (
+    SimplePrepared,
+    TensorInfo,
+    check_compute,
+    check_inputs,
+    check_threads,
+    precision_readback,
+)
 from mfsbench.optional import require
-from mfsbench.device.runtimes.base import SimplePrepared, TensorInfo, check_inputs, check_threads
 
 SIGNATURE = "serving_default"
+
+#: what this runtime can be asked to compute (an fp16-weights file computes fp32)
+COMPUTES = ("fp32", "int8")
+#: TFLite builtin ops that are matrix products (input 0 = data, input 1 = weights/second operand)
+MATRIX_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL", "TRANSPOSE_CONV",
+              "CONV_3D")
 
 
 def signature_position(name: str) -> tuple[int, str]:
@@ -84,6 +107,10 @@ class LiteRtRuntime:
     module = "ai_edge_litert.interpreter"
     artifact = "tflite"
 
+    def __init__(self, compute: str = "fp32") -> None:
+        #: what the cell's plan asks for; the file decides what runs, ``prepare`` reads it back
+        self.compute = check_compute(self.name, compute, COMPUTES)
+
     def prepare(self, artifact_path: str | Path, threads: int) -> SimplePrepared:
         lrt = require(self.module, self.package, f"the {self.name} runtime")
         check_threads(threads)
@@ -104,7 +131,39 @@ class LiteRtRuntime:
             return [dequantize(get_tensor(index)) for index, dequantize in fetches]  # get_tensor copies
 
         io = sorted({np.dtype(d["dtype"]).name for _, d in ins + outs})
-        info: dict[str, Any] = {"threads": threads, "precision": "file", "delegate": "xnnpack",
+        readback = read_matrix_ops(interpreter)
+        info: dict[str, Any] = {"threads": threads, "precision": readback["executed_precision"],
+                                "requested_precision": self.compute, **readback, "delegate": "xnnpack",
                                 "io_dtypes": ",".join(io),
                                 "ai_edge_litert": metadata.version("ai-edge-litert")}
         return SimplePrepared(infos, run, info)
+
+
+def read_matrix_ops(interpreter: Any) -> dict[str, Any]:
+    """Read-back of a LiteRT interpreter's matrix ops: the READBACK_KEYS, ``matrix_ops`` by op name,
+    ``weight_precisions`` (the stored weight dtype, through a ``DEQUANTIZE`` when there is one)."""
+    details = getattr(interpreter, "_get_ops_details", None)
+    if details is None:  # a future interpreter without the listing: say so, never guess
+        return {**precision_readback([], "not read: this ai-edge-litert has no _get_ops_details()"),
+                "matrix_ops": {}, "weight_precisions": {}}
+    ops = [op for op in details() if op["op_name"] != "DELEGATE"]
+    dequantized = {int(op["outputs"][0]): np.dtype(op["operand_types"][0]).name
+                   for op in ops if op["op_name"] == "DEQUANTIZE" and len(op["outputs"])}
+    computed, kinds, weights = [], Counter(), []
+    for op in ops:
+        if op["op_name"] not in MATRIX_OPS:
+            continue
+        kinds[op["op_name"]] += 1
+        # TRANSPOSE_CONV lists (output shape, weights, data): its data operand is the third; the
+        # weights (or second matmul operand) are input 1 for every matrix op
+        data = 2 if op["op_name"] == "TRANSPOSE_CONV" else 0
+        types = [np.dtype(t).name for t in op["operand_types"]]
+        computed.append(types[data] if len(types) > data else "unknown")
+        if len(types) > 1:
+            weights.append(dequantized.get(int(op["inputs"][1]), types[1]))
+    readback = precision_readback(computed, "LiteRT interpreter op list (_get_ops_details of the timed "
+                                            "interpreter, DELEGATE nodes skipped): matrix ops by data "
+                                            "operand dtype")
+    weight_counts = Counter(axis_precision(w) for w in weights)
+    return {**readback, "matrix_ops": dict(sorted(kinds.items())),
+            "weight_precisions": dict(sorted(weight_counts.items()))}

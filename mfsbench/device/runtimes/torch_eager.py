@@ -4,6 +4,11 @@
 later ``prepare`` with another count (or ``torch.utils.benchmark``'s default of 1, see
 pytorch/pytorch#58585) would otherwise change an earlier model's speed silently. Runs use
 ``torch.inference_mode`` so autograd bookkeeping is not timed.
+
+Eager mode runs each layer in its parameters' dtype, so what ran is read back from the module
+(:data:`mfsbench.device.axis.READBACK_KEYS`): convolution and linear modules counted by their
+weight dtype. A ``torch.export`` program has no such modules; its weight tensors (parameters of two
+or more dimensions) are counted instead, and ``precision_source`` says which was read.
 """
 
 from __future__ import annotations
@@ -14,9 +19,19 @@ from typing import Any
 
 import numpy as np
 
+from mfsbench.device.runtimes.base import (
+    SimplePrepared,
+    TensorInfo,
+    check_compute,
+    check_inputs,
+    check_threads,
+    precision_readback,
+)
 from mfsbench.errors import BadInputError
 from mfsbench.optional import require
-from mfsbench.device.runtimes.base import SimplePrepared, TensorInfo, check_inputs, check_threads
+
+#: what this runtime can be asked to compute: the fp32 module only (see axis.NOT_SUPPORTED)
+COMPUTES = ("fp32",)
 
 
 class TorchEagerRuntime:
@@ -26,6 +41,10 @@ class TorchEagerRuntime:
     package = "torch"
     module = "torch"
     artifact = "module"
+
+    def __init__(self, compute: str = "fp32") -> None:
+        #: what the cell's plan asks for; ``prepare`` reads back what the module computes
+        self.compute = check_compute(self.name, compute, COMPUTES)
 
     def prepare(
         self,
@@ -58,8 +77,23 @@ class TorchEagerRuntime:
                 out = module(*(torch.from_numpy(inputs[n]) for n in names))
             return [t.detach().numpy().copy() for t in _flatten(out)]
 
-        info = {"threads": threads, "precision": "f32", "torch": torch.__version__}
+        readback = read_matrix_ops(module, torch)
+        info = {"threads": threads, "precision": readback["executed_precision"],
+                "requested_precision": self.compute, **readback, "torch": torch.__version__}
         return SimplePrepared(infos, run, info)
+
+
+def read_matrix_ops(module: Any, torch: Any) -> dict[str, Any]:
+    """READBACK_KEYS of an eager module: conv/linear modules by weight dtype (or, when there are
+    none, e.g. a ``torch.export`` graph module, its weight tensors of two or more dimensions)."""
+    layers = (torch.nn.modules.conv._ConvNd, torch.nn.Linear)
+    dtypes = [str(m.weight.dtype).removeprefix("torch.") for m in module.modules()
+              if isinstance(m, layers) and getattr(m, "weight", None) is not None]
+    if dtypes:
+        return precision_readback(dtypes, "torch module parameter dtypes (conv and linear weights)")
+    weights = [str(p.dtype).removeprefix("torch.") for p in module.parameters() if p.ndim >= 2]
+    return precision_readback(weights, "torch parameter dtypes (tensors of >= 2 dims; no conv/linear "
+                                       "modules to read)")
 
 
 def _input_names(module: Any, input_shapes: dict[str, tuple[int, ...]] | None) -> list[str]:
