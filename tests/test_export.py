@@ -89,7 +89,7 @@ def test_tiny_int8_tflite_calibrated_on_real_faces(run_cli, tmp_path, face_photo
     ("flags", "needle"),
     [
         (("--format", "caffe"), "choose one of onnx, openvino, tflite"),
-        (("--format", "onnx", "--precision", "int8"), "choose one of fp32"),
+        (("--format", "onnx", "--precision", "fp16"), "choose one of fp32, int8"),
         (("--format", "tflite", "--precision", "fp8"), "choose one of fp32, fp16, int8"),
         (("--format", "tflite", "--precision", "int8"), "--calibration"),
         (("--format", "onnx", "--stage", "decoder"), "choose one of"),

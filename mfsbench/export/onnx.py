@@ -101,10 +101,16 @@ def export_onnx(
 
 class OnnxExporter(Exporter):
     name = "onnx"
-    precisions = ("fp32",)
+    precisions = ("fp32", "int8")
 
     def write(self, job: ExportJob) -> ExportedArtifact:
         outputs = tuple(f"output_{i}" for i in range(output_count(job.module, job.example_inputs)))
         path = job.out_dir / f"{job.stem}.onnx"
         export_onnx(job.module, job.example_inputs, path, job.input_names, outputs)
-        return ExportedArtifact(path, self.name, job.precision, sha256_file(path), job.input_names, outputs)
+        details: dict = {}
+        if job.precision == "int8":  # static QDQ int8 of the fp32 file (mfsbench.export.onnx_int8)
+            from mfsbench.export.onnx_int8 import write_int8
+
+            details = {**details, "quantization": write_int8(path, job.calibration, job.input_names)}
+        return ExportedArtifact(path, self.name, job.precision, sha256_file(path), job.input_names, outputs,
+                                details=details)
