@@ -50,11 +50,59 @@ def _line(record: Record) -> str:
     return text
 
 
+def _targets(records: list[Record], runtimes: list[str], isa: list[str], *, held_out: bool) -> None:
+    """Print each target as measured / target, or why it does not apply to this CPU."""
+    from mfsbench.records import INT8_DOT_FEATURES
+
+    ok = {(r.model, r.info["backend"], r.info["precision"]): r
+          for r in records if r.status == "ok"}
+    fp32 = {b: r for (m, b, p), r in ok.items() if m == STUDENT and p == "fp32"}
+    best = min(fp32, key=lambda b: fp32[b].metrics["p50_ms"]) if fp32 else None
+    if best is not None and fp32[best].metrics.get("efficiency") is not None:
+        eff = fp32[best].metrics["efficiency"]
+        print(f"  student best fp32 ({best}) efficiency {eff:.3f} / target {EFFICIENCY}: "
+              f"{eff / EFFICIENCY:.2f}")
+    else:
+        print("  student best fp32 efficiency: not measured")
+    int8 = {b: r for (m, b, p), r in ok.items() if m == STUDENT and p == "int8"}
+    vnni = any(f in isa for f in INT8_DOT_FEATURES)
+    if best is not None and int8:
+        fastest = min(int8, key=lambda b: int8[b].metrics["p50_ms"])
+        speedup = fp32[best].metrics["p50_ms"] / int8[fastest].metrics["p50_ms"]
+        psnr = int8[fastest].metrics["psnr_db"]
+        held = "held out" if held_out else "IN-SAMPLE"
+        verdict = (f"/ target {INT8_SPEEDUP}x: {speedup / INT8_SPEEDUP:.2f}; PSNR / {INT8_PSNR_DB:.0f} dB: "
+                   f"{psnr / INT8_PSNR_DB:.2f}" if vnni else
+                   "target does not apply: this CPU has no int8 dot-product instructions")
+        print(f"  student int8 ({fastest}) vs best fp32 ({best}): {speedup:.2f}x at {psnr:.1f} dB {held}; "
+              f"{verdict}")
+    else:
+        print("  student int8: not measured")
+    bf16, tfp32 = ok.get((TEACHER, "openvino", "bf16")), ok.get((TEACHER, "openvino", "fp32"))
+    if bf16 is not None and tfp32 is not None:
+        speedup = tfp32.metrics["p50_ms"] / bf16.metrics["p50_ms"]
+        print(f"  SimSwap bf16 vs fp32 on OpenVINO: {speedup:.2f}x / target {BF16_SPEEDUP}x: "
+              f"{speedup / BF16_SPEEDUP:.2f}; PSNR {bf16.metrics['psnr_db']:.1f} / {BF16_PSNR_DB:.0f} dB")
+    else:
+        why = next((r.error for r in records if r.model == TEACHER and r.info["precision"] == "bf16"), "not run")
+        print(f"  SimSwap bf16: not measured here ({why})")
+    for runtime in runtimes:
+        for precision in ("fp32", "bf16"):
+            s_cell, t_cell = ok.get((STUDENT, runtime, precision)), ok.get((TEACHER, runtime, precision))
+            if s_cell is None or t_cell is None:
+                continue
+            ratio = t_cell.metrics["p50_ms"] / s_cell.metrics["p50_ms"]
+            unstable = s_cell.metrics.get("unstable") or t_cell.metrics.get("unstable")
+            flag = " (UNSTABLE)" if unstable else ""
+            print(f"  SimSwap / student latency ({runtime}, {precision}, same run): {ratio:.0f}x / target "
+                  f"{RATIO:.0f}x: {ratio / RATIO:.2f}{flag}")
+
+
 def main(argv: list[str] | None = None) -> int:
     from mfsbench.device.roofline import measure_peaks
     from mfsbench.device.runtimes import available_runtimes
     from mfsbench.device.sweep import SweepSettings, face_sample_sets, measure_model
-    from mfsbench.records import INT8_DOT_FEATURES, cpu_isa
+    from mfsbench.records import cpu_isa
     from mfsbench.registry import get_spec
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -87,51 +135,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bench_device: {STUDENT} and {TEACHER} video-mode frame stage, {args.threads} threads; "
           f"CPU ISA: {' '.join(isa) or 'unknown'}; {samples.note}; {wall:.0f} s")
     for precision, peak in peaks.items():
-        print(f"  peak {precision}: {peak.describe()}")
+        print(f"  peak {precision}: {peak.macs_per_s / 1e9:.1f} GMAC/s — {peak.method}")
+    for precision, why in peaks.unavailable.items():
+        print(f"  peak {precision}: none — {why}")
     for record in records + teacher_records:
         print(_line(record))
-    ok = {(r.model, r.info["backend"], r.info["precision"]): r
-          for r in records + teacher_records if r.status == "ok"}
-    fp32 = {b: r for (m, b, p), r in ok.items() if m == STUDENT and p == "fp32"}
-    best = min(fp32, key=lambda b: fp32[b].metrics["p50_ms"]) if fp32 else None
-    if best is not None and fp32[best].metrics.get("efficiency") is not None:
-        eff = fp32[best].metrics["efficiency"]
-        print(f"  student best fp32 ({best}) efficiency {eff:.3f} / target {EFFICIENCY}: "
-              f"{eff / EFFICIENCY:.2f}")
-    else:
-        print("  student best fp32 efficiency: not measured")
-    int8 = {b: r for (m, b, p), r in ok.items() if m == STUDENT and p == "int8"}
-    vnni = any(f in isa for f in INT8_DOT_FEATURES)
-    if best is not None and int8:
-        fastest = min(int8, key=lambda b: int8[b].metrics["p50_ms"])
-        speedup = fp32[best].metrics["p50_ms"] / int8[fastest].metrics["p50_ms"]
-        psnr = int8[fastest].metrics["psnr_db"]
-        held = "held out" if samples.held_out else "IN-SAMPLE"
-        verdict = (f"/ target {INT8_SPEEDUP}x: {speedup / INT8_SPEEDUP:.2f}; PSNR / {INT8_PSNR_DB:.0f} dB: "
-                   f"{psnr / INT8_PSNR_DB:.2f}" if vnni else
-                   "target does not apply: this CPU has no int8 dot-product instructions")
-        print(f"  student int8 ({fastest}) vs best fp32 ({best}): {speedup:.2f}x at {psnr:.1f} dB {held}; "
-              f"{verdict}")
-    else:
-        print("  student int8: not measured")
-    bf16, tfp32 = ok.get((TEACHER, "openvino", "bf16")), ok.get((TEACHER, "openvino", "fp32"))
-    if bf16 is not None and tfp32 is not None:
-        speedup = tfp32.metrics["p50_ms"] / bf16.metrics["p50_ms"]
-        print(f"  SimSwap bf16 vs fp32 on OpenVINO: {speedup:.2f}x / target {BF16_SPEEDUP}x: "
-              f"{speedup / BF16_SPEEDUP:.2f}; PSNR {bf16.metrics['psnr_db']:.1f} / {BF16_PSNR_DB:.0f} dB")
-    else:
-        why = next((r.error for r in teacher_records if r.info["precision"] == "bf16"), "not run")
-        print(f"  SimSwap bf16: not measured here ({why})")
-    for runtime in runtimes:
-        for precision in ("fp32", "bf16"):
-            s_cell, t_cell = ok.get((STUDENT, runtime, precision)), ok.get((TEACHER, runtime, precision))
-            if s_cell is None or t_cell is None:
-                continue
-            ratio = t_cell.metrics["p50_ms"] / s_cell.metrics["p50_ms"]
-            unstable = s_cell.metrics.get("unstable") or t_cell.metrics.get("unstable")
-            flag = " (UNSTABLE)" if unstable else ""
-            print(f"  SimSwap / student latency ({runtime}, {precision}, same run): {ratio:.0f}x / target "
-                  f"{RATIO:.0f}x: {ratio / RATIO:.2f}{flag}")
+    _targets(records + teacher_records, runtimes, isa, held_out=samples.held_out)
     failed = [r for r in records + teacher_records if r.status == "error"]
     return 1 if failed else 0
 

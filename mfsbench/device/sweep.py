@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from mfsbench.counting import count_flops
 from mfsbench.device.axis import PRECISIONS, RUNTIMES, CellPlan, plan_for
-from mfsbench.device.roofline import PeakResult
+from mfsbench.device.roofline import PeakResult, Peaks
 from mfsbench.errors import BadInputError, MfsbenchError
 from mfsbench.records import Record, last_run
 from mfsbench.registry import ModelSpec, create_model
@@ -138,12 +138,33 @@ class ResumePoint:
         return {cell_key(r) for r in self.records}
 
     @property
-    def peaks(self) -> dict[str, PeakResult] | None:
+    def peaks(self) -> Peaks | None:
         """The peaks the sweep measured, so resumed cells share its efficiency scale."""
-        from mfsbench.device.roofline import peaks_from_dict
-
         stored = self.records[0].info.get("peaks")
-        return peaks_from_dict(stored) if stored else None
+        return peaks_from_record(stored) if stored else None
+
+
+def peaks_to_record(peaks: Peaks | dict[str, PeakResult]) -> dict[str, dict[str, Any]]:
+    """Peaks as a record stores them: ``{precision: {macs_per_s, method, ...}}``; a precision with no
+    peak (no native bf16 here) keeps ``macs_per_s`` None and the reason."""
+    stored: dict[str, dict[str, Any]] = {
+        precision: {"macs_per_s": peak.macs_per_s, "method": peak.method,
+                    "executed_precision": peak.executed_precision, "native": peak.native}
+        for precision, peak in peaks.items()
+    }
+    for precision, why in getattr(peaks, "unavailable", {}).items():
+        stored[precision] = {"macs_per_s": None, "reason": why}
+    return stored
+
+
+def peaks_from_record(stored: dict[str, dict[str, Any]]) -> Peaks:
+    """:func:`peaks_to_record` read back, for a resumed sweep."""
+    found = {precision: PeakResult(float(d["macs_per_s"]), str(d.get("method", "")), precision,
+                                   str(d.get("executed_precision", "")), native=bool(d.get("native", True)))
+             for precision, d in stored.items() if d.get("macs_per_s")}
+    unavailable = {precision: str(d.get("reason", "")) for precision, d in stored.items()
+                   if not d.get("macs_per_s")}
+    return Peaks(found, unavailable=unavailable)
 
 
 def resume_point(records: Sequence[Record], settings: SweepSettings, store: Path) -> ResumePoint:
@@ -296,7 +317,7 @@ def prepare_model(spec: ModelSpec, size: int, weights: WeightsRef, samples: Face
                   work_dir: Path) -> ModelUnderTest:
     """Build the stage, count its MACs, and write the parity data every cell process reads."""
     from mfsbench.device.cell import write_parity_data
-    from mfsbench.device.roofline import executed_macs
+    from mfsbench.device.macs import executed_macs
     from mfsbench.export.stages import stage_input_names
 
     module, example, described = build_frame_stage(spec, size, weights)
@@ -321,7 +342,7 @@ def measure_model(
     work_dir: Path,
     samples: FaceSamples,
     weights: WeightsRef | None = None,
-    peaks: dict[str, PeakResult] | None = None,
+    peaks: Peaks | None = None,
     isa: Collection[str] | None = None,
     done: Collection[CellKey] = (),
     on_record: Callable[[Record], None] | None = None,
@@ -332,7 +353,6 @@ def measure_model(
     its cell is finished, so that the caller can store it before the next cell starts. ``isa`` is
     the CPU's feature list (None: read from this machine).
     """
-    from mfsbench.device.roofline import peaks_to_dict
     from mfsbench.records import cpu_isa
 
     todo = pending_cells(spec.name, size, cells, done)
@@ -344,7 +364,7 @@ def measure_model(
         "display_name": spec.display_name, "size": size, "stage": "frame",
         "weights": model.weights_described, "parity_inputs": samples.note,
         "parity_crops": samples.describe(), "gmacs_paper": model.gmacs_paper,
-        "macs_executed": model.macs_executed, "peaks": peaks_to_dict(peaks) if peaks else None,
+        "macs_executed": model.macs_executed, "peaks": peaks_to_record(peaks) if peaks else None,
         "sweep": settings.describe(),
     }
     records: list[Record] = []
@@ -405,11 +425,17 @@ def _measure_cell(
     backend: str,
     settings: SweepSettings,
     work_dir: Path,
-    peaks: dict[str, PeakResult] | None,
+    peaks: Peaks | None,
 ) -> None:
     """Export (cached), then measure the cell in its own process (:mod:`mfsbench.device.cell`)."""
     from mfsbench.device.cell import CellJob, run_cell
-    from mfsbench.device.roofline import PhysicalLimitError, efficiency, peak_for
+    from mfsbench.device.roofline import (
+        PhysicalLimitError,
+        best_efficiency,
+        efficiency,
+        no_peak_reason,
+        peak_for,
+    )
 
     artifact = None
     fmt = plan.export_format or "module"
@@ -450,14 +476,18 @@ def _measure_cell(
         record.status, record.error = "error", outcome.error
         return
     record.metrics["gmacs"] = model.macs_executed / 1e9
-    peak = peak_for(str(record.info.get("executed_precision")), peaks or {})
+    executed = str(record.info.get("executed_precision"))
+    peak = peak_for(executed, peaks or {})
     if peak is None:
+        record.info["efficiency_note"] = no_peak_reason(executed, peaks or {})
         return
     record.info["peak_precision"] = peak.precision
+    label = f"{model.spec.name} / {backend} / {plan.precision}"
     try:
         macs = model.macs_executed
-        record.metrics["efficiency"] = efficiency(macs, record.metrics["p50_ms"], peak)
+        record.metrics["efficiency"] = efficiency(macs, record.metrics["p50_ms"], peak, label=label)
         if "min_ms" in record.metrics:
-            record.metrics["efficiency_best"] = efficiency(macs, record.metrics["min_ms"], peak)
-    except PhysicalLimitError as exc:
+            record.metrics["efficiency_best"] = best_efficiency(macs, record.metrics["min_ms"], peak,
+                                                                label=label)
+    except PhysicalLimitError as exc:  # a ratio above its physical limit is a bug, never a note
         record.status, record.error = "error", str(exc)
