@@ -84,7 +84,8 @@ def _targets(records: list[Record], runtimes: list[str], isa: list[str], *, held
         print(f"  SimSwap bf16 vs fp32 on OpenVINO: {speedup:.2f}x / target {BF16_SPEEDUP}x: "
               f"{speedup / BF16_SPEEDUP:.2f}; PSNR {bf16.metrics['psnr_db']:.1f} / {BF16_PSNR_DB:.0f} dB")
     else:
-        why = next((r.error for r in records if r.model == TEACHER and r.info["precision"] == "bf16"), "not run")
+        bf16_teacher = (r for r in records if r.model == TEACHER and r.info["precision"] == "bf16")
+        why = next((r.error for r in bf16_teacher), "not run")
         print(f"  SimSwap bf16: not measured here ({why})")
     for runtime in runtimes:
         for precision in ("fp32", "bf16"):
