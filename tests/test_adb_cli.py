@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import threading
 from pathlib import Path
 
 import pytest
@@ -83,26 +86,45 @@ def test_killed_device_gives_error_record_and_exit_1(adb_server, loopback, run_c
     assert list((good.root / "data/local/tmp").iterdir()) == []
 
 
+@pytest.fixture
+def terminal_sigint() -> object:
+    """SIGINT with Python's handler, as in a terminal, restored after the test. pytest started as a
+    background job by a non-interactive shell inherits SIGINT *ignored*; then neither a Ctrl-C nor
+    a test's SIGINT reaches the run at all (the failure seen on fresh machines: exit 0, not 130)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.usefixtures("terminal_sigint")
 def test_ctrl_c_keeps_each_finished_model_and_resume_runs_the_rest(adb_server, loopback, run_cli,  # noqa: F811
                                                                     tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    import _thread
-
     from device_runners.android import runner
 
-    real = runner._run_model
+    real_run_model, real_run_device = runner._run_model, runner.run_device
     out = tmp_path / "out"
     on_disk_while_second_ran: list[list[dict]] = []
+    stops: list[threading.Event] = []
+    models_started: list[str] = []
+
+    def keep_stop(*args, stop: threading.Event | None = None, **kwargs):  # the event run_devices hands out
+        assert stop is not None
+        stops.append(stop)
+        return real_run_device(*args, stop=stop, **kwargs)
 
     def ctrl_c_during_first_model(*args, **kwargs) -> None:
-        calls = getattr(ctrl_c_during_first_model, "calls", 0)
-        ctrl_c_during_first_model.calls = calls + 1
-        if calls == 0:
-            _thread.interrupt_main()  # what Ctrl-C does: KeyboardInterrupt in the main thread
+        models_started.append(kwargs["record"].model)
+        if len(models_started) == 1:
+            os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C does: SIGINT to the process
+            # synchronise on the event the main thread sets when it sees the SIGINT, so the model in
+            # progress cannot end (and the next one cannot start) before the interrupt was handled
+            assert stops[0].wait(timeout=300), "the SIGINT never reached the main thread"
         else:
             on_disk_while_second_ran.append(_records(out))
-        real(*args, **kwargs)
+        real_run_model(*args, **kwargs)
 
+    monkeypatch.setattr(runner, "run_device", keep_stop)
     monkeypatch.setattr(runner, "_run_model", ctrl_c_during_first_model)
     device = loopback()
     binary = replay_binary(tmp_path / "benchmark_model", RECORDED)

@@ -61,4 +61,5 @@ def test_tflite_flags() -> None:
     argv = tool_command("tflite", "/data/local/tmp/x/bm", "/data/local/tmp/x/a b.tflite",
                         PhoneSettings(threads=2, warmup=3, runs=9, delegate="gpu", affinity="f0"))
     assert argv == ["taskset", "f0", "/data/local/tmp/x/bm", "--graph=/data/local/tmp/x/a b.tflite",
-                    "--num_threads=2", "--warmup_runs=3", "--num_runs=9", "--use_gpu=true"]
+                    "--num_threads=2", "--warmup_runs=3", "--num_runs=9", "--use_gpu=true",
+                    "--gpu_precision_loss_allowed=false"]  # fp32 unless --gpu-precision fp16

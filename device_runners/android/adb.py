@@ -60,8 +60,11 @@ class Adb:
         argv = [self.binary, *(["-s", self.serial] if self.serial else []), *args]
         limit = timeout_s if timeout_s is not None else self.timeout_s
         try:
+            # its own session: a Ctrl-C at the terminal signals the whole foreground process group, and
+            # an adb client killed by it would end the model in progress that Ctrl-C lets finish
             done = subprocess.run(argv, capture_output=True, text=True, errors="replace", timeout=limit,
-                                  stdin=subprocess.DEVNULL, env=dict(os.environ), check=False)
+                                  stdin=subprocess.DEVNULL, env=dict(os.environ), check=False,
+                                  start_new_session=True)
         except subprocess.TimeoutExpired:
             raise AdbTimeout(f"adb {' '.join(args)[:200]} timed out after {limit:g} s"
                              f"{' on ' + self.serial if self.serial else ''}") from None

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING
 from device_runners.android.adb import Adb
 from device_runners.android.runner import (
     COMMAND,
-    DELEGATES,
     PhoneModel,
     PhoneSettings,
     run_devices,
@@ -82,10 +81,13 @@ def run_adb(args: argparse.Namespace) -> int:
     if binary is None or not binary.is_file():
         raise BadInputError(f"--benchmark-binary {binary or '(missing)'} is not a file; pass the Android "
                             "arm64 benchmark_model or onnxruntime_perf_test you built or downloaded")
-    if args.delegate not in DELEGATES:
-        raise BadInputError(f"--delegate {args.delegate!r}: choose one of {', '.join(DELEGATES)}")
     if args.threads < 1 or args.runs < 1 or args.warmup < 0 or args.adb_timeout <= 0:
         raise BadInputError("--threads and --runs must be ≥ 1, --warmup ≥ 0, --adb-timeout > 0")
+    settings = PhoneSettings(threads=args.threads, warmup=args.warmup, runs=args.runs, delegate=args.delegate,
+                             gpu_precision=args.gpu_precision, affinity=args.affinity,
+                             cooldown_timeout_s=args.cooldown_timeout,
+                             max_thermal_status=args.max_thermal_status, max_battery_c=args.max_battery_temp)
+    settings.check(tool_of(binary))  # ORT + gpu, a --gpu-precision without the GPU: refused before any phone
     specs = resolve_models(args.models or ["mobilefaceswap_224"])
     for spec in specs:
         if "frame" not in spec.stage_names:
@@ -95,9 +97,6 @@ def run_adb(args: argparse.Namespace) -> int:
     out = writable_dir(args.out)
     adb = Adb(timeout_s=args.adb_timeout)
     serials = _serials(adb, args.serial)
-    settings = PhoneSettings(threads=args.threads, warmup=args.warmup, runs=args.runs, delegate=args.delegate,
-                             affinity=args.affinity, cooldown_timeout_s=args.cooldown_timeout,
-                             max_thermal_status=args.max_thermal_status, max_battery_c=args.max_battery_temp)
     described = settings.describe(binary)
     store = out / "records.jsonl"
     stored = read_records(store) if args.resume and store.is_file() else []

@@ -86,6 +86,29 @@ def _memory(text: str, metrics: dict[str, float]) -> dict[str, float]:
     return metrics
 
 
+_GPU_PRECISION = re.compile(r"Allow lower precision in gpu\s*:\s*\[(\d)\]")
+_APPLIED = re.compile(r"(?:Explicitly )?[Aa]pplied (\w+) delegate,? and the model graph will be "
+                      r"(completely|partially) executed")
+
+
+def benchmark_model_settings(text: str) -> dict[str, object]:
+    """What benchmark_model says it was set to run, where its output says so.
+
+    ``gpu_precision_loss_allowed`` (bool) from "Allow lower precision in gpu: [0|1]" (older builds put a
+    space before the colon; the line is printed on Android when the GPU flags are given), and
+    ``delegate_applied`` ("GPU delegate, completely executed") from "(Explicitly) applied GPU delegate,
+    and the model graph will be completely|partially executed ...". Absent keys: the output did not say.
+    """
+    said: dict[str, object] = {}
+    precision = _GPU_PRECISION.findall(text)
+    if precision:
+        said["gpu_precision_loss_allowed"] = precision[-1] == "1"
+    applied = _APPLIED.findall(text)
+    if applied:
+        said["delegate_applied"] = "; ".join(f"{name} delegate, {how} executed" for name, how in applied)
+    return said
+
+
 _ORT_PATTERNS = {
     "init_ms": (r"Session creation time cost:\s*(" + _NUMBER + r")\s*s", 1000.0),
     "first_run_ms": (r"First inference time cost:\s*(" + _NUMBER + r")\s*ms", 1.0),

@@ -20,7 +20,7 @@ from mfsbench.records import Record, append_records, new_run_id, read_records, s
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from mfsbench.device.roofline import PeakResult
+    from mfsbench.device.roofline import Peaks
     from mfsbench.device.sweep import CellKey, SweepSettings, WeightsRef
     from mfsbench.registry import ModelSpec
 
@@ -65,6 +65,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                        help="Android benchmark_model or onnxruntime_perf_test to push (never downloaded)")
     phone.add_argument("--adb-timeout", type=float, default=60.0, help="seconds per adb call (default 60)")
     phone.add_argument("--delegate", default="xnnpack", help="cpu xnnpack gpu nnapi (default xnnpack)")
+    phone.add_argument("--gpu-precision", default="fp32", help="fp32 or fp16: what TFLite's GPU delegate is "
+                       "told (--delegate gpu only; default fp32, the delegate's own default is fp16)")
     phone.add_argument("--affinity", default=None, help="taskset CPU mask on the phone, e.g. f0")
     phone.add_argument("--cooldown-timeout", type=float, default=120.0,
                        help="max seconds to wait for the phone to cool before each model (default 120)")
@@ -141,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _sweep(specs: list[ModelSpec], cells: list[tuple[str, str]], settings: SweepSettings, size: int | None,
            *, faces: Path | None, weights: WeightsRef, done: set[CellKey],
-           peaks: dict[str, PeakResult] | None, on_record: Callable[[Record], None]) -> None:
+           peaks: Peaks | None, on_record: Callable[[Record], None]) -> None:
     """Measure every pending cell of every model, handing each record to ``on_record`` at once."""
     from mfsbench.device.roofline import measure_peaks
     from mfsbench.device.sweep import face_sample_sets, measure_model, pending_cells

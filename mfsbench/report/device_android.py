@@ -17,18 +17,21 @@ COMMAND = "device-android"
 #: Table 1 "V FPS" as reported by the paper (Dimensity 1100)
 PAPER_FPS = {"mobilefaceswap_224": 25.6, "mobilefaceswap_256": 19.7, "simswap_224": 0.64}
 
-COLUMNS = ("model", "serial", "device", "soc", "tool", "delegate", "threads", "status", "p50_ms",
-           "mean_ms", "fps_p50", "fps_mean", "init_ms", "first_run_ms", "runs", "battery_c_before",
-           "battery_c_after", "thermal_before", "paper_fps_as_reported", "error")
+COLUMNS = ("model", "serial", "device", "soc", "tool", "delegate", "precision", "threads", "warmup", "status",
+           "p50_ms", "mean_ms", "fps_p50", "fps_mean", "init_ms", "first_run_ms", "runs", "battery_c_before",
+           "battery_c_after", "thermal_before", "parity", "paper_fps_as_reported", "error")
+#: what a record from before precision and parity were stored gets in those columns
+UNRECORDED = "not recorded"
 
 
 def latest(records: Sequence[Record]) -> list[Record]:
-    """Newest record per (model, serial, tool, delegate), in first-seen order."""
+    """Newest record per (model, serial, tool, delegate, precision asked for), in first-seen order."""
     cells: dict[tuple[str, ...], Record] = {}
     for record in records:
         if record.command == COMMAND:
             key = (record.model, str(record.info.get("serial")), str(record.info.get("tool")),
-                   str(record.info.get("delegate")))
+                   str(record.info.get("delegate")),
+                   str(record.info.get("precision_requested", record.info.get("precision"))))
             cells[key] = record
     return list(cells.values())
 
@@ -41,7 +44,9 @@ def row(record: Record) -> dict[str, object]:
     out: dict[str, object] = {
         "model": record.model, "serial": record.info.get("serial"), "device": device.get("model"),
         "soc": soc, "tool": record.info.get("tool"), "delegate": record.info.get("delegate"),
-        "threads": record.info.get("threads"), "status": record.status,
+        "precision": _precision(record), "threads": record.info.get("threads"),
+        "warmup": record.info.get("warmup"), "status": record.status,
+        "parity": record.info.get("parity", UNRECORDED),
         "battery_c_before": before.get("battery_temp_c"), "battery_c_after": after.get("battery_temp_c"),
         "thermal_before": before.get("thermal_status"),
         "paper_fps_as_reported": PAPER_FPS.get(record.model), "error": record.error,
@@ -49,6 +54,14 @@ def row(record: Record) -> dict[str, object]:
     for key in ("p50_ms", "mean_ms", "fps_p50", "fps_mean", "init_ms", "first_run_ms", "runs"):
         out[key] = record.metrics.get(key)
     return out
+
+
+def _precision(record: Record) -> object:
+    """The precision that ran. Records from before it was recorded say fp32 whatever ran: right for the
+    CPU delegates, a label for the GPU one (its default is fp16), which is then shown as not recorded."""
+    if "precision_source" not in record.info and record.info.get("delegate") == "gpu":
+        return UNRECORDED
+    return record.info.get("precision", UNRECORDED)
 
 
 def _text(value: object) -> str:
@@ -62,7 +75,11 @@ def _text(value: object) -> str:
 def render_markdown(records: Sequence[Record]) -> str:
     rows = [row(r) for r in latest(records)]
     lines = ["# Phone timings (mfsbench device --adb)", "",
-             "FPS = 1000 / latency of the frame stage (fp32) as timed by the benchmark tool on each phone. "
+             "FPS = 1000 / latency of the frame stage as timed by the benchmark tool on each phone, with the "
+             "delegate and precision in its row: the fp32 export, run in the precision the tool was told "
+             "(TFLite's GPU delegate: `--gpu-precision`), or the one benchmark_model printed where it did. "
+             "Parity: the phone's outputs are not compared with PyTorch's (only the model file's sha256 is "
+             "checked on the phone), so a row says how fast, not how right. "
              "The paper's FPS is from its Dimensity 1100 phone, **as reported**, not reproduced here.", "",
              "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(_text(r[c]) for c in COLUMNS) + " |" for r in rows]
