@@ -11,10 +11,26 @@ Traps confirmed on 2026.4.1 (deployment notes §5), which :func:`benchmark_app_c
 
 Its statistics are median / average / min / max only (no raw samples), so its numbers are a
 cross-check, never a replacement for :func:`mfsbench.device.timing.time_runtime`.
+
+What it does with our timing settings (read from its 2026.4.1 source, ``tools/benchmark``):
+
+* **warm-up**: one "first inference" before the measured loop, outside its statistics
+  (``First inference took … ms``), or none with ``-no_warmup``. There is no option for N warm-up
+  runs: a request for N ≥ 1 gets exactly one excluded run, and :func:`run_benchmark_app` records
+  ``warmup_runs_excluded`` (read from the output) next to ``warmup_requested`` instead of claiming N;
+* **duration**: the measured loop runs while ``iterations < -niter`` *or* ``elapsed < -t``, i.e.
+  until *both* are reached, so ``-niter runs -t ceil(min_seconds)`` is our ``runs`` / ``min_seconds``
+  rule (``-t`` takes whole seconds). It has no upper bound on time: ``max_seconds`` can only be the
+  subprocess timeout;
+* **precision**: ``-infer_precision`` sets ``INFERENCE_PRECISION_HINT``; what the compiled model
+  answers is printed among its properties and parsed as ``inference_precision`` (on this AVX2-only
+  CPU a ``bf16`` or ``f16`` request prints ``float32``), with ``INFERENCE_NUM_THREADS`` as the thread
+  count it really used (``threads``) and ``RUNTIME_REQUIREMENTS``' ISA as ``runtime_isa``.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import shutil
 import subprocess
@@ -46,7 +62,12 @@ _TEXT_PATTERNS: dict[str, str] = {
     "version": r"Build \.+\s+(\S+)",
     "inference_precision": r"INFERENCE_PRECISION_HINT:\s+<Type: '([^']+)'>",
     "performance_hint": r"PERFORMANCE_HINT:\s+(\S+)",
+    "runtime_isa": r"RUNTIME_REQUIREMENTS:.*?isa=([^;\n]+)",
+    "limits": r"Measuring performance \(.*?limits:\s*([^)]+)\)",
 }
+#: what ``-infer_precision`` takes, by the compute names of :mod:`mfsbench.device.axis` (int8 IRs
+#: carry their own quantisers; the hint governs the float layers, as in the Python runtime)
+INFER_PRECISIONS: dict[str, str] = {"fp32": "f32", "bf16": "bf16", "fp16": "f16", "int8": "f32"}
 
 
 def parse_benchmark_app(text: str) -> dict[str, Any]:
@@ -87,6 +108,21 @@ def find_benchmark_app() -> str | None:
     return shutil.which("benchmark_app")
 
 
+def infer_precision(precision: str) -> str:
+    """``-infer_precision`` for a compute name (``fp32``…) or an OpenVINO type (``f32``, ``bf16``, ``f16``).
+
+    Raises:
+        BadInputError: anything else.
+    """
+    hint = INFER_PRECISIONS.get(precision, precision)
+    if hint not in set(INFER_PRECISIONS.values()):
+        raise BadInputError(
+            f"benchmark_app cannot be asked for precision {precision!r}; choose one of "
+            f"{', '.join(INFER_PRECISIONS)} (or f32, bf16, f16)"
+        )
+    return hint
+
+
 def benchmark_app_command(
     exe: str,
     model: str | Path,
@@ -95,12 +131,24 @@ def benchmark_app_command(
     *,
     precision: str = "f32",
     device: str = "CPU",
+    min_seconds: float | None = None,
+    warmup: int = 1,
 ) -> list[str]:
-    """The argument list (never a shell string) for one synchronous latency run."""
+    """The argument list (never a shell string) for one synchronous latency run.
+
+    ``niter`` and ``min_seconds`` both bound the loop from below (module docstring); ``warmup`` 0
+    passes ``-no_warmup``, any other count leaves the tool's one excluded first inference.
+    """
     if niter < 1:
         raise BadInputError(f"niter must be >= 1, got {niter}.")
+    if warmup < 0:
+        raise BadInputError(f"warmup must be >= 0, got {warmup}.")
     cmd = [exe, "-m", str(model), "-d", device, "-api", "sync", "-niter", str(niter), "-ip", "f32"]
-    cmd += ["-infer_precision", precision]
+    cmd += ["-infer_precision", infer_precision(precision)]
+    if min_seconds is not None and min_seconds > 0:
+        cmd += ["-t", str(max(1, math.ceil(min_seconds)))]
+    if warmup == 0:
+        cmd += ["-no_warmup"]
     if threads is not None:
         cmd += ["-hint", "none", "-nstreams", "1", "-nthreads", str(threads)]
     else:
@@ -114,8 +162,16 @@ def run_benchmark_app(
     threads: int | None = None,
     precision: str = "f32",
     timeout_s: float = 600.0,
+    *,
+    min_seconds: float | None = None,
+    warmup: int = 1,
 ) -> dict[str, Any]:
     """Run benchmark_app on an ONNX file or IR and return the parsed numbers plus the raw output.
+
+    Besides :func:`parse_benchmark_app`'s keys: ``threads`` (the ``INFERENCE_NUM_THREADS`` it
+    printed, absent when it printed none: never the request), ``requested_threads``,
+    ``requested_precision`` (the ``-infer_precision`` passed), ``warmup_requested`` and
+    ``warmup_runs_excluded`` (1 when it printed a first inference, else 0), ``command``, ``output``.
 
     Raises:
         MissingDependencyError: no benchmark_app (install ``openvino``).
@@ -126,7 +182,8 @@ def run_benchmark_app(
         raise MissingDependencyError(
             f"benchmark_app not found; it ships with the openvino wheel: {install_hint('openvino')}"
         )
-    cmd = benchmark_app_command(exe, model, niter, threads, precision=precision)
+    cmd = benchmark_app_command(exe, model, niter, threads, precision=precision, min_seconds=min_seconds,
+                                warmup=warmup)
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=False)
     except subprocess.TimeoutExpired:
@@ -136,6 +193,18 @@ def run_benchmark_app(
         tail = text.strip().splitlines()[-1:] or ["no output"]
         raise MfsbenchError(f"benchmark_app exited with {done.returncode}: {tail[0]}")
     parsed = parse_benchmark_app(text)
-    parsed["command"] = cmd
-    parsed["output"] = text
-    return parsed
+    return {**parsed, **tool_settings(parsed, threads, cmd, warmup), "command": cmd, "output": text}
+
+
+def tool_settings(parsed: dict[str, Any], threads: int | None, cmd: list[str], warmup: int) -> dict[str, Any]:
+    """What the tool was asked and what it reports having done, for the record (see
+    :func:`run_benchmark_app`); ``parsed`` is :func:`parse_benchmark_app`'s output."""
+    out: dict[str, Any] = {
+        "requested_threads": threads,
+        "requested_precision": cmd[cmd.index("-infer_precision") + 1],
+        "warmup_requested": warmup,
+        "warmup_runs_excluded": int("first_inference_ms" in parsed),
+    }
+    if "num_threads" in parsed:
+        out["threads"] = parsed["num_threads"]
+    return out

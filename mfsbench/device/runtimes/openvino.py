@@ -10,14 +10,16 @@ bf16 on CPUs with AVX-512 BF16 / AMX, so a hint is always set.
 
 A hint is a request, not a result. After compiling, :func:`read_back` walks the *runtime* model
 (``compiled.get_runtime_model()``: the executed graph after the plugin's fusions) and counts the
-matrix operations (:data:`MATRIX_LAYER_TYPES`) by their ``runtimePrecision`` rt_info, which is what
+matrix operations (:data:`MATRIX_LAYER_TYPES`) by the precision of the data they compute on (rt_info
+of the runtime model; why not ``runtimePrecision`` alone: :func:`read_back`), which is what
 ``Prepared.info["executed_precision"]`` and ``["op_precisions"]`` say; the compiled model's own
 ``INFERENCE_PRECISION_HINT`` is kept apart as ``inference_precision_hint``. Seen on this AVX2/FMA
 CPU without AVX-512 (openvino 2026.4.1): a ``bf16`` or ``f16`` hint compiles to a model whose
 convolutions all report ``f32`` (primitives ``brgconv_avx2_f32``) and whose compiled hint property
 also reads ``f32``, so the read-back says fp32 and a sweep records the cell as not native instead of
-timing f32 under a bf16 label. An NNCF int8 IR reads back ``u8`` convolutions (``jit_avx2_I8``):
-int8 arithmetic, without VNNI on this CPU.
+timing f32 under a bf16 label. An NNCF int8 IR reads back ``u8`` data into ``i8``-weight
+convolutions (``jit_avx2_I8``): int8 arithmetic, without VNNI on this CPU. An fp16-weight IR reads
+back f32 data (``brgconv_avx2_f32``) with fp16 weights: fp32 arithmetic.
 
 Threads go through ``INFERENCE_NUM_THREADS`` with the ``LATENCY`` hint (one stream), the
 configuration that matches one-frame-at-a-time video; the compiled model's own thread count is
@@ -74,32 +76,53 @@ def _precisions(text: str | None) -> str:
     return ",".join(axis_precision(part.strip()) for part in text.split(","))
 
 
+def _input_precision(op: Any, port: int) -> str:
+    """The precision of what feeds ``op``'s input ``port``: its producer's ``outputPrecisions`` entry
+    for that output, in the runtime model."""
+    if op.get_input_size() <= port:
+        return "none"
+    source = op.input_value(port)
+    produced = (_rt_text(source.get_node().get_rt_info(), "outputPrecisions") or "").split(",")
+    index = source.get_index()
+    return axis_precision(produced[index].strip()) if index < len(produced) and produced[index] else "unknown"
+
+
 def read_back(compiled: Any, version: str) -> dict[str, Any]:
-    """What the compiled model executes: its matrix ops counted by runtime precision.
+    """What the compiled model executes: its matrix ops counted by the precision they compute in.
+
+    A matrix op's precision is that of its **data input** (port 0, read from the producer's
+    ``outputPrecisions`` in the runtime model): the plugin picks the kernel by it, and the kernel
+    name says the same (``brgconv_avx2_f32``, ``jit_avx2_I8``, ``…_bf16``). The op's own
+    ``runtimePrecision`` is kept apart (``op_runtime_precisions``) and not used, because on
+    openvino 2026.4.1 it follows the *weights* of an fp16-weight IR: convolutions that run
+    ``brgconv_avx2_f32`` on f32 data report ``f16`` there, which would label f32 arithmetic fp16.
 
     Returns the :data:`mfsbench.device.axis.READBACK_KEYS` (``executed_precision``,
-    ``op_precisions``, ``precision_source``) plus ``op_output_precisions`` (the same ops by the
-    precision of what they write) and ``matrix_primitives`` (by kernel name, e.g.
-    ``brgconv_avx2_f32`` or ``jit_avx2_I8``: which ISA the kernels use).
+    ``op_precisions``, ``precision_source``) plus ``op_runtime_precisions``, ``op_weight_precisions``
+    (port 1's producer: ``int8`` for NNCF weights, ``fp16`` for a compressed IR),
+    ``op_output_precisions`` and ``matrix_primitives`` (ops by kernel name: which ISA ran).
     """
-    by_precision: Counter[str] = Counter()
-    by_output: Counter[str] = Counter()
-    by_primitive: Counter[str] = Counter()
+    counts: dict[str, Counter[str]] = {key: Counter() for key in ("data", "runtime", "weights", "output",
+                                                                  "primitive")}
     for op in compiled.get_runtime_model().get_ordered_ops():
         rt_info = op.get_rt_info()
         if _rt_text(rt_info, "layerType") not in MATRIX_LAYER_TYPES:
             continue
-        by_precision[_precisions(_rt_text(rt_info, "runtimePrecision"))] += 1
-        by_output[_precisions(_rt_text(rt_info, "outputPrecisions"))] += 1
-        by_primitive[_rt_text(rt_info, "primitiveType") or "unknown"] += 1
-    op_precisions = dict(sorted(by_precision.items()))
+        counts["data"][_input_precision(op, 0)] += 1
+        counts["weights"][_input_precision(op, 1)] += 1
+        counts["runtime"][_precisions(_rt_text(rt_info, "runtimePrecision"))] += 1
+        counts["output"][_precisions(_rt_text(rt_info, "outputPrecisions"))] += 1
+        counts["primitive"][_rt_text(rt_info, "primitiveType") or "unknown"] += 1
+    op_precisions = dict(sorted(counts["data"].items()))
     return {
         "executed_precision": majority_precision(op_precisions),
         "op_precisions": op_precisions,
-        "op_output_precisions": dict(sorted(by_output.items())),
-        "matrix_primitives": dict(sorted(by_primitive.items())),
-        "precision_source": f"openvino {version} runtime model rt_info runtimePrecision "
-                            f"({', '.join(sorted(MATRIX_LAYER_TYPES))} nodes)",
+        "op_runtime_precisions": dict(sorted(counts["runtime"].items())),
+        "op_weight_precisions": dict(sorted(counts["weights"].items())),
+        "op_output_precisions": dict(sorted(counts["output"].items())),
+        "matrix_primitives": dict(sorted(counts["primitive"].items())),
+        "precision_source": f"openvino {version} runtime model rt_info: data-input outputPrecisions of "
+                            f"{', '.join(sorted(MATRIX_LAYER_TYPES))} nodes",
     }
 
 
