@@ -131,8 +131,10 @@ def test_compute_is_validated_and_the_bf16_pseudo_runtime_is_gone() -> None:
         runtime = get_runtime("openvino", compute=compute)
         assert runtime.name == "openvino" and runtime.compute == compute  # type: ignore[attr-defined]
         assert runtime._config(2)["INFERENCE_PRECISION_HINT"] == hint  # type: ignore[attr-defined]
-    for name in ("torch-eager", "onnxruntime", "litert"):  # every factory takes the request
-        assert get_runtime(name, compute="int8").name == name
+    for name in ("onnxruntime", "litert"):  # every factory passes the request on
+        assert get_runtime(name, compute="int8").compute == "int8"  # type: ignore[attr-defined]
+    with pytest.raises(BadInputError, match="torch-eager cannot be asked to compute 'int8'"):
+        get_runtime("torch-eager", compute="int8")
 
 
 # --- read-back ------------------------------------------------------------------------------------

@@ -26,13 +26,13 @@ from mfsbench.errors import BadInputError, MfsbenchError
 def _torch_eager(compute: str) -> Runtime:
     from mfsbench.device.runtimes.torch_eager import TorchEagerRuntime
 
-    return TorchEagerRuntime()
+    return TorchEagerRuntime(compute=compute)
 
 
 def _onnxruntime(compute: str) -> Runtime:
     from mfsbench.device.runtimes.onnxruntime import OnnxRuntime
 
-    return OnnxRuntime()
+    return OnnxRuntime(compute=compute)
 
 
 def _openvino(compute: str) -> Runtime:
@@ -44,15 +44,15 @@ def _openvino(compute: str) -> Runtime:
 def _litert(compute: str) -> Runtime:
     from mfsbench.device.runtimes.litert import LiteRtRuntime
 
-    return LiteRtRuntime()
+    return LiteRtRuntime(compute=compute)
 
 
 #: what a runtime can be asked to compute (``CellPlan.compute``; ``fp16-weights`` is an fp16 *file*
 #: computed in fp32, so it is asked for ``fp32``).
 COMPUTES: tuple[str, ...] = ("fp32", "bf16", "fp16", "int8")
 
-#: name → factory taking the ``compute`` request; a runtime with one arithmetic accepts and ignores
-#: it (its read-back still says what ran).
+#: name → factory taking the ``compute`` request; each runtime refuses (BadInputError) a request it
+#: has no kernels for, and reads back what ran whatever was asked.
 _FACTORIES: dict[str, Callable[[str], Runtime]] = {
     "torch-eager": _torch_eager,
     "onnxruntime": _onnxruntime,
