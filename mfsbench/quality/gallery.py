@@ -35,16 +35,15 @@ class Gallery:
     embeddings: np.ndarray
 
     def retrieve(self, embedding: np.ndarray, source: str) -> tuple[str, bool, float]:
-        """``(retrieved identity, retrieved == source, cosine to the source's entry)``."""
-        from mfsbench.quality.evaluators import id_retrieval
+        """``(retrieved identity, retrieved == source, cosine to the source's entry)``: the same
+        argmax as :func:`~mfsbench.quality.evaluators.id_retrieval` (ties to the lower index)."""
+        from mfsbench.quality.evaluators import _unit_rows
 
         truth = self.ids.index(source)
-        query = np.asarray(embedding, np.float64)[None]
-        hits, cosines = id_retrieval(query, self.embeddings, np.array([truth]))
-        unit_q = query / max(float(np.linalg.norm(query)), 1e-12)
-        unit_g = self.embeddings / np.maximum(np.linalg.norm(self.embeddings, axis=1, keepdims=True), 1e-12)
-        retrieved = self.ids[int(np.argmax(unit_q @ unit_g.T, axis=1)[0])]
-        return retrieved, bool(hits[0]), float(cosines[0])
+        cosine = (_unit_rows(np.asarray(embedding)[None], "query embedding")
+                  @ _unit_rows(self.embeddings, "gallery embeddings").T)[0]
+        best = int(np.argmax(cosine))
+        return self.ids[best], best == truth, float(cosine[truth])
 
 
 def group_map(groups: Iterable[Sequence[str]], videos: Iterable[str] = ()) -> dict[str, str]:

@@ -75,6 +75,11 @@ class QualityProtocol:
     identity_groups: str = NO_GROUPS
     variant: str = ""  # preset and overrides applied on top of the file, e.g. "megafs; frames_per_video=2"
 
+    def __post_init__(self) -> None:
+        # the groups are read once, when the card is made: its fingerprint and the run's grouping
+        # are those of the file as it was then, however it changes later
+        object.__setattr__(self, "_groups", _read_groups(self.identity_groups))
+
     def content(self) -> dict[str, Any]:
         """Every pinned value: what the fingerprint covers.
 
@@ -106,17 +111,21 @@ class QualityProtocol:
 
 
 def identity_groups(protocol: QualityProtocol) -> list[list[str]]:
-    """The groups of video ids that show one person (``[]`` for ``identity_groups = "none"``).
+    """The groups of video ids that show one person (``[]`` for ``identity_groups = "none"``), as read
+    when ``protocol`` was made."""
+    return [list(g) for g in protocol._groups]  # type: ignore[attr-defined]
 
-    The file is JSON: a list of lists of video ids, each list one person (FF++ people who appear
-    in several videos); a video in no list is its own identity.
+
+def _read_groups(value: str) -> tuple[tuple[str, ...], ...]:
+    """Read an ``identity_groups`` file: JSON, a list of lists of video ids, each list one person
+    (FF++ people who appear in several videos); a video in no list is its own identity.
 
     Raises:
         BadInputError: a missing or malformed file, or a video listed twice.
     """
-    if protocol.identity_groups == NO_GROUPS:
-        return []
-    path = Path(protocol.identity_groups)
+    if value == NO_GROUPS:
+        return ()
+    path = Path(value)
     if not path.is_file():
         raise BadInputError(f"identity_groups file {path} not found; pass a JSON list of lists of video "
                             f"ids, or \"{NO_GROUPS}\"")
@@ -135,12 +144,12 @@ def identity_groups(protocol: QualityProtocol) -> list[list[str]]:
                 raise BadInputError(f"identity_groups file {path} lists video {video} twice; "
                                     "each video belongs to one group")
             seen.add(video)
-    return [sorted(g) for g in data if g]
+    return tuple(sorted(tuple(sorted(g)) for g in data if g))
 
 
 def groups_digest(protocol: QualityProtocol) -> str:
     """16 hex digits of sha256 over the canonical groups (what the fingerprint records)."""
-    canonical = json.dumps(sorted(identity_groups(protocol)), separators=(",", ":"))
+    canonical = json.dumps(identity_groups(protocol), separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
@@ -184,7 +193,6 @@ def _check(protocol: QualityProtocol, origin: str) -> None:
         raise BadInputError(f"{origin}: frames_per_video must be >= 1, got {protocol.frames_per_video}")
     if protocol.fid_crop_size < 8:
         raise BadInputError(f"{origin}: fid_crop_size must be >= 8, got {protocol.fid_crop_size}")
-    identity_groups(protocol)  # a missing or malformed groups file fails at load
 
 
 def _read(name_or_path: str) -> tuple[dict[str, Any], str]:
