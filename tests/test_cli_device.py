@@ -15,7 +15,7 @@ def test_device_sweep_on_tiny_student(run_cli, tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime")
     result = run_cli("device", "--models", "test_mobilefaceswap", "--backends", "torch-eager", "onnxruntime",
                      "--precision", "fp32", "fp16", "--runs", "3", "--warmup", "1", "--min-seconds", "0",
-                     "--out", str(tmp_path))
+                     "--peak-seconds", "0.2", "--out", str(tmp_path))
     assert result.code == 0, result.err
     records = read_records(tmp_path / "records.jsonl")
     cells = {(r.info["backend"], r.info["precision"]): r for r in records}
@@ -25,7 +25,7 @@ def test_device_sweep_on_tiny_student(run_cli, tmp_path: Path) -> None:
     assert ok.info["artifact_sha256"] and "aligned crop" in ok.info["parity_inputs"]
     assert ok.info["executed_precision"] == "fp32" and ok.info["weights"] == "random, seed 0"
     assert ok.info["parity_runtime"] == "onnxruntime (the timed session)"
-    assert 0 < ok.metrics["gmacs"] and ok.info["macs_executed"] == round(ok.metrics["gmacs"] * 1e9)
+    assert ok.metrics["gmacs"] > 0 and ok.info["macs_executed"] == round(ok.metrics["gmacs"] * 1e9)
     assert cells[("torch-eager", "fp32")].status == "ok"
     skipped = cells[("onnxruntime", "fp16")]  # no fp16 arithmetic on ORT's CPU provider: a reason
     assert skipped.status == "skipped" and "fp16" in (skipped.error or "")
@@ -43,7 +43,7 @@ def test_device_profile_says_where_the_time_goes(run_cli, tmp_path: Path) -> Non
     pytest.importorskip("openvino")
     result = run_cli("device", "--models", "test_mobilefaceswap", "--backends", "onnxruntime", "openvino",
                      "torch-eager", "--precision", "fp32", "--runs", "5", "--warmup", "1",
-                     "--min-seconds", "0", "--profile", "--out", str(tmp_path))
+                     "--min-seconds", "0", "--peak-seconds", "0.2", "--profile", "--out", str(tmp_path))
     assert result.code == 0, result.err
     cells = {r.info["backend"]: r for r in read_records(tmp_path / "records.jsonl")}
     for backend, conv in (("onnxruntime", "Conv"), ("openvino", "Convolution")):
@@ -115,7 +115,8 @@ def test_benchmark_app_cell_lands_in_the_same_record(run_cli, tmp_path: Path) ->
     if find_benchmark_app() is None:
         pytest.skip("benchmark_app (openvino wheel) not installed")
     result = run_cli("device", "--models", "test_mobilefaceswap", "--backends", "benchmark_app",
-                     "--runs", "5", "--warmup", "1", "--min-seconds", "0", "--out", str(tmp_path))
+                     "--precision", "fp32", "--runs", "5", "--warmup", "1", "--min-seconds", "0",
+                     "--peak-seconds", "0.2", "--out", str(tmp_path))
     assert result.code == 0, result.err
     (record,) = read_records(tmp_path / "records.jsonl")
     assert record.status == "ok" and record.info["backend"] == "benchmark_app"
@@ -129,7 +130,7 @@ def test_benchmark_app_cell_lands_in_the_same_record(run_cli, tmp_path: Path) ->
 def _tiny_sweep(out: Path, runs: int = 3) -> tuple[str, ...]:
     return ("device", "--models", "test_mobilefaceswap", "--backends", "torch-eager", "onnxruntime",
             "--precision", "fp32", "--runs", str(runs), "--warmup", "1", "--min-seconds", "0",
-            "--out", str(out))
+            "--peak-seconds", "0.2", "--out", str(out))
 
 
 @pytest.mark.cli

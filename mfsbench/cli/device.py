@@ -46,6 +46,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--min-seconds", type=float, default=2.0, help="minimum timed seconds (default 2)")
     parser.add_argument("--max-seconds", type=float, default=30.0, help="cap per cell (default 30)")
+    parser.add_argument("--peak-seconds", type=float, default=2.0,
+                        help="seconds each peak kernel is timed for the roofline (default 2; the record "
+                             "states the runs and seconds behind every peak)")
     parser.add_argument("--profile", action="store_true",
                         help="also profile per operator where the runtime can (onnxruntime, openvino): "
                              "separate runs after timing, shown under 'Where the time goes'")
@@ -90,8 +93,9 @@ def run(args: argparse.Namespace) -> int:
 
     backends = args.backends or available_runtimes()
     check_choices(backends, args.precision or [])
-    if args.threads < 1 or args.runs < 1 or args.warmup < 0 or args.min_seconds < 0:
-        raise BadInputError("--threads and --runs must be ≥ 1, --warmup and --min-seconds ≥ 0")
+    if args.threads < 1 or args.runs < 1 or args.warmup < 0 or args.min_seconds < 0 or args.peak_seconds < 0:
+        raise BadInputError("--threads and --runs must be ≥ 1; --warmup, --min-seconds and "
+                            "--peak-seconds ≥ 0")
     specs = resolve_models(args.models or DEFAULT_MODELS)
     for spec in specs:
         if "frame" not in spec.stage_names:
@@ -122,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         _sweep(specs, sweep_cells(backends, args.precision), settings, args.size, faces=faces,
-               weights=weights,
+               weights=weights, peak_seconds=args.peak_seconds,
                done=resumed.done if resumed else set(),
                peaks=resumed.peaks if resumed else None, on_record=keep)
     except KeyboardInterrupt:
@@ -142,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _sweep(specs: list[ModelSpec], cells: list[tuple[str, str]], settings: SweepSettings, size: int | None,
-           *, faces: Path | None, weights: WeightsRef, done: set[CellKey],
+           *, faces: Path | None, weights: WeightsRef, peak_seconds: float = 2.0, done: set[CellKey],
            peaks: Peaks | None, on_record: Callable[[Record], None]) -> None:
     """Measure every pending cell of every model, handing each record to ``on_record`` at once."""
     from mfsbench.device.roofline import measure_peaks
@@ -150,7 +154,7 @@ def _sweep(specs: list[ModelSpec], cells: list[tuple[str, str]], settings: Sweep
 
     if peaks is None:
         print("device: measuring this machine's peak MAC/s per precision ...", file=sys.stderr, flush=True)
-        peaks = measure_peaks(threads=settings.threads)
+        peaks = measure_peaks(threads=settings.threads, min_seconds=peak_seconds)
     with tempfile.TemporaryDirectory(prefix="mfsbench-device-") as work:
         for spec in specs:
             side = size or spec.native_size
