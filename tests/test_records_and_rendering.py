@@ -103,24 +103,24 @@ def test_cpu_description_and_device_machine_line() -> None:
     assert "ISA: unknown" in device_report.machine_line(cell)
 
 
-def test_device_report_names_the_peak_method_and_explains_efficiency_above_one() -> None:
-    def cell(model: str, backend: str, efficiency: float, method: str | None) -> Record:
-        info = {"backend": backend, "precision": "fp32", "size": 224, "peak_macs_per_s": 8e10}
-        if method:
-            info["peak_method"] = method
-        return Record("device", model, metrics={"p50_ms": 5.0, "efficiency": efficiency}, info=info,
-                      run_id="r")
+def test_device_report_lists_each_precisions_peak_and_never_explains_efficiency_above_one() -> None:
+    """Audit A3/A8: the peaks of the shown run, per precision, with their method or the reason there is
+    none; an efficiency above 1 is an error record (PhysicalLimitError), never a note that excuses it."""
+    method = "fp32 matmul peak: torch 2048x2048x2048, executed fp32, 2 threads, best of 19 runs (2.0 s)"
+    peaks = {"fp32": {"macs_per_s": 8e10, "method": method, "executed_precision": "fp32", "native": True},
+             "bf16": {"macs_per_s": None, "reason": "this CPU has no avx512_bf16, amx_bf16 or bf16"}}
 
-    method = "torch fp32 matmul 2048x2048x2048, 2 threads, best of 19 runs (2.0 s) after 2 warm-up"
-    normal = device_report.render_markdown([cell("a", "litert", 0.5, method)])
-    assert f"measured as {method}." in normal and "above 1" not in normal
-    old = device_report.render_markdown([cell("a", "litert", 0.5, None)])  # records before the method
-    assert "measured as the best of 5 2048³ fp32 matmuls in torch." in old
-    high = device_report.render_markdown([cell("a", "litert", 0.5, method),
-                                          cell("b", "onnxruntime", 1.2, method),
-                                          cell("c", "openvino-bf16", 1.3, method)])
-    note = next(line for line in high.splitlines() if "efficiency above 1" in line)
-    assert "b / onnxruntime" in note and "openvino-bf16" not in note  # bf16 may beat an fp32 peak
+    def cell(model: str, efficiency: float, status: str = "ok", error: str | None = None) -> Record:
+        info = {"backend": "litert", "precision": "fp32", "size": 224, "peaks": peaks}
+        return Record("device", model, metrics={"p50_ms": 5.0, "efficiency": efficiency}, info=info,
+                      run_id="r", status=status, error=error)  # type: ignore[arg-type]
+
+    impossible = "b: efficiency 1.200 > 1 ... is physically impossible"
+    md = device_report.render_markdown([cell("a", 0.5), cell("b", 0.9, "error", impossible)])
+    assert f"- fp32: 80.0 GMAC/s — {method}" in md
+    assert "- bf16: none — this CPU has no avx512_bf16" in md
+    assert "b / litert / fp32: error — b: efficiency 1.200 > 1" in md
+    assert "slower moment" not in md and "compare efficiencies with each other" not in md
 
 
 def test_a_failed_count_is_an_error_record_and_exit_1(run_cli, tmp_path: Path,
