@@ -256,15 +256,15 @@ def _time_with_benchmark_app(job: CellJob, outcome: CellOutcome) -> None:
     where they mean the same thing (median → ``p50_ms``), nothing it does not report invented."""
     from mfsbench.device.runtimes.benchmark_app import run_benchmark_app
 
-    runs = max(job.runs, job.warmup + 1)
-    parsed = run_benchmark_app(Path(str(job.artifact)), niter=runs, threads=job.threads,
-                               precision={"fp32": "f32", "bf16": "bf16"}.get(job.compute, "f32"),
+    parsed = run_benchmark_app(Path(str(job.artifact)), niter=job.runs, threads=job.threads,
+                               precision=job.compute, min_seconds=job.min_seconds, warmup=job.warmup,
                                timeout_s=max(60.0, 4 * job.max_seconds))
     median = parsed["latency_median_ms"]
     outcome.metrics.update({"p50_ms": median, "fps_p50": 1000.0 / median})
     for ours, theirs in (("mean_ms", "latency_avg_ms"), ("min_ms", "latency_min_ms"),
                          ("max_ms", "latency_max_ms"), ("tool_first_run_ms", "first_inference_ms"),
-                         ("runs", "count"), ("threads", "threads")):
+                         ("runs", "count"), ("threads", "threads"),
+                         ("warmup_runs", "warmup_runs_excluded")):
         if parsed.get(theirs) is not None:
             outcome.metrics[ours] = float(parsed[theirs])
     outcome.runtime_info = {
@@ -272,6 +272,8 @@ def _time_with_benchmark_app(job: CellJob, outcome: CellOutcome) -> None:
         "tool": "benchmark_app", "tool_version": str(parsed.get("version", "?")),
         "tool_inference_precision": str(parsed.get("inference_precision", "?")),
         "command": " ".join(parsed["command"]),
+        "warmup_requested": job.warmup,
+        "warmup_note": "benchmark_app excludes at most its one first inference from its statistics",
         "parity_note": "benchmark_app returns no outputs: parity ran through OpenVINO's Python API "
                        "on the same IR with the same precision request",
     }
