@@ -23,7 +23,11 @@ demo: $(STAMP)
 	$(BIN)/mfsbench models
 	$(BIN)/mfsbench flops --convention paper --mode both --out reports
 	@# a cell outside parity tolerance is an error record (exit 1) but must not hide the rest of the demo
-	$(BIN)/mfsbench device --models mobilefaceswap_224 simswap_224 --profile --out reports \
+	@# the student on every runtime × precision (fp32, bf16, int8; cells this CPU cannot run natively say so),
+	@# then SimSwap at fp32/bf16 joining the same run (--resume: same run id and peaks, so ratios pair)
+	$(BIN)/mfsbench device --models mobilefaceswap_224 --profile --out reports \
+		|| echo "mfsbench device: some cells failed; reports/device_desktop.md says which and why"
+	$(BIN)/mfsbench device --models simswap_224 --precision fp32 bf16 --profile --resume --out reports \
 		|| echo "mfsbench device: some cells failed; reports/device_desktop.md says which and why"
 	@# quality on a miniature FF++ tree of real faces (registry photos), offline evaluators, random weights
 	$(BIN)/mfsbench ffpp-mini build/mini_ffpp
