@@ -339,3 +339,26 @@ def test_each_frame_is_decoded_once_per_run(mini_tree: Path, tmp_path: Path,
     run_quality(mini_tree, tmp_path / "c.sqlite")
     originals = {k: n for k, n in decoded.items() if "original_sequences" in k[0]}
     assert originals and max(originals.values()) == 1, {k: n for k, n in originals.items() if n > 1}
+
+
+def test_a_schema_1_cache_is_migrated_in_place(tmp_path: Path) -> None:
+    """Schema 2 adds the retrieved identity per frame; an older cache (e.g. reports/quality_cache.sqlite
+    of an earlier make demo) gains the column instead of stopping the run."""
+    old = tmp_path / "v1.sqlite"
+    db = sqlite3.connect(old)
+    db.executescript(
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+        "INSERT INTO meta VALUES ('schema', '1');"
+        "CREATE TABLE frame_results (protocol TEXT, row TEXT, evalset TEXT, target TEXT, source TEXT, "
+        "frame INTEGER, status TEXT NOT NULL, reason TEXT, top1 INTEGER, cos REAL, pose_err REAL, "
+        "PRIMARY KEY (protocol, row, evalset, target, source, frame));"
+        "INSERT INTO frame_results VALUES ('fp', 'r', 'set', '000', 's', 3, 'ok', NULL, 1, 0.5, 1.0);")
+    db.commit()
+    db.close()
+    with QualityStore(old) as store:
+        assert store.meta("schema") == 2
+        (_t, _s, result), = store.frame_results("fp", "r", "set")
+        assert result.top1 is True and result.top1_id is None
+        _fill(store, "001")  # and it takes schema-2 rows
+        assert store.counts()["frame_results"] == 3
+    assert merge(tmp_path / "m.sqlite", [old])["frame_results"] == 3

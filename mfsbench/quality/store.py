@@ -109,10 +109,25 @@ class QualityStore:
             raise BadInputError(f"cannot use {self.path} as a quality cache ({exc}); "
                                 "pass another --cache file or delete this one") from None
         schema = self.db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()[0]
+        if schema == "1":  # schema 2 only adds a column; schema-1 rows keep NULL (their cards are older)
+            with self._migration():
+                self.db.execute("ALTER TABLE frame_results ADD COLUMN top1_id TEXT")
+                self.db.execute("UPDATE meta SET value='2' WHERE key='schema'")
+            schema = "2"
         if schema != str(SCHEMA_VERSION):
             raise BadInputError(f"{self.path} is a schema-{schema} cache, this mfsbench writes schema "
                                 f"{SCHEMA_VERSION}; pass a new --cache file")
         self._depth = 0
+
+    @contextmanager
+    def _migration(self) -> Iterator[None]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
 
     def close(self) -> None:
         self.db.close()
