@@ -9,10 +9,12 @@ that is verified is run exactly as the file that is timed.
   sorted by their trailing index (``args_10`` after ``args_2``), i.e. the torch module's positional
   order. The interpreter's own tensor lists are in graph order, which quantization can reshuffle.
   Files without a signature fall back to the interpreter's input/output lists.
-* Integer I/O (a full-integer int8 file) is quantized on the way in and dequantized on the way
-  out with the file's own scale and zero point, so callers always pass and get float32 and an int8
-  file is compared with torch in the same units as its fp32 source. The (de)quantization is part
-  of the timed run, as it would be in an app fed with float frames.
+* The int8 exports of :mod:`mfsbench.export.tflite` have float32 I/O: their ``QUANTIZE`` and
+  ``DEQUANTIZE`` ops are inside the graph and run in the interpreter. A file with integer I/O (a
+  full-integer int8 file from elsewhere) is quantized on the way in and dequantized on the way out
+  in numpy with the file's own scale and zero point, so callers always pass and get float32; that
+  numpy work is part of the timed run (0.21–0.23 ms per run on the 224² student frame stage,
+  measured alone) and ``info["io_dtypes"]`` says ``int8`` so a record shows it.
 
 Measured on the student frame stage (interleaved medians, shared 2-core AVX2/FMA EPYC, issue-5
 report): the XNNPACK delegate is what makes it fast (fp32 17.6 ms vs 65.6 ms with builtin kernels

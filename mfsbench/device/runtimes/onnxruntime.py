@@ -26,11 +26,14 @@ executes. Its matrix ops are counted by the arithmetic their kernel does: :data:
 multiply 8-bit operands whatever their declared outputs; :data:`FLOAT_MATRIX_OPS` (``Conv``,
 ``com.microsoft.nchwc`` ``Conv``, ``FusedConv``, ``Gemm``, ``MatMul``…) compute in the element
 type of their data input, followed through the graph from the inputs, initialisers and value infos
-(a ``Conv`` fed by ``DequantizeLinear`` is fp32: int8 in the file, not executed). Writing the graph
-happens once, inside session creation; the run path is untouched (fp32 student frame stage,
-interleaved: 8.3–9.0 ms p50 without, 8.6–9.4 ms with, within this machine's noise), and the
-read-back's parse costs ``info["readback_ms"]`` of the prepare time. Ops inside control-flow
-subgraphs (``If``/``Loop`` bodies) are not counted; no zoo stage has any.
+(a ``Conv`` fed by ``DequantizeLinear`` is fp32: int8 in the file, not executed). The graph read
+back is the one the session executes: its matrix kernels are those of the session's profiler trace
+(``tests/test_precision_readback.py``). Writing the graph happens once, inside session creation, and
+the run path is untouched (fp32 student frame stage, interleaved: 8.3–9.0 ms p50 without, 8.6–9.4 ms
+with, within this machine's noise); it adds to the prepare ("init") time the write of the graph and
+its weights (about 7 ms for the 2 MB student; a SimSwap-sized file writes its hundreds of MB once)
+plus the parse, which ``info["readback_ms"]`` holds. Ops inside control-flow subgraphs
+(``If``/``Loop`` bodies) are not counted; no zoo stage has any.
 """
 
 from __future__ import annotations
@@ -60,7 +63,7 @@ _ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor
 #: what this runtime can be asked to compute: the file decides (an fp32 or a QDQ int8 export)
 COMPUTES = ("fp32", "int8")
 
-#: kernels that multiply 8-bit integers (uint8/int8 operands, int32 accumulation)
+#: kernels that multiply 8-bit integers (uint8/int8 operands, integer accumulation)
 INT8_MATRIX_OPS = frozenset({
     "QLinearConv", "QLinearConvTranspose", "QLinearMatMul", "QGemm", "ConvInteger", "MatMulInteger",
     "MatMulIntegerToFloat", "DynamicQuantizeMatMul", "QAttention",
