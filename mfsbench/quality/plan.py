@@ -22,7 +22,7 @@ PREPARE_ROW = "__prepare__"
 FLOOR_JPEG_QUALITY = 75
 
 ORACLE_LABEL = "identity oracle (source video's face pasted into the target: near-duplicate ceiling)"
-FLOOR_LABEL = f"target copy, JPEG q{FLOOR_JPEG_QUALITY} re-encode (retrieval floor: returns the target)"
+FLOOR_LABEL = f"target copy (JPEG q{FLOOR_JPEG_QUALITY} re-encode; retrieval floor: returns the target)"
 
 
 @dataclass(frozen=True)
