@@ -196,3 +196,24 @@ def test_a_crashing_cell_process_is_an_error_record_not_a_crash(tmp_path: Path) 
     job.runtime = "no-such-runtime"
     outcome = cell.run_cell(job, tmp_path / "cells")
     assert outcome.status == "error" and "no-such-runtime" in (outcome.error or "")
+
+
+def test_ort_cold_prepare_leaves_the_read_back_to_a_twin_session(tmp_path: Path) -> None:
+    """The cold init a cell times is the session alone: the read-back (onnx import, optimised-graph
+    write) comes from a twin session with the same options, and says the same as the eager one."""
+    pytest.importorskip("onnxruntime")
+    import torch
+
+    from mfsbench.device.runtimes.onnxruntime import OnnxRuntime
+    from mfsbench.export.onnx import OnnxExporter
+
+    module = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Conv2d(4, 3, 1)).eval()
+    artifact = OnnxExporter().export(module, (torch.rand(1, 3, 8, 8),), tmp_path, "fp32", input_names=["x"])
+    runtime = OnnxRuntime()
+    cold = runtime.prepare(artifact.path, 1, read_back=False)
+    assert not set(axis.READBACK_KEYS) & set(cold.info)
+    twin = runtime.read_back(artifact.path, 1)
+    eager = runtime.prepare(artifact.path, 1).info
+    read = [(info["executed_precision"], info["op_precisions"]) for info in (twin, eager)]
+    assert read == [("fp32", {"fp32": 2})] * 2
+    assert "twin of the timed session" in twin["precision_source"]

@@ -140,17 +140,12 @@ def _vm_status(key: str) -> float | None:
     return None
 
 
-def _load_samples(job: CellJob) -> tuple[list[dict[str, np.ndarray]], list[list[np.ndarray]]]:
+def _load_samples(job: CellJob) -> tuple[list[list[np.ndarray]], list[list[np.ndarray]]]:
+    """Positional input arrays and torch's reference outputs, per parity sample."""
     with np.load(job.data) as data:
-        inputs = [{name: data[f"in_{i}_{j}"] for j, name in enumerate(job.input_names)}
-                  for i in range(job.samples)]
+        inputs = [[data[f"in_{i}_{j}"] for j in range(len(job.input_names))] for i in range(job.samples)]
         refs = [[data[f"ref_{i}_{k}"] for k in range(len(job.output_names))] for i in range(job.samples)]
     return inputs, refs
-
-
-def _batched(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """(C,H,W) crops get the batch axis every stage input has."""
-    return {k: (v[None] if v.ndim == 3 else v) for k, v in inputs.items()}
 
 
 def _torch_stage(job: CellJob) -> Any:
@@ -163,9 +158,25 @@ def _torch_stage(job: CellJob) -> Any:
     return module
 
 
+def _why_not_timed(job: CellJob, info: dict[str, Any], parity_failure: str | None) -> str | None:
+    """Why the cell must not be timed: parity outside tolerance, no read-back, or another precision
+    than the plan's executed (a fast wrong model, or a silent fallback, is not a result)."""
+    from mfsbench.device.axis import READBACK_KEYS
+
+    if parity_failure:
+        return f"{parity_failure}; not timed"
+    missing = [key for key in READBACK_KEYS if key not in info]
+    if missing:
+        return f"{job.runtime} did not report what it executed ({', '.join(missing)} missing); not timed"
+    executed = str(info["executed_precision"])
+    if executed != job.compute:
+        return (f"{job.runtime} was asked for {job.compute} but its matrix ops ran {executed} "
+                f"({info['op_precisions']}, read from {info['precision_source']}); not timed")
+    return None
+
+
 def measure(job: CellJob) -> CellOutcome:
     """The child's work (module docstring, steps 1–6)."""
-    from mfsbench.device.axis import READBACK_KEYS
     from mfsbench.device.runtimes import get_runtime
     from mfsbench.device.timing import time_runtime
     from mfsbench.export.compare import compare_outputs
@@ -174,28 +185,36 @@ def measure(job: CellJob) -> CellOutcome:
     started = time.perf_counter()
     runtime = get_runtime("openvino" if job.runtime == "benchmark_app" else job.runtime, compute=job.compute)
     target: Any = job.artifact
-    shapes: dict[str, tuple[int, ...]] | None = None
     inputs, refs = _load_samples(job)
-    batched = [_batched(sample) for sample in inputs]
+    batched = [[v[None] if v.ndim == 3 else v for v in sample] for sample in inputs]
+    kwargs: dict[str, Any] = {}
     if job.runtime == "torch-eager":
         target = _torch_stage(job)
-        shapes = {name: tuple(value.shape) for name, value in batched[0].items()}
+        kwargs["input_shapes"] = {name: tuple(v.shape) for name, v in zip(job.input_names, batched[0],
+                                                                            strict=True)}
     else:
         from mfsbench.optional import require
 
         require(runtime.module, runtime.package, f"the {job.runtime} runtime")
+    deferred = callable(getattr(runtime, "read_back", None))
+    if deferred:  # the read-back's own imports and files stay out of the cold init
+        kwargs["read_back"] = False
     import_ms = (time.perf_counter() - started) * 1000.0
     rss_after_import = _vm_status("VmRSS")
 
     t0 = time.perf_counter()
-    prepared = (runtime.prepare(target, job.threads, input_shapes=shapes)  # type: ignore[call-arg]
-                if shapes is not None else runtime.prepare(target, job.threads))
+    prepared = runtime.prepare(target, job.threads, **kwargs)
     init_ms = (time.perf_counter() - t0) * 1000.0
+    # positional samples → the artefact's own input names (a TFLite signature says args_0)
+    names = [info.name for info in prepared.inputs]
+    named = [dict(zip(names, sample, strict=True)) for sample in batched]
     t0 = time.perf_counter()
-    first = prepared.run(batched[0])
+    first = prepared.run(named[0])
     first_run_ms = (time.perf_counter() - t0) * 1000.0
+    if deferred:
+        prepared.info.update(runtime.read_back(target, job.threads))  # type: ignore[attr-defined]
 
-    got = [first] + [prepared.run(sample) for sample in batched[1:]]
+    got = [first] + [prepared.run(sample) for sample in named[1:]]
     checked_by = (f"{runtime.name} Python API, same IR and precision request (benchmark_app returns no "
                   "outputs)" if job.runtime == "benchmark_app" else f"{runtime.name} (the timed session)")
     parity = compare_outputs(refs, got, job.output_names, fmt=job.format, precision=job.tolerance,
@@ -204,26 +223,15 @@ def measure(job: CellJob) -> CellOutcome:
                       "runtime": parity.runtime, "samples": parity.samples,
                       "outputs": [asdict(o) for o in parity.outputs]}
     outcome.metrics.update(parity.metrics())
-    info = {k: v for k, v in prepared.info.items()}
+    info = dict(prepared.info)
     outcome.runtime_info = json.loads(json.dumps(info, default=str))
     outcome.metrics.update({"import_ms": import_ms, "init_ms": init_ms, "first_run_ms": first_run_ms})
-    failure = parity.failure()
-    if failure:
-        outcome.status, outcome.error = "error", f"{failure}; not timed"
-        return outcome
-    missing = [key for key in READBACK_KEYS if key not in info]
-    if missing:
-        outcome.status, outcome.error = "error", (
-            f"{job.runtime} did not report what it executed ({', '.join(missing)} missing); not timed")
-        return outcome
-    executed = str(info["executed_precision"])
-    if executed != job.compute:
-        outcome.status, outcome.error = "error", (
-            f"{job.runtime} was asked for {job.compute} but its matrix ops ran {executed} "
-            f"({info['op_precisions']}, read from {info['precision_source']}); not timed")
+    why = _why_not_timed(job, info, parity.failure())
+    if why:
+        outcome.status, outcome.error = "error", why
         return outcome
 
-    timing_inputs = batched[0]
+    timing_inputs = named[0]
     if job.runtime == "benchmark_app":
         del prepared
         _time_with_benchmark_app(job, outcome)

@@ -127,18 +127,22 @@ class OnnxRuntime:
                   for e in trace if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time")]
         return aggregate(events[len(events) // (runs + 1):], runs, f"onnxruntime {ort.__version__} profiler")
 
-    def prepare(self, artifact_path: str | Path, threads: int) -> SimplePrepared:
+    def prepare(self, artifact_path: str | Path, threads: int, *, read_back: bool = True) -> SimplePrepared:
+        """A session on ``threads`` threads. With ``read_back`` (default) the session itself writes its
+        optimised graph and ``info`` holds what its matrix ops compute; without, ``info`` lacks the
+        read-back keys and :meth:`read_back` supplies them from a twin session, so that a cold
+        ``prepare`` can be timed without the graph write and the onnx import."""
         ort = require("onnxruntime", self.package, f"the {self.name} runtime")
-        onnx = require("onnx", "onnx", f"the {self.name} precision read-back")
         so = self._options(ort, threads)
-        with tempfile.TemporaryDirectory(prefix="mfsbench-ort-optimised-") as tmp:
-            optimised = Path(tmp) / "optimised.onnx"
-            _write_optimised(so, optimised)
+        readback: dict[str, Any] = {}
+        if read_back:
+            with tempfile.TemporaryDirectory(prefix="mfsbench-ort-optimised-") as tmp:
+                optimised = Path(tmp) / "optimised.onnx"
+                _write_optimised(so, optimised)
+                session = ort.InferenceSession(str(artifact_path), so, providers=["CPUExecutionProvider"])
+                readback = self._parse(optimised, "the timed session")
+        else:
             session = ort.InferenceSession(str(artifact_path), so, providers=["CPUExecutionProvider"])
-            start = time.perf_counter()
-            graph = onnx.load(str(optimised), load_external_data=False).graph
-        readback = read_matrix_ops(graph)
-        readback_ms = (time.perf_counter() - start) * 1000.0
         infos = [
             TensorInfo(
                 i.name,
@@ -154,19 +158,41 @@ class OnnxRuntime:
 
         info: dict[str, Any] = {
             "threads": threads,
-            "precision": readback["executed_precision"],
             "requested_precision": self.compute,
             **readback,
-            "precision_source": (f"onnxruntime {ort.__version__} optimised graph of the timed session "
-                                 "(ORT_ENABLE_ALL, optimized_model_filepath): "
-                                 f"{readback['precision_source']}"),
-            "readback_ms": round(readback_ms, 2),
             "providers": session.get_providers(),
             "graph_optimization": "ORT_ENABLE_ALL",
             "allow_spinning": self.allow_spinning,
             "onnxruntime": ort.__version__,
         }
         return SimplePrepared(infos, run, info)
+
+    def read_back(self, artifact_path: str | Path, threads: int) -> dict[str, Any]:
+        """What a session with exactly the timed options computes, read from the optimised graph it
+        writes (a twin of the timed session: same file, options and provider, so the same rewrites)."""
+        ort = require("onnxruntime", self.package, f"the {self.name} runtime")
+        so = self._options(ort, threads)
+        with tempfile.TemporaryDirectory(prefix="mfsbench-ort-optimised-") as tmp:
+            optimised = Path(tmp) / "optimised.onnx"
+            _write_optimised(so, optimised)
+            ort.InferenceSession(str(artifact_path), so, providers=["CPUExecutionProvider"])
+            return self._parse(optimised, "a twin of the timed session (same file and options)")
+
+    def _parse(self, optimised: Path, which: str) -> dict[str, Any]:
+        onnx = require("onnx", "onnx", f"the {self.name} precision read-back")
+        ort = require("onnxruntime", self.package, f"the {self.name} runtime")
+        start = time.perf_counter()
+        graph = onnx.load(str(optimised), load_external_data=False).graph
+        readback = read_matrix_ops(graph)
+        readback_ms = (time.perf_counter() - start) * 1000.0
+        return {
+            **readback,
+            "precision": readback["executed_precision"],
+            "precision_source": (f"onnxruntime {ort.__version__} optimised graph of {which} "
+                                 "(ORT_ENABLE_ALL, optimized_model_filepath): "
+                                 f"{readback['precision_source']}"),
+            "readback_ms": round(readback_ms, 2),
+        }
 
 
 def _write_optimised(so: Any, path: Path) -> None:
