@@ -169,9 +169,11 @@ class OpenVinoExporter(Exporter):
         feeds = calibration_feeds(job.calibration or (), job.input_names) if job.precision == "int8" else []
         with tempfile.TemporaryDirectory(prefix="mfsbench-ov-") as tmp:
             onnx_path = Path(tmp) / f"{job.stem}.onnx"
-            export_onnx(job.module, job.example_inputs, onnx_path, job.input_names, outputs)
+            onnx_details = export_onnx(job.module, job.example_inputs, onnx_path, job.input_names, outputs)
             model = ov.convert_model(str(onnx_path))
-        details: dict[str, Any] = {"converted_from": "onnx", "openvino": ov.__version__}
+        # the IR is converted from the (parity-checked, possibly optimised) ONNX: say which it was
+        details: dict[str, Any] = {"converted_from": "onnx", "openvino": ov.__version__,
+                                   "onnx": dict(onnx_details or {})}
         if job.precision == "int8":
             model, quantized = quantize_int8(model, feeds)
             details.update(quantized)
