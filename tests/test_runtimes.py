@@ -15,12 +15,12 @@ import pytest
 import torch
 from torch import nn
 
-from mfsbench.errors import BadInputError, MfsbenchError, MissingDependencyError
-from mfsbench.optional import extra_for, require
 from mfsbench.device.roofline import achieved_macs_per_s, efficiency, measure_peak_macs
 from mfsbench.device.runtimes import SimplePrepared, TensorInfo, example_inputs, get_runtime
 from mfsbench.device.runtimes.benchmark_app import benchmark_app_command, parse_benchmark_app
 from mfsbench.device.timing import UNSTABLE_CV, latency_stats, time_runtime, timed_prepare
+from mfsbench.errors import BadInputError, MfsbenchError, MissingDependencyError
+from mfsbench.optional import extra_for, require
 
 DATA = Path(__file__).parent / "data"
 SHAPE = (1, 3, 32, 32)

@@ -75,28 +75,23 @@ class CellPlan:
                 f"arithmetic for {self.runtime}")
 
 
-def _plan(runtime: str, precision: str, fmt: str | None, export: str, compute: str,
-          native: tuple[str, ...] = (), fallback: Fallback = "skip") -> CellPlan:
-    return CellPlan(runtime, precision, fmt, export, compute, native, fallback)
-
-
 #: every cell a runtime can run, by (runtime, precision).
 PLANS: dict[tuple[str, str], CellPlan] = {
     (plan.runtime, plan.precision): plan
     for plan in (
-        _plan("torch-eager", "fp32", None, "fp32", "fp32"),
-        _plan("onnxruntime", "fp32", "onnx", "fp32", "fp32"),
-        _plan("onnxruntime", "int8", "onnx", "int8", "int8", INT8_NATIVE, "label"),
-        _plan("openvino", "fp32", "openvino", "fp32", "fp32"),
-        _plan("openvino", "bf16", "openvino", "fp32", "bf16", BF16_NATIVE),
-        _plan("openvino", "fp16", "openvino", "fp32", "fp16", FP16_NATIVE),
-        _plan("openvino", "fp16-weights", "openvino", "fp16", "fp32"),
-        _plan("openvino", "int8", "openvino", "int8", "int8", INT8_NATIVE, "label"),
-        _plan("litert", "fp32", "tflite", "fp32", "fp32"),
-        _plan("litert", "fp16-weights", "tflite", "fp16", "fp32"),
-        _plan("litert", "int8", "tflite", "int8", "int8", INT8_NATIVE, "label"),
-        _plan("benchmark_app", "fp32", "openvino", "fp32", "fp32"),
-        _plan("benchmark_app", "bf16", "openvino", "fp32", "bf16", BF16_NATIVE),
+        CellPlan("torch-eager", "fp32", None, "fp32", "fp32"),
+        CellPlan("onnxruntime", "fp32", "onnx", "fp32", "fp32"),
+        CellPlan("onnxruntime", "int8", "onnx", "int8", "int8", INT8_NATIVE, "label"),
+        CellPlan("openvino", "fp32", "openvino", "fp32", "fp32"),
+        CellPlan("openvino", "bf16", "openvino", "fp32", "bf16", BF16_NATIVE),
+        CellPlan("openvino", "fp16", "openvino", "fp32", "fp16", FP16_NATIVE),
+        CellPlan("openvino", "fp16-weights", "openvino", "fp16", "fp32"),
+        CellPlan("openvino", "int8", "openvino", "int8", "int8", INT8_NATIVE, "label"),
+        CellPlan("litert", "fp32", "tflite", "fp32", "fp32"),
+        CellPlan("litert", "fp16-weights", "tflite", "fp16", "fp32"),
+        CellPlan("litert", "int8", "tflite", "int8", "int8", INT8_NATIVE, "label"),
+        CellPlan("benchmark_app", "fp32", "openvino", "fp32", "fp32"),
+        CellPlan("benchmark_app", "bf16", "openvino", "fp32", "bf16", BF16_NATIVE),
     )
 }
 
@@ -104,7 +99,8 @@ PLANS: dict[tuple[str, str], CellPlan] = {
 NOT_SUPPORTED: dict[tuple[str, str], str] = {
     ("onnxruntime", "bf16"): "ONNX Runtime's CPU provider has no bf16 convolution kernels on this "
                              "platform (only an Arm fast-math GEMM option)",
-    ("onnxruntime", "fp16"): "ONNX Runtime's CPU provider runs fp16 graphs through f32 casts, not fp16 arithmetic",
+    ("onnxruntime", "fp16"): "ONNX Runtime's CPU provider runs fp16 graphs through f32 casts, not fp16 "
+                             "arithmetic",
     ("litert", "fp16"): "the LiteRT CPU interpreter (XNNPACK) computes f32 for fp16 files on x86; "
                         "the fp16 file is the fp16-weights cell",
     ("litert", "bf16"): "LiteRT has no bf16 CPU kernels",
