@@ -111,8 +111,194 @@ def check_image(image: Any) -> np.ndarray:
     return image
 
 
+# ------------------------------------------------------------------------------------- reading photos
+
+#: EXIF Orientation tag (TIFF tag 274).
+EXIF_ORIENTATION_TAG = 0x0112
+
+
+def _tiff_orientation(tiff: bytes) -> int:
+    """The Orientation value (1–8) in a TIFF-structured EXIF block's first IFD; 1 when absent."""
+    if len(tiff) < 8 or tiff[:2] not in (b"II", b"MM"):
+        return 1
+    order = "little" if tiff[:2] == b"II" else "big"
+    if int.from_bytes(tiff[2:4], order) != 42:
+        return 1
+    ifd = int.from_bytes(tiff[4:8], order)
+    if ifd + 2 > len(tiff):
+        return 1
+    count = int.from_bytes(tiff[ifd:ifd + 2], order)
+    for i in range(count):
+        entry = tiff[ifd + 2 + 12 * i: ifd + 14 + 12 * i]
+        if len(entry) < 12:
+            break
+        tag, kind = int.from_bytes(entry[0:2], order), int.from_bytes(entry[2:4], order)
+        if tag == EXIF_ORIENTATION_TAG and kind == 3:
+            value = int.from_bytes(entry[8:10], order)  # a SHORT sits in the first 2 bytes of the value
+            return value if 1 <= value <= 8 else 1
+    return 1
+
+
+def _jpeg_exif(data: bytes) -> bytes:
+    """The TIFF block of a JPEG's ``Exif`` APP1 segment, searched up to the scan; ``b""`` if none."""
+    pos = 2
+    while pos + 4 <= len(data) and data[pos] == 0xFF:
+        marker = data[pos + 1]
+        if marker == 0xFF:
+            pos += 1
+        elif marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:
+            pos += 2
+        elif marker in (0xDA, 0xD9):
+            break
+        else:
+            length = int.from_bytes(data[pos + 2:pos + 4], "big")
+            segment = data[pos + 4:pos + 2 + length]
+            if marker == 0xE1 and segment[:6] == b"Exif\x00\x00":
+                return segment[6:]
+            pos += 2 + length
+    return b""
+
+
+def _png_exif(data: bytes) -> bytes:
+    """The ``eXIf`` chunk of a PNG; ``b""`` if none."""
+    pos = 8
+    while pos + 8 <= len(data):
+        length = int.from_bytes(data[pos:pos + 4], "big")
+        kind = data[pos + 4:pos + 8]
+        if kind == b"eXIf":
+            return data[pos + 8:pos + 8 + length]
+        if kind == b"IEND":
+            break
+        pos += 12 + length
+    return b""
+
+
+def _webp_exif(data: bytes) -> bytes:
+    """The ``EXIF`` chunk of a WebP (RIFF) file, without an ``Exif`` prefix; ``b""`` if none."""
+    pos = 12
+    while pos + 8 <= len(data):
+        length = int.from_bytes(data[pos + 4:pos + 8], "little")
+        if data[pos:pos + 4] == b"EXIF":
+            block = data[pos + 8:pos + 8 + length]
+            return block[6:] if block[:6] == b"Exif\x00\x00" else block
+        pos += 8 + length + (length & 1)
+    return b""
+
+
+def exif_orientation(data: bytes) -> int:
+    """EXIF Orientation (1–8, 1 = upright) of an encoded JPEG, PNG (``eXIf``) or WebP (``EXIF``) file.
+
+    These are the containers whose orientation OpenCV applies with ``IMREAD_COLOR``. The reader here
+    exists because ``IMREAD_UNCHANGED``, the only flag that keeps alpha and 16 bits, never applies it.
+    """
+    if data[:2] == b"\xff\xd8":
+        return _tiff_orientation(_jpeg_exif(data))
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return _tiff_orientation(_png_exif(data))
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return _tiff_orientation(_webp_exif(data))
+    return 1
+
+
+def apply_orientation(image: np.ndarray, orientation: int) -> np.ndarray:
+    """The pixels as a person sees them: undo EXIF ``orientation`` (1–8) on an (H, W[, C]) array."""
+    if orientation == 2:
+        image = image[:, ::-1]
+    elif orientation == 3:
+        image = image[::-1, ::-1]
+    elif orientation == 4:
+        image = image[::-1]
+    elif orientation == 5:
+        image = np.swapaxes(image, 0, 1)
+    elif orientation == 6:
+        image = np.swapaxes(image, 0, 1)[:, ::-1]
+    elif orientation == 7:
+        image = np.swapaxes(image, 0, 1)[::-1, ::-1]
+    elif orientation == 8:
+        image = np.swapaxes(image, 0, 1)[::-1]
+    return np.ascontiguousarray(image)
+
+
+class Photo(np.ndarray):
+    """A photo's BGR uint8 pixels (what every detector and model takes) that remembers what the file
+    had beyond them, so that :func:`photo_for_file` can write it back:
+
+    * ``alpha``: the alpha plane (uint8 or uint16), or ``None``;
+    * ``deep``: the 16-bit BGR pixels of a 16-bit file, or ``None``; the uint8 pixels are its top byte;
+    * ``deep8``: that top byte as read, to tell which pixels a swap changed.
+
+    Only the array :func:`read_image` returns (and :func:`like_photo` builds) carries them: a slice, a
+    copy or any computed array is a plain image again, since its pixels no longer match the file's.
+    """
+
+    alpha: np.ndarray | None
+    deep: np.ndarray | None
+    deep8: np.ndarray | None
+
+    def __array_finalize__(self, obj: Any) -> None:
+        self.alpha = self.deep = self.deep8 = None
+
+
+def _photo(pixels: np.ndarray, alpha: np.ndarray | None, deep: np.ndarray | None,
+           deep8: np.ndarray | None) -> np.ndarray:
+    if alpha is None and deep is None:
+        return pixels
+    photo = np.asarray(pixels).view(Photo)
+    photo.alpha, photo.deep, photo.deep8 = alpha, deep, deep8
+    return photo
+
+
+def like_photo(original: np.ndarray, pixels: np.ndarray) -> np.ndarray:
+    """``pixels`` (a processed BGR uint8 copy of ``original``) with ``original``'s alpha and 16-bit
+    pixels attached, so that the written result keeps them; ``pixels`` as is for an ordinary image."""
+    if not isinstance(original, Photo) or pixels.shape != original.shape:
+        return pixels
+    if pixels is original:
+        return original
+    return _photo(pixels, original.alpha, original.deep, original.deep8)
+
+
+def photo_for_file(image: np.ndarray, suffix: str) -> tuple[np.ndarray, list[str]]:
+    """The array to encode for a file with ``suffix``, and a warning for everything it cannot keep.
+
+    Alpha is copied through unchanged; a 16-bit photo is written at 16 bits where the format allows
+    (PNG, TIFF): pixels the swap did not change keep their original 16-bit values exactly, changed
+    ones are the 8-bit result × 257. JPEG, BMP and WebP take 8 bits; JPEG and BMP have no alpha.
+    """
+    if not isinstance(image, Photo) or (image.alpha is None and image.deep is None):
+        return np.asarray(image), []
+    pixels = np.asarray(image)
+    suffix = suffix.lower()
+    warnings: list[str] = []
+    alpha = image.alpha
+    deep_ok = suffix in (".png", ".tif", ".tiff")
+    if image.deep is not None and image.deep8 is not None:
+        if deep_ok:
+            changed = np.any(pixels != image.deep8, axis=2)
+            deep = image.deep.copy()
+            deep[changed] = pixels[changed].astype(np.uint16) * 257
+            pixels = deep
+        else:
+            warnings.append(f"the 16-bit input is written at 8 bits ({suffix} has no 16-bit mode); "
+                            "use .png or .tiff to keep 16 bits")
+    if alpha is not None:
+        if suffix in (".jpg", ".jpeg", ".bmp"):
+            warnings.append(f"the input's alpha channel is dropped ({suffix} has none); use .png to keep it")
+        else:
+            if pixels.dtype == np.uint16 and alpha.dtype == np.uint8:
+                alpha = alpha.astype(np.uint16) * 257
+            elif pixels.dtype == np.uint8 and alpha.dtype == np.uint16:
+                alpha = (alpha >> 8).astype(np.uint8)
+            pixels = np.dstack([pixels, alpha])
+    return np.ascontiguousarray(pixels), warnings
+
+
 def read_image(path: str | Path) -> np.ndarray:
-    """Read a photo as BGR uint8, or say why it cannot be.
+    """Read a photo as BGR uint8 the way a person sees it, or say why it cannot be.
+
+    The EXIF orientation of JPEG, PNG and WebP files is applied (a portrait phone photo is upright).
+    A file with alpha or 16 bits per channel comes back as a :class:`Photo`: BGR uint8 like any other,
+    plus what :func:`photo_for_file` needs to write the alpha and the 16 bits back.
 
     Raises:
         BadInputError: missing or undecodable file.
@@ -121,12 +307,29 @@ def read_image(path: str | Path) -> np.ndarray:
     file = Path(path)
     if not file.is_file():
         raise BadInputError(f"image not found: {file}; check the path")
-    image = cv2.imread(str(file), cv2.IMREAD_UNCHANGED)
+    data = file.read_bytes()
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
     if image is None:
         raise BadInputError(f"cannot decode image {file}; pass a JPEG/PNG/BMP/WebP file")
-    if image.dtype == np.uint16:  # 16-bit PNGs: keep the top byte
-        image = (image >> 8).astype(np.uint8)
-    return check_image(image)
+    image = apply_orientation(image, exif_orientation(data))
+    alpha = None
+    if image.ndim == 3 and image.shape[2] == 4:
+        alpha = image[:, :, 3].copy()
+        image = np.ascontiguousarray(image[:, :, :3])
+    deep = None
+    if image.dtype == np.uint16:  # 16-bit PNG/TIFF: detect and swap on the top byte, keep the rest
+        deep = check_image_depth16(image)
+        image = (deep >> 8).astype(np.uint8)
+    pixels = check_image(image)
+    return _photo(pixels, alpha, deep, pixels.copy() if deep is not None else None)
+
+
+def check_image_depth16(image: np.ndarray) -> np.ndarray:
+    """A 16-bit image as BGR uint16 (H, W, 3)."""
+    cv2 = cv2_module()
+    if image.ndim == 2 or image.shape[2] == 1:
+        return cv2.cvtColor(image.reshape(image.shape[:2]), cv2.COLOR_GRAY2BGR)
+    return np.ascontiguousarray(image)
 
 
 # ---------------------------------------------------------------------------------------------- dlib
@@ -153,6 +356,25 @@ def _dlib() -> Any:
     return require("dlib", "dlib-bin", "the dlib face detector")
 
 
+#: dlib's HOG window (80×80 px): the smallest face it finds without upsampling.
+DLIB_WINDOW = 80
+#: the default smallest face to find, in image pixels (see :class:`DlibDetector`). A smaller face
+#: would be upscaled about 3× into a 224-px swap crop.
+DLIB_MIN_FACE = 80
+#: the default cap on the detection copy's long side.
+DLIB_MAX_SIDE = 4096
+#: the detection copy is never coarser than this long side (the fixed size used before).
+DLIB_BASE_SIDE = 640
+
+
+def _number(value: Any, name: str) -> float:
+    """A detector option given as text (``--detector-option max_side=640``) or a number."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise BadInputError(f"dlib detector option {name} must be a number, got {value!r}") from None
+
+
 def landmarks5_from_68(points68: np.ndarray) -> np.ndarray:
     """The five insightface points from dlib's 68 (eye centres, nose tip, mouth corners)."""
     pts = np.asarray(points68, dtype=np.float64)
@@ -170,18 +392,31 @@ def landmarks5_from_68(points68: np.ndarray) -> np.ndarray:
 class DlibDetector:
     """dlib HOG (or CNN) boxes + 68-point landmarks reduced to insightface's five.
 
-    Detection runs on a copy downscaled to ``max_side`` so its cost is bounded on large photos.
-    The landmarks are then predicted on the full-resolution image, because their precision is what
-    the alignment depends on.
+    Detection runs on a downscaled copy; the landmarks are then predicted on the full-resolution
+    image, because their precision is what the alignment depends on. The copy's scale adapts to the
+    photo, so that small faces in large photos are found:
+
+    * ``min_face`` (default 80): the smallest face width, in the image's own pixels, to find. The copy
+      is downscaled only as far as keeps such a face at the detector's minimum (dlib's 80-px window,
+      halved by each ``upsample``: 40 px by default, so a scale of 1/2). It is never coarser than a
+      640-px copy, so a face found at that size is still found.
+    * ``max_side`` (default 4096): a cap on the copy's long side, which bounds time and memory on
+      huge photos. ``max_side=640`` is the fixed 640-px copy used before, which finds only faces
+      wider than about 1/16 of the photo's long side (none of 18 faces 120 px wide in 5760×2560).
+
+    Cost grows with the copy's area: a 640×480 frame is unchanged; a 1920×1080 frame is detected at
+    960×540 (1.7× the area); a 5760×2560 photo at 2880×1280.
     """
 
-    def __init__(self, model: str = "hog", upsample: int = 1, max_side: int = 640,
-                 min_score: float | None = None) -> None:
+    def __init__(self, model: str = "hog", upsample: int = 1, max_side: int = DLIB_MAX_SIDE,
+                 min_score: float | None = None, min_face: float = DLIB_MIN_FACE) -> None:
         if model not in ("hog", "cnn"):
             raise BadInputError(f"dlib detector model must be 'hog' or 'cnn', got {model!r}")
-        if upsample < 0 or max_side < 32:
-            raise BadInputError(f"dlib detector needs upsample >= 0 and max_side >= 32, got {upsample}, "
-                                f"{max_side}")
+        max_side, min_face = _number(max_side, "max_side"), _number(min_face, "min_face")
+        if upsample < 0 or max_side < 32 or min_face <= 0:
+            raise BadInputError(f"dlib detector needs upsample >= 0, max_side >= 32 and min_face > 0, got "
+                                f"upsample={upsample}, max_side={max_side}, min_face={min_face}")
+        self.min_face = min_face
         dlib = _dlib()
         models = dlib_model_dir()
         self.name = "dlib" if model == "hog" else "dlib-cnn"
@@ -202,11 +437,18 @@ class DlibDetector:
         return [(d.rect, d.confidence) for d in self._detector(rgb_small, self.upsample)
                 if d.confidence >= self.min_score]
 
+    def detection_scale(self, shape: tuple[int, ...]) -> float:
+        """The factor the detection copy of an image of ``shape`` (H, W) is resized by (≤ 1)."""
+        long_side = max(shape[:2])
+        window = DLIB_WINDOW / 2**self.upsample  # the smallest face the detector sees, in copy pixels
+        wanted = max(DLIB_BASE_SIDE / long_side, window / self.min_face)
+        return min(1.0, self.max_side / long_side, wanted)
+
     def detect(self, image_bgr: np.ndarray) -> list[Face]:
         cv2 = cv2_module()
         image = check_image(image_bgr)
         rgb = np.ascontiguousarray(image[:, :, ::-1])
-        scale = min(1.0, self.max_side / max(image.shape[:2]))
+        scale = self.detection_scale(image.shape[:2])
         small = rgb
         if scale < 1.0:
             small = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)

@@ -16,7 +16,7 @@ from torch import nn
 from mfsbench.device.timing import StageTimer
 from mfsbench.errors import BadInputError
 from mfsbench.faces.align import align_face
-from mfsbench.faces.detectors import FaceDetector
+from mfsbench.faces.detectors import FaceDetector, like_photo
 from mfsbench.faces.paste import paste_back
 from mfsbench.faces.types import Face
 from mfsbench.models.base import SwapNet
@@ -102,4 +102,4 @@ class SwapPipeline:
             swapped, mask = self.adapter.output(result)
             out = paste_back(frame, swapped, matrix, mask)
         self.frames_swapped += 1
-        return out
+        return like_photo(frame, out)  # a photo's alpha and 16 bits travel with it to write_image

@@ -125,14 +125,22 @@ class VideoWriter:
 
 
 def write_image(path: Path, image: np.ndarray) -> None:
-    """Write an image atomically.
+    """Write an image atomically, with the alpha channel and 16-bit depth of a :class:`Photo` read by
+    :func:`~mfsbench.faces.detectors.read_image` (one warning line per thing the format cannot keep).
 
     Raises:
         BadInputError: when the suffix names no image format OpenCV can encode.
     """
+    import sys
+
+    from mfsbench.faces.detectors import photo_for_file
+
     cv2 = cv2_module()
     if path.suffix.lower() not in IMAGE_SUFFIXES:
         raise BadInputError(f"--out {path} has no image suffix; use .png or .jpg")
+    pixels, warnings = photo_for_file(image, path.suffix)  # the input's alpha and 16 bits, kept
+    for warning in warnings:
+        sys.stderr.write(f"WARNING: {path.name}: {warning}\n")
     with atomic_output(path) as temp:
-        if not cv2.imwrite(str(temp), image):
+        if not cv2.imwrite(str(temp), pixels):
             raise BadInputError(f"cannot write image {path}; check the directory and suffix")
