@@ -40,13 +40,63 @@ def paddle_to_torch(state: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     return converted
 
 
+#: Largest magnitude a checkpoint tensor may hold (a running variance: its square root, the standard
+#: deviation, in the same units as the running mean). Trained face networks are nowhere near it:
+#: weight decay and normalisation keep conv and linear weights of ArcFace/IR-SE, MobileFaceSwap,
+#: SimSwap's generator, Hopenet, SphereFace and Inception at magnitudes of order 1 (rarely above 10),
+#: BN affine parameters likewise, and BN running means/standard deviations follow activations of
+#: normalised inputs (order 1 to 100s). 1e4 leaves two orders of magnitude of headroom above that,
+#: while a file of uninitialised memory, a bit-flipped float, a wrong dtype reinterpretation or a
+#: diverged training run gives values of 1e10 to 1e38, which only "work" by saturating every output.
+MAX_ABS_WEIGHT = 1e4
+
+
+def _tensor_problem(key: str, tensor: torch.Tensor) -> str | None:
+    """Why ``tensor`` cannot be a trained weight (non-finite or absurdly large), or None."""
+    if not tensor.is_floating_point() or tensor.numel() == 0 or tensor.device.type == "meta":
+        return None  # integer counters (num_batches_tracked) count steps; they may be large
+    values = tensor.detach().float()
+    finite = torch.isfinite(values)
+    if not bool(finite.all()):
+        nan = int(torch.isnan(values).sum())
+        inf = values.numel() - int(finite.sum()) - nan
+        kinds = ", ".join(f"{n} {label}" for n, label in ((nan, "NaN"), (inf, "Inf")) if n)
+        return f"tensor {key} holds non-finite values ({kinds} of {values.numel()})"
+    peak = float(values.abs().max())
+    variance = key.endswith("running_var")
+    scaled = peak**0.5 if variance else peak
+    if scaled > MAX_ABS_WEIGHT:
+        shown = f"running variance {peak:.3g} (std {scaled:.3g})" if variance else f"max |value| {peak:.3g}"
+        return f"tensor {key} holds {shown}, above the {MAX_ABS_WEIGHT:g} no trained face network reaches"
+    return None
+
+
+def check_finite_weights(state: Mapping[str, torch.Tensor], source: str) -> None:
+    """Refuse a state dict with NaN/Inf anywhere or a value above :data:`MAX_ABS_WEIGHT`.
+
+    Such a file loads without complaint and swaps into a black or saturated square, so it is refused
+    here, naming the first offending tensor (in file order) and how many others are bad.
+
+    Raises:
+        BadInputError: naming ``source``, the tensor and what is wrong with it.
+    """
+    problems = [p for p in (_tensor_problem(k, v) for k, v in state.items()) if p]
+    if problems:
+        more = f" (and {len(problems) - 1} more tensor(s))" if len(problems) > 1 else ""
+        raise BadInputError(f"{source}: {problems[0]}{more}; the file is corrupt or not trained weights, "
+                            "get an intact copy of the official file")
+
+
 def load_strict(module: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
     """Copy ``state`` into ``module``; every learned tensor and BN statistic must match by name and shape.
 
     ``num_batches_tracked`` is the only key allowed to be absent (Paddle has no such counter).
 
+    Then every floating tensor must be finite and of a plausible size (:func:`check_finite_weights`).
+
     Raises:
-        BadInputError: listing missing, unexpected and mis-shaped keys, naming ``source``.
+        BadInputError: listing missing, unexpected and mis-shaped keys, naming ``source``; or naming
+            a tensor that holds NaN/Inf or a value above :data:`MAX_ABS_WEIGHT`.
     """
     expected = module.state_dict()
     optional = {k for k in expected if k.endswith("num_batches_tracked")}
@@ -68,4 +118,5 @@ def load_strict(module: nn.Module, state: Mapping[str, torch.Tensor], source: st
             + "; ".join(problems)
             + ". Is it the right checkpoint for this model?"
         )
+    check_finite_weights(state, source)
     module.load_state_dict(dict(state), strict=False)
