@@ -1,10 +1,13 @@
-"""Helpers shared by commands: validated output directories and model lists."""
+"""Helpers shared by commands: validated output directories, list options and model lists."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from mfsbench.errors import BadInputError
 from mfsbench.registry import ModelSpec, get_spec, list_models
@@ -37,3 +40,40 @@ def resolve_models(names: list[str] | None) -> list[ModelSpec]:
         return [get_spec(name) for name in list_models()]
     flat = [part for name in names for part in name.split(",") if part]
     return [get_spec(name) for name in flat]
+
+
+class _ListAction(argparse.Action):
+    """Collect the items of a list option: space- or comma-separated, repeatable, never empty.
+
+    ``--models a,b``, ``--models a b``, ``--models a, b`` and ``--models a --models b`` all give
+    ``["a", "b"]``; duplicates are dropped (first kept). An empty item (``a,,b``, a trailing comma,
+    ``""``) is a one-line error, exit 2.
+    """
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        current = getattr(namespace, self.dest, None)
+        items = [] if current is None or current is self.default else list(current)  # repeated: adds
+        values = values if isinstance(values, list) else [values]
+        for index, value in enumerate(values):
+            text = str(value).strip()
+            if text.endswith(",") and index < len(values) - 1:  # "a, b": the comma ends one word
+                text = text[:-1]
+            parts = [part.strip() for part in text.split(",")]
+            if any(not part for part in parts):
+                parser.exit(2, f"{parser.prog}: error: {option_string} has an empty item in {value!r}; "
+                               "separate names with commas or spaces (a,b or a b)\n")
+            items += [part for part in parts if part not in items]
+        setattr(namespace, self.dest, items)
+
+
+def add_list_option(parser: argparse.ArgumentParser | Any, flag: str, *, help: str,
+                    default: Sequence[str] | None = None, metavar: str = "NAME") -> None:
+    """``flag`` as a list option in the suite's one syntax: ``a,b`` or ``a b`` (or both, or repeated).
+
+    Every ``--models``, ``--backends``, ``--methods`` and ``--precision`` list goes through here,
+    so the commands cannot drift apart again.
+    """
+    parser.add_argument(flag, nargs="+", action=_ListAction, metavar=metavar,
+                        default=None if default is None else list(default),
+                        help=f"{help}; separate items with commas or spaces")

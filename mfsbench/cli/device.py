@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mfsbench.cli.common import resolve_models, writable_dir
+from mfsbench.cli.common import add_list_option, resolve_models, writable_dir
 from mfsbench.records import Record, append_records, new_run_id, read_records, stamp
 
 if TYPE_CHECKING:
@@ -28,22 +28,22 @@ DEFAULT_MODELS = ["mobilefaceswap_224", "simswap_224"]
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--models", nargs="*", default=None,
-                        help=f"models (default: {' '.join(DEFAULT_MODELS)})")
-    parser.add_argument("--backends", nargs="*", default=None,
-                        help="runtimes: torch-eager onnxruntime openvino litert, and benchmark_app "
-                        "(OpenVINO's own tool, opt-in) (default: all installed runtimes)")
-    parser.add_argument("--precision", nargs="*", default=None,
-                        help="what the kernels compute: fp32 bf16 fp16 int8, or fp16-weights (fp16 storage, "
-                             "f32 compute) (default: fp32, bf16 and int8 wherever a runtime has them; "
-                             "a CPU without native bf16 gets skipped cells that say so)")
+    add_list_option(parser, "--models", help=f"models (default: {','.join(DEFAULT_MODELS)})")
+    add_list_option(parser, "--backends", metavar="BACKEND",
+                    help="runtimes: torch-eager onnxruntime openvino litert, and benchmark_app "
+                         "(OpenVINO's own tool, opt-in) (default: all installed runtimes)")
+    add_list_option(parser, "--precision", metavar="PRECISION",
+                    help="what the kernels compute: fp32 bf16 fp16 int8, or fp16-weights (fp16 storage, "
+                         "f32 compute) (default: fp32, bf16 and int8 wherever a runtime has them; "
+                         "a CPU without native bf16 gets skipped cells that say so)")
     parser.add_argument("--checkpoint", action="append", default=[], metavar="[FORMAT=]PATH",
                         help="official checkpoint(s) of the model, as for swap (default: random weights, "
                              "seeded; every record says which)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2,
+                        help="intra-op threads of every runtime (default 2)")
     parser.add_argument("--runs", type=int, default=20, help="minimum timed runs (default 20)")
-    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=3, help="untimed runs before timing (default 3)")
     parser.add_argument("--min-seconds", type=float, default=2.0, help="minimum timed seconds (default 2)")
     parser.add_argument("--max-seconds", type=float, default=30.0, help="cap per cell (default 30)")
     parser.add_argument("--peak-seconds", type=float, default=2.0,
@@ -52,10 +52,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", action="store_true",
                         help="also profile per operator where the runtime can (onnxruntime, openvino): "
                              "separate runs after timing, shown under 'Where the time goes'")
-    parser.add_argument("--size", type=int, default=None)
+    parser.add_argument("--size", type=int, default=None,
+                        help="frame size (default: each model's native size)")
     parser.add_argument("--faces", default=None, help="folder of face photos for parity and int8 calibration")
-    parser.add_argument("--format", choices=("table", "md", "csv", "json"), default="table")
-    parser.add_argument("--out", default="reports")
+    parser.add_argument("--format", choices=("table", "md", "csv", "json"), default="table",
+                        help="what this run prints on stdout; the files under OUT are written either way "
+                             "(default: table)")
+    parser.add_argument("--out", default="reports",
+                        help="directory for records and reports (default: reports)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the newest sweep in OUT: measure only its missing cells, under "
                              "its run id (needs the same timing options)")

@@ -10,7 +10,7 @@ import argparse
 import sys
 import time
 
-from mfsbench.cli.common import resolve_models, writable_dir
+from mfsbench.cli.common import add_list_option, resolve_models, writable_dir
 from mfsbench.conventions import CONVENTIONS
 from mfsbench.records import append_records, new_run_id, read_records, stamp
 from mfsbench.registry import ModeName
@@ -19,18 +19,22 @@ from mfsbench.report.render import render_reports
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--models", nargs="*", help="model names (default: the whole zoo)")
+    add_list_option(parser, "--models", help="model names (default: the whole zoo)")
     parser.add_argument(
         "--size", type=int, default=None, help="frame size (default: each model's native size)"
     )
-    parser.add_argument("--mode", choices=("image", "video", "both"), default="both")
+    parser.add_argument("--mode", choices=("image", "video", "both"), default="both",
+                        help="image (every stage, per frame), video (the frame stage alone) or both "
+                             "(default: both)")
     parser.add_argument(
         "--convention",
         choices=CONVENTIONS,
         default="paper",
         help="counting rules (default: paper, the fvcore rules of spring 2021)",
     )
-    parser.add_argument("--format", choices=("table", "md", "csv", "json"), default="table")
+    parser.add_argument("--format", choices=("table", "md", "csv", "json"), default="table",
+                        help="what this run prints on stdout; the files under OUT are written either way "
+                             "(default: table)")
     parser.add_argument(
         "--out", default="reports", help="directory for records and reports (default: reports)"
     )

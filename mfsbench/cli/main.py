@@ -1,7 +1,9 @@
 """Entry point: parse, dispatch to a command module, map known errors to one line and an exit code.
 
 Exit codes: 0 success, 1 a measurement failed (records say which), 2 bad input (unknown model,
-impossible size, unwritable directory, missing extra). Set ``MFSBENCH_DEBUG=1`` to see tracebacks.
+impossible size, unwritable directory, missing extra), 130 interrupted, 141 stdout's reader closed
+the pipe early (``mfsbench models | head -1``: the rest of the output is dropped quietly).
+Set ``MFSBENCH_DEBUG=1`` to see tracebacks.
 """
 
 from __future__ import annotations
@@ -67,5 +69,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+#: Exit status when the reader of stdout goes away (``mfsbench models | head -1``): 128 + SIGPIPE,
+#: what the shell reports for a C tool killed by SIGPIPE, so ``set -o pipefail`` scripts see the same.
+BROKEN_PIPE_EXIT = 141
+
+
 def console_entry() -> None:
-    sys.exit(main())
+    """The ``mfsbench`` script: ``main``, plus a quiet exit when stdout's reader closes early.
+
+    Python ignores SIGPIPE, so a closed pipe surfaces as ``BrokenPipeError`` from a print or from
+    the final flush; the rest of the output is discarded (stdout pointed at the null device, so the
+    interpreter's own flush at exit cannot raise again) and the exit status is :data:`BROKEN_PIPE_EXIT`.
+    """
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        sys.exit(BROKEN_PIPE_EXIT)
+    sys.exit(code)

@@ -11,7 +11,8 @@ from mfsbench.report.numbers import paper_round
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--all", action="store_true", help="include the tiny test_* networks")
-    parser.add_argument("--format", choices=("table", "json"), default="table")
+    parser.add_argument("--format", choices=("table", "json"), default="table",
+                        help="table (aligned columns) or json (every field) (default: table)")
     parser.set_defaults(run=run)
 
 

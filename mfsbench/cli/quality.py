@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from mfsbench.cli.common import add_list_option
 from mfsbench.errors import BadInputError
 
 CALIBRATION = ("identity_oracle", "target_copy")
@@ -30,14 +31,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="targets to evaluate (default: the protocol's, all 1000 ids for ffpp_v1)")
     parser.add_argument("--compression", default=None, help="raw|c23|c40 (default: the protocol's, c23)")
     parser.add_argument("--protocol", default="ffpp_v1", help="protocol name or TOML file (default ffpp_v1)")
-    parser.add_argument("--models", nargs="*", default=[],
-                        help="zoo models with a swap pipeline; the calibration rows always run: "
-                             "identity_oracle (source video's face pasted in: near-duplicate ceiling) "
-                             "and target_copy (target re-encoded as JPEG: the retrieval floor, returns "
-                             "the target)")
-    parser.add_argument("--methods", default=None,
-                        help="FF++ methods read from manipulated_sequences, comma-separated "
-                             "(default: every method present; 'none' for none)")
+    add_list_option(parser, "--models", default=[],
+                    help="zoo models with a swap pipeline; the calibration rows always run: "
+                         "identity_oracle (source video's face pasted in: near-duplicate ceiling) "
+                         "and target_copy (target re-encoded as JPEG: the retrieval floor, returns "
+                         "the target)")
+    add_list_option(parser, "--methods", metavar="METHOD",
+                    help="FF++ methods read from manipulated_sequences (default: every method present; "
+                         "'none' for none)")
     parser.add_argument("--video-mode", action="store_true",
                         help="inject the source once per target video (default: image mode, once per frame)")
     parser.add_argument("--evaluators", choices=("official", "offline"), default="official",
@@ -128,10 +129,10 @@ def _rows(args: argparse.Namespace, tree: Any, compression: str) -> list[Any]:
     present = tree.methods()
     if args.methods is None:
         methods = present
-    elif args.methods.strip().lower() == "none":
+    elif [m.lower() for m in args.methods] == ["none"]:
         methods = []
     else:
-        methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+        methods = list(args.methods)
         unknown = [m for m in methods if m not in present]
         if unknown:
             raise BadInputError(f"--methods {', '.join(unknown)} not under {args.root}/manipulated_sequences "

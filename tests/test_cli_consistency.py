@@ -1,0 +1,137 @@
+"""One CLI: the same list syntax everywhere, help on every option, ``report`` re-rendering every report
+type without duplicating records, a quiet exit on a closed pipe, and skipped frames that name videos.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mfsbench.cli.common import _ListAction
+from mfsbench.cli.main import COMMANDS, build_parser
+
+REPO = Path(__file__).resolve().parents[1]
+
+#: Every list option of the CLI, with two items to give it.
+LIST_OPTIONS = [
+    ("flops", "--models", "models", ("test_frame_only", "test_mobilefaceswap")),
+    ("device", "--models", "models", ("test_frame_only", "test_mobilefaceswap")),
+    ("device", "--backends", "backends", ("torch-eager", "onnxruntime")),
+    ("device", "--precision", "precision", ("fp32", "int8")),
+    ("quality", "--models", "models", ("identity_oracle", "target_copy")),
+    ("quality", "--methods", "methods", ("Deepfakes", "FaceShifter")),
+]
+
+
+def command_parser(name: str) -> argparse.ArgumentParser:
+    """The subparser of ``name`` with its options, as ``mfsbench NAME`` builds it."""
+    parser = build_parser(name)
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return sub.choices[name]
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    return build_parser(argv[0]).parse_args(list(argv))
+
+
+# ------------------------------------------------------------------------------ one list syntax
+
+
+@pytest.mark.parametrize(("command", "flag", "dest", "items"), LIST_OPTIONS)
+def test_every_list_option_takes_commas_spaces_and_repeats(command: str, flag: str, dest: str,
+                                                           items: tuple[str, str]) -> None:
+    a, b = items
+    spaces = getattr(parse(command, flag, a, b), dest)
+    commas = getattr(parse(command, flag, f"{a},{b}"), dest)
+    comma_space = getattr(parse(command, flag, f"{a},", b), dest)  # `--models a, b` in a shell
+    repeated = getattr(parse(command, flag, a, flag, b), dest)
+    mixed = getattr(parse(command, flag, f"{a},{b}", a), dest)  # a duplicate is dropped
+    assert spaces == commas == comma_space == repeated == mixed == [a, b]
+
+
+@pytest.mark.parametrize(("command", "flag", "dest", "items"), LIST_OPTIONS)
+@pytest.mark.parametrize("bad", ["a,,b", "a,", ",a", ""])
+def test_an_empty_list_item_is_one_line_and_exit_2(run_cli, command: str, flag: str, *, dest: str,
+                                                   items: tuple[str, str], bad: str) -> None:
+    result = run_cli(command, flag, bad)
+    assert result.code == 2
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1 and "empty item" in lines[0] and flag in lines[0], result.err
+    assert lines[0].startswith(f"mfsbench {command}: error:")
+
+
+#: Multi-value options that take file paths (a path may hold a comma): space-separated only.
+PATH_LISTS = {("quality", "merge"), ("export", "calibration")}
+
+
+def test_every_list_option_of_every_command_uses_the_one_helper() -> None:
+    """No command may grow its own list syntax again: every multi-value option is the shared one."""
+    found = set()
+    for name in COMMANDS:
+        for action in command_parser(name)._actions:
+            if action.option_strings and action.nargs in ("*", "+") and (name, action.dest) not in PATH_LISTS:
+                assert isinstance(action, _ListAction), f"mfsbench {name} {action.option_strings[0]}"
+                found.add((name, action.option_strings[0]))
+    assert found >= {(c, f) for c, f, _d, _i in LIST_OPTIONS}
+
+
+def test_list_defaults_are_not_shared_between_parses() -> None:
+    first = parse("quality", "--models", "target_copy")
+    second = parse("quality")
+    assert first.models == ["target_copy"] and second.models == []
+
+
+def test_methods_none_still_means_no_method() -> None:
+    assert parse("quality", "--methods", "none").methods == ["none"]
+    assert parse("quality").methods is None
+
+
+# ------------------------------------------------------------------------------ help on every option
+
+
+def test_every_option_of_every_command_has_help() -> None:
+    missing = []
+    for name in COMMANDS:
+        for action in command_parser(name)._actions:
+            if not action.option_strings:
+                continue
+            text = action.help
+            if text is None or text == argparse.SUPPRESS or not str(text).strip():
+                missing.append(f"mfsbench {name} {action.option_strings[-1]}")
+    assert not missing, "options without help: " + ", ".join(missing)
+
+
+# ------------------------------------------------------------------------------ a closed pipe
+
+
+def test_a_reader_that_closes_the_pipe_gets_no_traceback() -> None:
+    """``mfsbench models | head -1``: the reader is gone before the first write (a closed pipe, so the
+    write fails for certain however small the output); exit 141 (128 + SIGPIPE), nothing on stderr."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run([sys.executable, "-m", "mfsbench.cli", "models"], stdout=write_end,
+                              stderr=subprocess.PIPE, text=True, cwd=REPO, timeout=120, check=False)
+    finally:
+        os.close(write_end)
+    assert done.stderr == ""
+    assert done.returncode == 141
+
+
+def test_head_of_a_long_listing_exits_quietly() -> None:
+    """The shell pipeline itself, with enough output (the JSON listing, many times) to outlast the pipe."""
+    script = ("from mfsbench.cli import main as m\nreal = m.main\n"
+              "def main(argv=None):\n"
+              "    for _ in range(2000):\n        code = real(['models', '--format', 'json'])\n"
+              "    return code\n"
+              "m.main = main\nm.console_entry()\n")
+    pipeline = f'"{sys.executable}" -c "$0" | head -1; echo "${{PIPESTATUS[0]}}" >&2'
+    done = subprocess.run(["bash", "-c", pipeline, script], capture_output=True, text=True, cwd=REPO,
+                          timeout=300, check=False)
+    assert done.stdout == "[\n"
+    assert done.stderr.strip() == "141", done.stderr
