@@ -135,3 +135,50 @@ def test_head_of_a_long_listing_exits_quietly() -> None:
                           timeout=300, check=False)
     assert done.stdout == "[\n"
     assert done.stderr.strip() == "141", done.stderr
+
+
+# ------------------------------------------------------------------------------ quality reports
+
+FP, EVALSET = "fp0123456789abcdef", "evalset-a"
+
+
+def quality_cache(path: Path) -> Path:
+    """A finished quality cache in the layout the runner writes: one row, frames skipped three ways.
+
+    Pair 000_003 loses one frame to a missing face; the target videos of pairs 001_002 and 004_005
+    are unreadable, so both items are skipped whole (4 planned frames each).
+    """
+    from mfsbench.quality.store import FrameResult, QualityStore
+
+    with QualityStore(path) as store, store.transaction():
+        store.put_meta(f"run:{FP}:{EVALSET}", {"protocol_id": "ffpp_v1", "evaluators": {}, "pairs": 3})
+        store.put_row(FP, "target_copy", EVALSET, 0, {"label": "target copy", "kind": "copy",
+                                                       "model": "target_copy", "mode": None})
+        store.put_item(FP, "target_copy", EVALSET, target="000", source="003", status="ok", reason=None,
+                       results=[FrameResult(3, "ok", None, True, 0.5, 1.0),
+                                FrameResult(5, "skipped", "no face in frame 5")], timings={})
+        for target, source in (("001", "002"), ("004", "005")):
+            store.put_item(FP, "target_copy", EVALSET, target=target, source=source, status="skipped",
+                           reason=f"target video unusable: /ffpp/{target}.mp4: moov atom not found",
+                           results=[], timings={}, planned=4)
+    return path
+
+
+def skipped_section(markdown: str) -> list[str]:
+    return [line for line in markdown.split("## Frames skipped, by reason")[1].splitlines()
+            if line.startswith("| `")]
+
+
+def test_frames_skipped_names_the_videos(tmp_path: Path) -> None:
+    from mfsbench.quality.store import QualityStore
+    from mfsbench.report.table2 import collect, render_markdown
+
+    with QualityStore(quality_cache(tmp_path / "quality_cache.sqlite")) as store:
+        header, rows = collect(store, FP, EVALSET)
+    lines = skipped_section(render_markdown(header, rows))
+    unusable = [line for line in lines if "moov atom" in line]
+    no_face = [line for line in lines if "no face" in line]
+    assert len(unusable) == 1 and len(no_face) == 1, lines  # one cause, grouped over both videos
+    assert "| 8 |" in unusable[0] and "001_002, 004_005" in unusable[0]
+    assert "/ffpp/<target>.mp4" in unusable[0] and "/ffpp/N.mp4" not in unusable[0]
+    assert "| 1 |" in no_face[0] and "000_003" in no_face[0] and "frame(s) N" in no_face[0]

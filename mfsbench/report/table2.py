@@ -73,6 +73,14 @@ class Table2Row:
     fd: float | None = None
     fd_n: int = 0
     skipped: Counter = field(default_factory=Counter)
+    #: reason category → the pairs (``target_source``, FF++'s own naming) whose frames it skipped
+    skipped_videos: dict[str, set[str]] = field(default_factory=dict)
+
+    def skip(self, reason: str | None, target: str, source: str, frames: int) -> None:
+        """Count ``frames`` skipped frames of one pair under its reason's category, naming the pair."""
+        category = reason_category(reason, target, source)
+        self.skipped[category] += frames
+        self.skipped_videos.setdefault(category, set()).add(pair_name(target, source))
 
     @property
     def paper(self) -> PaperFigure | None:
@@ -109,11 +117,26 @@ class Header:
         return f"FID ↓ ({name})" if name.startswith("fid") else f"FD ↓ ({name}, not FID)"
 
 
-def reason_category(reason: str | None) -> str:
-    """Group per-frame reasons (which name frame numbers) into a few countable causes."""
+def pair_name(target: str, source: str) -> str:
+    """A work item's videos as FF++ names a manipulated video: ``target_source`` (the target alone
+    for items without a source)."""
+    return f"{target}_{source}" if source else target
+
+
+def reason_category(reason: str | None, target: str | None = None, source: str | None = None) -> str:
+    """Group per-frame reasons (which name frame numbers) into a few countable causes.
+
+    The item's own video ids become ``<target>`` and ``<source>`` (the report names the videos of each
+    cause in its own column), so they are not confused with the frame numbers turned into ``N``.
+    """
     if not reason:
         return "unknown"
-    text = re.sub(r"\bframes? \d+(-\d+)?\b", "frame(s) N", reason)
+    text = reason
+    pair = f"{target}_{source}" if target and source else None
+    for name, label in ((pair, "<target>_<source>"), (target, "<target>"), (source, "<source>")):
+        if name:
+            text = re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w-])", label, text)
+    text = re.sub(r"\bframes? \d+(-\d+)?\b", "frame(s) N", text)
     text = re.sub(r"\b\d+(-\d+)?\b", "N", text)
     return text if len(text) <= 160 else text[:157] + "..."
 
@@ -176,18 +199,18 @@ def collect(store: QualityStore, fingerprint: str, evalset: str) -> tuple[Header
             continue
         row = Table2Row(key, info["label"], info["kind"], info["model"], info.get("mode"),
                         info.get("weights", "-"), info.get("gmacs"))
-        for _t, _s, status, reason, ok, skipped in store.items(fingerprint, key, evalset):
+        for target, source, status, reason, ok, skipped in store.items(fingerprint, key, evalset):
             row.frames_ok += ok
             row.frames_skipped += skipped
             if status == "ok":
                 row.items_ok += 1
             else:
                 row.items_skipped += 1
-                row.skipped[reason_category(reason)] += skipped
+                row.skip(reason, target, source, skipped)
         results = store.frame_results(fingerprint, key, evalset)
-        for _t, _s, result in results:
+        for target, source, result in results:
             if result.status != "ok":
-                row.skipped[reason_category(result.reason)] += 1
+                row.skip(result.reason, target, source, 1)
         ok = [r for _t, _s, r in results if r.status == "ok"]
         rates = retrieval_rates([(t, s, r.top1_id) for t, s, r in results
                                  if r.status == "ok" and r.top1_id is not None], groups)
@@ -213,6 +236,13 @@ def format_number(value: float | None, digits: int = 2) -> str:
         return "-"
     rounded = round(value, digits)
     return f"{(rounded if rounded != 0 else 0.0):.{digits}f}"  # no "-0.00" for a distance of -1e-9
+
+
+def _video_list(names: set[str], shown: int = 12) -> str:
+    """The videos of one skip reason, sorted; past ``shown`` the rest are counted, not listed."""
+    ordered = sorted(names)
+    text = ", ".join(ordered[:shown])
+    return text + (f" and {len(ordered) - shown} more" if len(ordered) > shown else "")
 
 
 def _paper(value: float | None) -> str:
@@ -305,8 +335,10 @@ def render_markdown(header: Header, rows: Sequence[Table2Row]) -> str:
                  "they are not results.")
     skipped = [(row, reason, n) for row in rows for reason, n in sorted(row.skipped.items()) if n]
     if skipped:
-        lines += ["", "## Frames skipped, by reason", "", "| Row | Reason | Frames |", "|---|---|---|"]
-        lines += [f"| `{row.key}` | {reason} | {n} |" for row, reason, n in skipped]
+        lines += ["", "## Frames skipped, by reason", "",
+                  "| Row | Reason | Frames | Videos (target_source) |", "|---|---|---|---|"]
+        lines += [f"| `{row.key}` | {reason} | {n} | {_video_list(row.skipped_videos.get(reason, set()))} |"
+                  for row, reason, n in skipped]
     return "\n".join(lines) + "\n"
 
 
