@@ -215,3 +215,27 @@ def test_detector_options_are_checked():
         get_detector(min_face="small")
     with pytest.raises(BadInputError, match="max_side"):
         get_detector(max_side=8)
+
+
+@pytest.mark.cli
+def test_swap_command_keeps_orientation_alpha_and_16_bits(run_cli, tmp_path: Path, face_photos):
+    """`mfsbench swap` end to end: a sideways phone JPEG as source, a sideways 16-bit RGBA PNG as target."""
+    source_upright = read_image(face_photos["obama"].path)
+    source = tmp_path / "source.jpg"
+    source.write_bytes(jpeg_with_orientation(np.ascontiguousarray(np.rot90(source_upright, 1)), 6))
+    bgr = read_image(face_photos["biden"].path)
+    alpha = np.tile(np.linspace(0, 65535, bgr.shape[1]).astype(np.uint16), (bgr.shape[0], 1))
+    upright = np.dstack([bgr.astype(np.uint16) * 257 + 7, alpha])
+    target = tmp_path / "target.png"
+    target.write_bytes(png_with_orientation(np.ascontiguousarray(np.rot90(upright, -1)), 8))
+    out = tmp_path / "out.png"
+    result = run_cli("swap", "--model", "test_mobilefaceswap", "--source", str(source), "--target",
+                     str(target), "--out", str(out), "--allow-random-weights", "--size", "224",
+                     "--records", str(tmp_path / "r.jsonl"))
+    assert result.code == 0, result.err
+    assert "1 swapped" in result.out
+    written = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
+    assert written.dtype == np.uint16 and written.shape == upright.shape  # upright, 16 bits, alpha
+    np.testing.assert_array_equal(written[:, :, 3], alpha)
+    changed = np.any(written[:, :, :3] != upright[:, :, :3], axis=2)
+    assert 0 < changed.mean() < 0.5  # the face swapped, the rest bit-exact (+7 low bits kept)
