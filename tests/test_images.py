@@ -75,6 +75,21 @@ def test_exif_orientation_is_applied_as_opencv_imread_color_applies_it(tmp_path:
         np.testing.assert_array_equal(read_image(path), reference, err_msg=f"{name}, {orientation}")
 
 
+@pytest.mark.parametrize("suffix", [".webp", ".jpg"])
+def test_orientation_written_by_pillow_is_applied_too(tmp_path: Path, suffix: str):
+    """An independent EXIF writer (Pillow, which fvcore brings), and WebP's EXIF chunk."""
+    image_module = pytest.importorskip("PIL.Image")
+    pixels = cv2.resize(np.random.default_rng(1).integers(0, 256, (6, 10, 3), dtype=np.uint8), (80, 48),
+                        interpolation=cv2.INTER_NEAREST)
+    for orientation in range(1, 9):
+        exif = image_module.Exif()
+        exif[0x0112] = orientation
+        path = tmp_path / f"o{orientation}{suffix}"
+        image_module.fromarray(pixels[:, :, ::-1]).save(path, exif=exif.tobytes(), lossless=True, quality=95)
+        np.testing.assert_array_equal(read_image(path), cv2.imread(str(path), cv2.IMREAD_COLOR),
+                                      err_msg=f"{suffix}, {orientation}")
+
+
 def test_portrait_phone_jpeg_finds_the_face_and_is_written_upright(tmp_path: Path, detector,
                                                                    face_photos: dict[str, FacePhoto]):
     upright = read_image(face_photos["biden"].path)
