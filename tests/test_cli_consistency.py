@@ -182,3 +182,88 @@ def test_frames_skipped_names_the_videos(tmp_path: Path) -> None:
     assert "| 8 |" in unusable[0] and "001_002, 004_005" in unusable[0]
     assert "/ffpp/<target>.mp4" in unusable[0] and "/ffpp/N.mp4" not in unusable[0]
     assert "| 1 |" in no_face[0] and "000_003" in no_face[0] and "frame(s) N" in no_face[0]
+
+
+def quality_out(tmp_path: Path) -> Path:
+    """An OUT folder as ``mfsbench quality`` leaves it: the cache, Table 2 and the records."""
+    from mfsbench.cli.quality import _render
+    from mfsbench.quality.store import QualityStore
+
+    out = tmp_path / "reports"
+    with QualityStore(quality_cache(out / "quality_cache.sqlite")) as store:
+        assert _render(store, out, FP, EVALSET, stem="table2_quality") == 0
+    return out
+
+
+def record_lines(out: Path) -> list[str]:
+    return (out / "records.jsonl").read_text(encoding="utf-8").splitlines()
+
+
+def test_a_quality_rerender_appends_no_duplicate_records(tmp_path: Path) -> None:
+    """``quality`` over a finished cache (or a repeated ``--merge``) renders the same table again: the
+    records it would append are already in the store. A changed table is recorded."""
+    from mfsbench.cli.quality import _render
+    from mfsbench.quality.store import FrameResult, QualityStore
+
+    out = quality_out(tmp_path)
+    first = record_lines(out)
+    assert len(first) == 1 and '"target_copy"' in first[0]
+    with QualityStore(out / "quality_cache.sqlite") as store:
+        _render(store, out, FP, EVALSET, stem="table2_quality")
+        _render(store, out, FP, EVALSET, stem="table2_quality")
+        assert record_lines(out) == first
+        store.put_item(FP, "target_copy", EVALSET, target="006", source="007", status="ok", reason=None,
+                       results=[FrameResult(1, "ok", None, True, 0.4, 2.0)], timings={})
+        _render(store, out, FP, EVALSET, stem="table2_quality")
+    assert len(record_lines(out)) == 2  # one more pair evaluated: a new figure, a new record
+
+
+def test_report_rerenders_quality_from_its_cache_and_never_appends(run_cli, tmp_path: Path) -> None:
+    out = quality_out(tmp_path)
+    table = (out / "table2_quality.md").read_text(encoding="utf-8")
+    (out / "table2_quality.md").unlink()
+    (out / "table2_quality.csv").unlink()
+    before = record_lines(out)
+    for _ in range(2):
+        result = run_cli("report", "--out", str(out))
+        assert result.code == 0, result.err
+        assert f"wrote {out / 'table2_quality.md'}" in result.out
+        assert record_lines(out) == before
+    assert (out / "table2_quality.md").read_text(encoding="utf-8") == table
+    assert (out / "table2_quality.csv").is_file()
+
+
+def test_report_names_a_quality_run_it_cannot_rerender(run_cli, tmp_path: Path) -> None:
+    out = quality_out(tmp_path)
+    moved = tmp_path / "elsewhere.sqlite"
+    (out / "quality_cache.sqlite").rename(moved)
+    (out / "table2_quality.md").unlink()
+    result = run_cli("report", "--out", str(out))
+    assert result.code == 0, result.err
+    warnings = [line for line in result.out.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and FP[:12] in warnings[0] and "not from records alone" in warnings[0]
+    assert not (out / "table2_quality.md").exists()
+    given = run_cli("report", "--out", str(out), "--cache", str(moved))
+    assert given.code == 0 and "warning" not in given.out, given.out
+    assert (out / "table2_quality.md").is_file()
+    missing = run_cli("report", "--out", str(out), "--cache", str(tmp_path / "nope.sqlite"))
+    assert missing.code == 2 and len(missing.err.strip().splitlines()) == 1
+
+
+def test_report_rerenders_table1_and_device_reports_without_appending(run_cli, tmp_path: Path) -> None:
+    """The other report types, from records alone: Table 1 and the desktop device report."""
+    from mfsbench.records import Record, append_records, stamp
+
+    out = tmp_path / "reports"
+    assert run_cli("flops", "--models", "test_frame_only", "--out", str(out)).code == 0
+    device = Record("device", "test_frame_only", stage="frame", mode="video", metrics={"p50_ms": 3.0},
+                    info={"backend": "onnxruntime", "precision": "fp32"})
+    append_records(out / "records.jsonl", stamp([device], "r1"))
+    for path in out.glob("*.md"):
+        path.unlink()
+    before = record_lines(out)
+    for _ in range(2):
+        result = run_cli("report", "--out", str(out))
+        assert result.code == 0, result.err
+        assert record_lines(out) == before
+    assert (out / "table1_complexity.md").is_file() and (out / "device_desktop.md").is_file()

@@ -174,11 +174,15 @@ def _evaluator_paths(args: argparse.Namespace) -> dict[str, Path | None]:
 
 def _render(store: Any, out: Path, fingerprint: str, evalset: str, *, stem: str,
             extra: list[Any] | None = None) -> int:
-    from mfsbench.records import append_records, new_run_id, stamp
+    from mfsbench.records import append_records, new_run_id, read_records, stamp
+    from mfsbench.report.render import unrecorded
     from mfsbench.report.table2 import to_records, write_reports
 
     written, warnings, header, rows = write_reports(store, out, fingerprint, evalset, stem)
-    append_records(out / "records.jsonl", stamp(to_records(header, rows) + (extra or []), new_run_id()))
+    records_path = out / "records.jsonl"
+    stored = read_records(records_path) if records_path.is_file() else []
+    fresh = unrecorded(stored, to_records(header, rows)) + (extra or [])  # an unchanged table: nothing new
+    append_records(records_path, stamp(fresh, new_run_id()))
     for row in rows:
         print(f"{row.key:<52} ID {_fmt(row.id_top1_pct)} %  cos {_fmt(row.id_cos, 3)}  "
               f"pose {_fmt(row.pose_err)}  FD {_fmt(row.fd)} (N={row.fd_n})  "
