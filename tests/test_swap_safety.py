@@ -4,6 +4,7 @@ nothing written (issue 16, items 4 and 5)."""
 
 from __future__ import annotations
 
+import os
 import pickle
 from pathlib import Path
 
@@ -122,3 +123,142 @@ def test_float_arrays_written_by_paddle_are_checked_too(tmp_path: Path) -> None:
     student.write_bytes(pickle.dumps(raw, protocol=4))
     with pytest.raises(BadInputError, match=f"tensor {key} holds non-finite values"):
         load_mobilefaceswap_pdparams(build_tiny_student(), student)
+
+
+# ------------------------------------------------------------------- outputs and records (item 4)
+
+cv2 = pytest.importorskip("cv2")
+
+
+def _swap_args(source: Path, target: Path, out: Path, records: Path) -> list[str]:
+    return ["swap", "--model", "test_mobilefaceswap", "--source", str(source), "--target", str(target),
+            "--out", str(out), "--allow-random-weights", "--records", str(records)]
+
+
+@pytest.fixture
+def swaps_run(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts the frames the swap pipeline is asked to swap (a refusal must come before any)."""
+    from mfsbench.swap.pipeline import SwapPipeline
+
+    calls: list[int] = []
+    real = SwapPipeline.swap_frame
+
+    def counted(self: SwapPipeline, frame: np.ndarray) -> np.ndarray:
+        calls.append(1)
+        return real(self, frame)
+
+    monkeypatch.setattr(SwapPipeline, "swap_frame", counted)
+    return calls
+
+
+@pytest.mark.cli
+@pytest.mark.parametrize("way", ["same_path", "symlink", "relative", "source"])
+def test_out_that_is_an_input_is_refused_and_the_input_kept(run_cli, face_photos, tmp_path: Path, *,
+                                                            monkeypatch: pytest.MonkeyPatch,
+                                                            swaps_run: list[int], way: str) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    source, target = folder / "obama.jpg", folder / "biden.jpg"
+    source.write_bytes(face_photos["obama"].path.read_bytes())
+    target.write_bytes(face_photos["biden"].path.read_bytes())
+    original = {p: p.read_bytes() for p in (source, target)}
+    records = tmp_path / "r.jsonl"
+    flag = "--target"
+    if way == "same_path":
+        out = target
+    elif way == "symlink":
+        out = tmp_path / "link.jpg"
+        out.symlink_to(target)
+    elif way == "relative":
+        monkeypatch.chdir(tmp_path)
+        out = Path("photos") / ".." / "photos" / "biden.jpg"
+    else:
+        out, flag = folder / "." / "obama.jpg", "--source"
+    result = run_cli(*_swap_args(source, target, out, records))
+    assert result.code == 2, result.err
+    assert f"is the same file as {flag}" in result.err and len(result.err.strip().splitlines()) == 1
+    assert {p: p.read_bytes() for p in (source, target)} == original
+    assert not swaps_run and not records.exists()
+
+
+def _blocked(tmp_path: Path) -> Path:
+    """A path whose parent is a regular file: no file can be created under it, even by root."""
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("a file where a folder is expected")
+    return blocker
+
+
+@pytest.mark.cli
+@pytest.mark.parametrize(
+    ("case", "needle"),
+    [
+        ("out_is_dir", "is a directory"),
+        ("out_is_dir_with_suffix", "is a directory"),
+        ("out_folder_unwritable", "not_a_folder is not a directory"),
+        ("records_is_dir", "is a directory"),
+        ("records_folder_unwritable", "not_a_folder is not a directory"),
+    ],
+)
+def test_unwritable_outputs_are_refused_before_the_swap(run_cli, face_photos, tmp_path: Path, *,
+                                                        swaps_run: list[int], case: str, needle: str) -> None:
+    out, records = tmp_path / "out.png", tmp_path / "r.jsonl"
+    if case == "out_is_dir":
+        out = tmp_path / "results"
+        out.mkdir()
+    elif case == "out_is_dir_with_suffix":
+        out = tmp_path / "results.png"
+        out.mkdir()
+    elif case == "out_folder_unwritable":
+        out = _blocked(tmp_path) / "sub" / "out.png"
+    elif case == "records_is_dir":
+        records = tmp_path / "reports"
+        records.mkdir()
+    else:
+        records = _blocked(tmp_path) / "records.jsonl"
+    result = run_cli(*_swap_args(face_photos["obama"].path, face_photos["biden"].path, out, records))
+    assert result.code == 2, result.err
+    assert needle in result.err and len(result.err.strip().splitlines()) == 1
+    assert not swaps_run  # refused before the swap, not after it
+    assert not out.is_file() and not records.is_file()
+    assert not list(tmp_path.rglob(".mfsbench-write-test-*"))
+
+
+@pytest.mark.cli
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
+                    reason="root can write into read-only folders")
+def test_read_only_out_folder_is_refused_before_the_swap(run_cli, face_photos, tmp_path: Path,
+                                                         swaps_run: list[int]) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        result = run_cli(*_swap_args(face_photos["obama"].path, face_photos["biden"].path, locked / "o.png",
+                                     tmp_path / "r.jsonl"))
+    finally:
+        locked.chmod(0o700)
+    assert result.code == 2 and "is not writable" in result.err and not swaps_run
+
+
+@pytest.mark.cli
+@pytest.mark.parametrize("name", ["converted", "weights.safetensors", "weights.pt"])
+def test_convert_to_a_directory_says_so(run_cli, tmp_path: Path, name: str) -> None:
+    source = tmp_path / "ACC99.28.pth"
+    torch.save(_cosface_state(), source)
+    out = tmp_path / name
+    out.mkdir()
+    result = run_cli("convert", "--format", "cosface", "--checkpoint", str(source), "--out", str(out))
+    assert result.code == 2, result.err
+    assert f"--out {out} is a directory" in result.err and len(result.err.strip().splitlines()) == 1
+    assert not any(out.iterdir())
+
+
+@pytest.mark.cli
+def test_convert_refuses_to_overwrite_its_checkpoint(run_cli, tmp_path: Path) -> None:
+    source = tmp_path / "ACC99.28.pt"
+    torch.save(_cosface_state(), source)
+    before = source.read_bytes()
+    link = tmp_path / "same.pt"
+    link.symlink_to(source)
+    result = run_cli("convert", "--format", "cosface", "--checkpoint", str(source), "--out", str(link))
+    assert result.code == 2 and "is the same file as --checkpoint" in result.err
+    assert source.read_bytes() == before

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from mfsbench.checkpoints.digest import sha256_file
 from mfsbench.checkpoints.formats import FORMATS, convert_official
+from mfsbench.cli.outputs import check_output_file, refuse_overwriting_inputs
 from mfsbench.errors import BadInputError
 from mfsbench.optional import require
 
@@ -33,6 +34,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
+    if out.is_dir():
+        raise BadInputError(f"--out {out} is a directory; pass a file such as {out / 'weights.safetensors'}")
     if out.suffix not in SUFFIXES:
         raise BadInputError(f"--out {out} must end in .safetensors or .pt; pick one of those")
     if out.suffix == ".safetensors":
@@ -40,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
         save_file = writer.save_file
     if not out.parent.is_dir():
         raise BadInputError(f"--out directory {out.parent} does not exist; create it first")
+    refuse_overwriting_inputs(out, {"--checkpoint": Path(args.checkpoint)})
+    check_output_file(out, example="weights.safetensors", replaced=False)
     record, state = convert_official(args.checkpoint, args.format)
     tensors = {k: v.detach().contiguous().clone() for k, v in state.items()}
     try:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mfsbench.cli.outputs import check_output_file, check_records_file, refuse_overwriting_inputs
 from mfsbench.errors import BadInputError
 from mfsbench.records import Record, append_records, new_run_id, stamp
 
@@ -169,6 +170,10 @@ def run(args: argparse.Namespace) -> int:
     size = args.size or spec.native_size
     spec.check_size(size)
     source_path, target_path, out_path = Path(args.source), Path(args.target), Path(args.out)
+    # before any work: the output must not be an input, and the output and record must be writable
+    refuse_overwriting_inputs(out_path, {"--source": source_path, "--target": target_path})
+    check_output_file(out_path, example="out.mp4" if is_video(target_path) else "out.png")
+    check_records_file(Path(args.records))
     if is_video(target_path) != is_video(out_path):
         raise BadInputError("--target and --out must both be videos or both be images")
     if not args.checkpoint and not args.allow_random_weights:
