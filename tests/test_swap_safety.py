@@ -262,3 +262,23 @@ def test_convert_refuses_to_overwrite_its_checkpoint(run_cli, tmp_path: Path) ->
     result = run_cli("convert", "--format", "cosface", "--checkpoint", str(source), "--out", str(link))
     assert result.code == 2 and "is the same file as --checkpoint" in result.err
     assert source.read_bytes() == before
+
+
+# ------------------------------------------------------------------------------ detector model (item 5)
+
+
+@pytest.mark.cli
+@pytest.mark.parametrize("content", [b"", b"<html>404 not found</html>", b"\x08\x07\x12\x04onnx" + bytes(64)],
+                         ids=["empty", "html", "truncated"])
+def test_corrupt_scrfd_model_is_one_line_naming_the_file(run_cli, face_photos, tmp_path: Path, *,
+                                                         swaps_run: list[int], content: bytes) -> None:
+    pytest.importorskip("onnxruntime")
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(content)
+    out, records = tmp_path / "out.png", tmp_path / "r.jsonl"
+    result = run_cli(*_swap_args(face_photos["obama"].path, face_photos["biden"].path, out, records),
+                     "--detector", "scrfd", "--detector-model", str(bad))
+    assert result.code == 2, result.err
+    assert f"cannot load the SCRFD model {bad}" in result.err and "scrfd_10g_bnkps.onnx" in result.err
+    assert len(result.err.strip().splitlines()) == 1
+    assert not swaps_run and not out.exists() and not records.exists()

@@ -584,7 +584,13 @@ class ScrfdDetector:
         if not path.is_file():
             raise BadInputError(f"SCRFD model not found: {path}; pass the path of scrfd_10g_bnkps.onnx")
         onnxruntime = require("onnxruntime", "onnxruntime", "the scrfd detector")
-        self.session = onnxruntime.InferenceSession(str(path), providers=list(providers))
+        try:
+            self.session = onnxruntime.InferenceSession(str(path), providers=list(providers))
+        except Exception as exc:  # onnxruntime's errors (InvalidProtobuf, Fail, ...) are bare Exceptions
+            detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            detail = detail.rpartition(" : ")[2].rpartition("failed:")[2].strip()[:160] or type(exc).__name__
+            raise BadInputError(f"cannot load the SCRFD model {path}: not a valid ONNX model ({detail}); "
+                                "pass an intact scrfd_10g_bnkps.onnx (download it again)") from None
         model_input = self.session.get_inputs()[0]
         self.input_name = model_input.name
         fixed = model_input.shape[2:4]
