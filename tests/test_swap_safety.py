@@ -282,3 +282,44 @@ def test_corrupt_scrfd_model_is_one_line_naming_the_file(run_cli, face_photos, t
     assert f"cannot load the SCRFD model {bad}" in result.err and "scrfd_10g_bnkps.onnx" in result.err
     assert len(result.err.strip().splitlines()) == 1
     assert not swaps_run and not out.exists() and not records.exists()
+
+
+# ------------------------------------------------------------------------------ faceless targets (item 5)
+
+
+@pytest.mark.cli
+def test_image_target_without_a_face_is_an_error_and_writes_nothing(run_cli, face_photos,
+                                                                   tmp_path: Path) -> None:
+    from mfsbench.records import read_records
+
+    blank = tmp_path / "wall.png"
+    cv2.imwrite(str(blank), np.full((240, 320, 3), 127, np.uint8))
+    out, records = tmp_path / "out.png", tmp_path / "r.jsonl"
+    result = run_cli(*_swap_args(face_photos["biden"].path, blank, out, records))
+    assert result.code == 2, result.err
+    errors = [line for line in result.err.strip().splitlines() if not line.startswith("WARNING: random")]
+    assert len(errors) == 1 and f"no face found in the target {blank}" in errors[0]
+    assert not out.exists() and not list(tmp_path.glob(".out-*"))
+    (record,) = read_records(records)
+    assert record.status == "error" and "no face found in the target" in record.error
+    assert record.metrics["frames_swapped"] == 0 and record.info["out"] is None
+
+
+@pytest.mark.cli
+def test_video_without_any_face_passes_through_with_one_warning(run_cli, face_photos, tmp_path: Path) -> None:
+    from mfsbench.records import read_records
+    from tests.face_assets import make_video
+
+    blank = tmp_path / "wall.png"
+    cv2.imwrite(str(blank), np.full((240, 320, 3), 127, np.uint8))
+    video = make_video(blank, tmp_path / "wall.mp4", seconds=0.2, size=(320, 240))
+    out, records = tmp_path / "out.mp4", tmp_path / "r.jsonl"
+    result = run_cli(*_swap_args(face_photos["biden"].path, video, out, records))
+    assert result.code == 0, result.err
+    warnings = [line for line in result.err.splitlines() if "no face found in any" in line]
+    assert len(warnings) == 1 and warnings[0].startswith("WARNING:") and str(video) in warnings[0]
+    assert out.is_file()
+    (record,) = read_records(records)
+    assert record.status == "ok" and record.metrics["frames_swapped"] == 0
+    assert record.metrics["frames_without_face"] == record.metrics["frames"] > 0
+    assert record.info["warning"] == "no face found in any frame of the target"

@@ -6,6 +6,11 @@ is written to a temporary file and renamed when complete; Ctrl-C keeps the frame
 ``OUT.partial.mp4`` (finalised, playable) and records the interrupted run, exit code 130.
 ``--resume`` continues from that file: its frames are copied (decoded and encoded once more, as
 OpenCV cannot append to a video) and only the rest of the target is swapped.
+
+Nothing the user had is lost: an ``--out`` that is ``--source`` or ``--target`` (same inode) is
+refused, and ``--out`` and ``--records`` are proven writable, before any work
+(:mod:`mfsbench.cli.outputs`). An image target without a face is an error (exit 2, nothing written,
+the record says why); a video whose frames all lack a face is written unswapped with one warning.
 """
 
 from __future__ import annotations
@@ -157,13 +162,36 @@ def _swap_video(pipeline: SwapPipeline, target: Path, out: Path, info: VideoInfo
     return done
 
 
+def _swap_image(pipeline: SwapPipeline, target: Path, out: Path, records: Path, failed: Record) -> VideoSwap:
+    """Swap the face of an image target into ``out``.
+
+    A target in which no face is found is an error, not a copy of the target under a new name:
+    nothing is written, and ``failed`` (the run's record, without metrics) is stored saying so.
+
+    Raises:
+        BadInputError: no face found in ``target``.
+    """
+    from mfsbench.faces.detectors import read_image
+    from mfsbench.swap.video import write_image
+
+    swapped = pipeline.swap_frame(read_image(target))
+    if pipeline.frames_swapped == 0:
+        failed.status, failed.error = "error", f"no face found in the target {target}; nothing written"
+        failed.metrics = {"frames": 1, "frames_swapped": 0, "frames_without_face": 1}
+        append_records(records, stamp([failed], new_run_id()))
+        raise BadInputError(f"no face found in the target {target}; nothing written to {out} "
+                            "(use a photo with a clearly visible face, or another --detector)")
+    write_image(out, swapped)
+    return VideoSwap(frames=1, path=out)
+
+
 def run(args: argparse.Namespace) -> int:
     from mfsbench.faces.detectors import DEFAULT_DETECTOR, get_detector, read_image
     from mfsbench.registry import create_model, get_spec
     from mfsbench.swap.adapters import adapter_for
     from mfsbench.swap.checkpoints import load_checkpoints
     from mfsbench.swap.pipeline import STAGES, SwapPipeline
-    from mfsbench.swap.video import is_video, probe_video, write_image
+    from mfsbench.swap.video import is_video, probe_video
 
     spec = get_spec(args.model)
     adapter_for(spec)
@@ -198,12 +226,20 @@ def run(args: argparse.Namespace) -> int:
         print("WARNING: random weights (--allow-random-weights): the output is not a face swap result",
               file=sys.stderr)
     if info is None:
-        write_image(out_path, pipeline.swap_frame(read_image(target_path)))
-        done = VideoSwap(frames=1, path=out_path)
+        done = _swap_image(pipeline, target_path, out_path, Path(args.records), Record(
+            command="swap", model=spec.name, mode="image", input_shapes={"frame": [1, 3, size, size]},
+            info={"source": str(source_path), "target": str(target_path), "out": None,
+                  "detector": detector_name, "random_weights": not loaded,
+                  "checkpoints": [vars(c) for c in loaded]}))
     else:
         done = _swap_video(pipeline, target_path, out_path, info, started, resume_from=resume_from)
     elapsed = time.perf_counter() - started - done.copy_s  # this run's frames, not the copy
     run_frames = done.frames - done.copied
+    faceless_video = (info is not None and not done.interrupted and run_frames > 0
+                      and pipeline.frames_swapped == 0)
+    if faceless_video:
+        print(f"WARNING: no face found in any of the {run_frames} frame(s) of {target_path}; "
+              f"{done.path} holds the target's frames unswapped", file=sys.stderr)
     means = pipeline.timer.mean_ms()
     print(f"wrote {done.path or 'nothing'}: {done.frames} frame(s)"
           + (f" ({done.copied} from the interrupted run)" if done.copied else "")
@@ -224,6 +260,8 @@ def run(args: argparse.Namespace) -> int:
               "checkpoints": [vars(c) for c in loaded],
               "video": None if info is None else vars(info)},
     )
+    if faceless_video:
+        record.info["warning"] = "no face found in any frame of the target"
     if done.interrupted:
         record.status = "error"
         record.error = (f"interrupted after {done.frames} frame(s); kept in {done.path}" if done.frames
