@@ -96,13 +96,14 @@ def test_methods_none_still_means_no_method() -> None:
 
 def test_every_option_of_every_command_has_help() -> None:
     missing = []
-    for name in COMMANDS:
-        for action in command_parser(name)._actions:
+    parsers = [("", build_parser())] + [(f" {name}", command_parser(name)) for name in COMMANDS]
+    for name, parser in parsers:
+        for action in parser._actions:
             if not action.option_strings:
                 continue
             text = action.help
             if text is None or text == argparse.SUPPRESS or not str(text).strip():
-                missing.append(f"mfsbench {name} {action.option_strings[-1]}")
+                missing.append(f"mfsbench{name} {action.option_strings[-1]}")
     assert not missing, "options without help: " + ", ".join(missing)
 
 
