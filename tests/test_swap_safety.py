@@ -323,3 +323,30 @@ def test_video_without_any_face_passes_through_with_one_warning(run_cli, face_ph
     assert record.status == "ok" and record.metrics["frames_swapped"] == 0
     assert record.metrics["frames_without_face"] == record.metrics["frames"] > 0
     assert record.info["warning"] == "no face found in any frame of the target"
+
+
+# ------------------------------------------------------------- the evaluators' loaders (quality, item 4)
+
+
+def test_quality_evaluator_checkpoints_are_checked_too(tmp_path: Path) -> None:
+    from mfsbench.checkpoints.formats import load_cosface
+    from mfsbench.evalnets import SphereFace20
+    from mfsbench.evalnets.inception import FIDInceptionV3, load_fid_inception
+
+    state = _cosface_state()
+    key = next(k for k in state if k.endswith("bias"))
+    state[key][0] = float("-inf")
+    cosface = tmp_path / "ACC99.28.pth"
+    torch.save(state, cosface)
+    with pytest.raises(BadInputError, match=f"tensor {key} holds non-finite values"):
+        load_cosface(SphereFace20(), cosface)
+
+    with torch.device("meta"):
+        shapes = {k: (v.shape, v.dtype) for k, v in FIDInceptionV3().state_dict().items()}
+    inception = {k: torch.zeros(s, dtype=d) for k, (s, d) in shapes.items()}
+    key = next(k for k in inception if k.endswith("running_mean"))
+    inception[key][0] = 5e4
+    path = tmp_path / "pt_inception-2015-12-05-6726825d.pth"
+    torch.save(inception, path)
+    with pytest.raises(BadInputError, match=f"tensor {key} holds max \\|value\\| 5e\\+04"):
+        load_fid_inception(path)
