@@ -175,10 +175,13 @@ def test_bf16_peak_absent_on_this_cpu_when_it_lacks_bf16() -> None:
         pytest.skip(f"this CPU's bf16 support is not absent (ISA {isa})")
     peaks = measure_peaks(1, ("bf16",))  # the real default kernels: gated before any is built
     assert peaks == {} and "no native bf16" in peaks.unavailable["bf16"]
-    assert peaks.seconds < 1.0
+    assert peaks.candidates == []  # gated before any kernel was built or timed
 
 
 def test_real_kernels_small_fp32_and_int8_peaks() -> None:
+    import torch
+
+    torch.set_num_threads(2)  # whatever an earlier test left: the peak must put this back
     peaks = measure_peaks(1, ("fp32", "int8"), 0.05, n=128, warmup=1)
     fp32 = peaks["fp32"]
     assert fp32.macs_per_s > 0 and fp32.executed_precision in ("fp32", "f32") and fp32.threads == 1
@@ -188,7 +191,7 @@ def test_real_kernels_small_fp32_and_int8_peaks() -> None:
             assert candidate.runs >= 5 and candidate.seconds >= 0.05
     if "int8" in peaks:  # an integer kernel exists here: its read-back says so
         assert peaks["int8"].executed_precision in ("int8", "u8", "i8")
-    assert torch.get_num_threads() == 2  # restored (conftest sets 2)
+    assert torch.get_num_threads() == 2  # restored
 
 
 # --- which peak, and efficiency -------------------------------------------------------------------
