@@ -152,7 +152,7 @@ def swaps_run(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 
 @pytest.mark.cli
-@pytest.mark.parametrize("way", ["same_path", "symlink", "relative", "source"])
+@pytest.mark.parametrize("way", ["same_path", "symlink", "relative", "source", "records"])
 def test_out_that_is_an_input_is_refused_and_the_input_kept(run_cli, face_photos, tmp_path: Path, *,
                                                             monkeypatch: pytest.MonkeyPatch,
                                                             swaps_run: list[int], way: str) -> None:
@@ -172,13 +172,17 @@ def test_out_that_is_an_input_is_refused_and_the_input_kept(run_cli, face_photos
     elif way == "relative":
         monkeypatch.chdir(tmp_path)
         out = Path("photos") / ".." / "photos" / "biden.jpg"
-    else:
+    elif way == "source":
         out, flag = folder / "." / "obama.jpg", "--source"
+    else:  # the JSONL store appended to the user's photo would corrupt it just as surely
+        out, records = tmp_path / "out.png", target
     result = run_cli(*_swap_args(source, target, out, records))
     assert result.code == 2, result.err
     assert f"is the same file as {flag}" in result.err and len(result.err.strip().splitlines()) == 1
     assert {p: p.read_bytes() for p in (source, target)} == original
-    assert not swaps_run and not records.exists()
+    assert not swaps_run and not (tmp_path / "r.jsonl").exists()
+    if way == "records":
+        assert not out.exists()
 
 
 def _blocked(tmp_path: Path) -> Path:

@@ -199,7 +199,9 @@ def run(args: argparse.Namespace) -> int:
     spec.check_size(size)
     source_path, target_path, out_path = Path(args.source), Path(args.target), Path(args.out)
     # before any work: the output must not be an input, and the output and record must be writable
-    refuse_overwriting_inputs(out_path, {"--source": source_path, "--target": target_path})
+    inputs = {"--source": source_path, "--target": target_path}
+    refuse_overwriting_inputs(out_path, inputs)
+    refuse_overwriting_inputs(Path(args.records), {**inputs, "--out": out_path}, flag="--records")
     check_output_file(out_path, example="out.mp4" if is_video(target_path) else "out.png")
     check_records_file(Path(args.records))
     if is_video(target_path) != is_video(out_path):
