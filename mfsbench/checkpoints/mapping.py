@@ -5,7 +5,10 @@ arrays under Paddle's structured names. Our module names are Paddle's, so only t
 BatchNorm statistics are renamed (``_mean`` → ``running_mean``, ``_variance`` → ``running_var``),
 PReLU's ``_weight`` becomes ``weight``, and every 2-D array (only Linear weights are 2-D, stored
 ``[in, out]`` by Paddle) is transposed. Loading is strict: any missing, unexpected or mis-shaped key is
-an error that lists them, because a silently half-loaded network produces plausible garbage.
+an error that lists them, because a silently half-loaded network produces plausible garbage. So is
+any NaN/Inf or absurdly large value (:data:`MAX_ABS_WEIGHT`): such a file loads without complaint
+and swaps a black square into the photo. Every official-format loader (swap, quality's evaluators,
+``device --checkpoint``, ``convert``) ends here, so none can accept one.
 """
 
 from __future__ import annotations
