@@ -354,3 +354,27 @@ def test_quality_evaluator_checkpoints_are_checked_too(tmp_path: Path) -> None:
     torch.save(inception, path)
     with pytest.raises(BadInputError, match=f"tensor {key} holds max \\|value\\| 5e\\+04"):
         load_fid_inception(path)
+
+
+@pytest.mark.cli
+def test_convert_that_fails_to_write_leaves_nothing(run_cli, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    source = tmp_path / "ACC99.28.pth"
+    torch.save(_cosface_state(), source)
+    out = tmp_path / "cosface.pt"
+    real_save = torch.save
+
+    def disk_full(obj: object, path: object, *args: object, **kwargs: object) -> None:
+        Path(str(path)).write_bytes(b"PK\x03\x04 half a zip")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    result = run_cli("convert", "--format", "cosface", "--checkpoint", str(source), "--out", str(out))
+    assert result.code == 2 and "No space left on device" in result.err
+    assert len(result.err.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == [source.name]  # no half file, no temp file
+    monkeypatch.setattr(torch, "save", real_save)
+    assert run_cli("convert", "--format", "cosface", "--checkpoint", str(source), "--out", str(out)).code == 0
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # an ordinary file, not mkstemp's private one

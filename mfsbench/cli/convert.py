@@ -9,6 +9,8 @@ belongs to. Both sha256 digests are printed so a converted file can be traced to
 from __future__ import annotations
 
 import argparse
+import os
+import tempfile
 from pathlib import Path
 
 from mfsbench.checkpoints.digest import sha256_file
@@ -32,6 +34,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(run=run)
 
 
+def _umask() -> int:
+    current = os.umask(0o022)
+    os.umask(current)
+    return current
+
+
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.is_dir():
@@ -44,18 +52,28 @@ def run(args: argparse.Namespace) -> int:
     if not out.parent.is_dir():
         raise BadInputError(f"--out directory {out.parent} does not exist; create it first")
     refuse_overwriting_inputs(out, {"--checkpoint": Path(args.checkpoint)})
-    check_output_file(out, example="weights.safetensors", replaced=False)
+    check_output_file(out, example="weights.safetensors")
     record, state = convert_official(args.checkpoint, args.format)
     tensors = {k: v.detach().contiguous().clone() for k, v in state.items()}
+    # written beside --out and renamed onto it when complete: a failed write (disk full) leaves nothing
+    handle, name = tempfile.mkstemp(prefix=f".{out.stem}-", suffix=out.suffix, dir=out.parent)
+    os.close(handle)
+    temp = Path(name)
     try:
         if out.suffix == ".safetensors":
-            save_file(tensors, str(out), metadata={"format": record.format, "source_sha256": record.sha256})
+            save_file(tensors, str(temp), metadata={"format": record.format, "source_sha256": record.sha256})
         else:
             import torch
 
-            torch.save(tensors, out)
-    except OSError as exc:
-        raise BadInputError(f"cannot write --out {out} ({exc.strerror}); pass a writable path") from None
+            torch.save(tensors, temp)
+        temp.chmod(0o666 & ~_umask())  # mkstemp's 0600 would make the file private, unlike a plain write
+        os.replace(temp, out)
+    except (OSError, RuntimeError) as exc:  # torch reports a failed write as RuntimeError
+        reason = getattr(exc, "strerror", None) or (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
+        raise BadInputError(f"cannot write --out {out} ({reason}); pass a writable path with free space; "
+                            "nothing was written") from None
+    finally:
+        temp.unlink(missing_ok=True)
     print(f"{record.sha256}  {record.path}  ({record.format}, {record.keys} tensors)")
     print(f"{sha256_file(out)}  {out}")
     return 0

@@ -58,20 +58,16 @@ def _probe_folder(out: Path, flag: str) -> None:
                             "pass a path in a folder you can write to") from None
 
 
-def check_output_file(out: Path, flag: str = "--out", *, example: str = "out.png",
-                      replaced: bool = True) -> None:
-    """``out`` can be written as a file: not a directory and its folder writable. ``replaced``: the
-    output is written beside ``out`` and renamed onto it, so an existing file's own mode does not
-    matter; otherwise it is written in place and an existing file must itself be writable.
+def check_output_file(out: Path, flag: str = "--out", *, example: str = "out.png") -> None:
+    """``out`` can be written as a file: not a directory, and its folder accepts a new file (outputs
+    are written beside ``out`` and renamed onto it, so an existing file's own mode does not matter).
 
     Raises:
-        BadInputError: "is a directory", or the folder or file that cannot be written.
+        BadInputError: "is a directory", or the folder that cannot be written.
     """
     if out.is_dir():
         raise BadInputError(f"{flag} {out} is a directory; pass a file path such as {out / example}")
     _probe_folder(out, flag)
-    if not replaced and out.exists() and not os.access(out, os.W_OK):
-        raise BadInputError(f"cannot write {flag} {out}: the file is read-only; pass another path")
 
 
 def check_records_file(path: Path, flag: str = "--records") -> None:
