@@ -69,16 +69,16 @@ def test_image_swap_changes_only_the_face_region(run_cli, face_photos, tmp_path:
 
 
 @pytest.mark.cli
-def test_frames_without_a_face_pass_through(run_cli, face_photos, tmp_path: Path) -> None:
+def test_an_image_target_without_a_face_is_an_error_not_a_copy(run_cli, face_photos, tmp_path: Path) -> None:
+    """Issue 16: a faceless image target used to come back as a silent copy with exit 0."""
     blank = tmp_path / "blank.png"
     cv2.imwrite(str(blank), np.full((240, 320, 3), 127, np.uint8))
     out = tmp_path / "out.png"
     result = run_cli("swap", "--model", "test_mobilefaceswap", "--source", str(face_photos["biden"].path),
                      "--target", str(blank), "--out", str(out), "--allow-random-weights",
                      "--records", str(tmp_path / "r.jsonl"))
-    assert result.code == 0, result.err
-    assert "1 without a face" in result.out
-    assert np.array_equal(cv2.imread(str(out)), cv2.imread(str(blank)))
+    assert result.code == 2 and "no face found in the target" in result.err
+    assert not out.exists()
 
 
 @pytest.mark.cli
