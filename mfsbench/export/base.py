@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from torch import Tensor, nn
 
 from mfsbench.errors import BadInputError
@@ -137,6 +138,33 @@ def get_exporter(name: str) -> Exporter:
         raise BadInputError(f"unknown export format {name!r}; choose one of {', '.join(_EXPORTERS)}")
     exporter: Exporter = load(target)()
     return exporter
+
+
+def as_nchw_batch(value: Any) -> np.ndarray:
+    """A calibration/parity input as contiguous float32 with a batch axis: (C,H,W) → (1,C,H,W)."""
+    array = value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
+    array = array.astype(np.float32, copy=False)
+    return np.ascontiguousarray(array[None] if array.ndim == 3 else array)
+
+
+def calibration_feeds(
+    calibration: Sequence[Sequence[Any]] | None, input_names: Sequence[str]
+) -> list[dict[str, np.ndarray]]:
+    """One ``{input name: float32 (1,C,H,W) array}`` per calibration sample, for every int8 exporter.
+
+    Raises:
+        BadInputError: no samples, or a sample with another number of arrays than the stage inputs.
+    """
+    if not calibration:
+        raise BadInputError("int8 export needs calibration inputs (real aligned face crops); none given")
+    feeds = []
+    for sample in calibration:
+        if len(sample) != len(input_names):
+            raise BadInputError(
+                f"a calibration sample has {len(sample)} arrays; the stage takes {len(input_names)}"
+            )
+        feeds.append({name: as_nchw_batch(value) for name, value in zip(input_names, sample, strict=True)})
+    return feeds
 
 
 def default_input_names(count: int, names: Sequence[str] | None) -> tuple[str, ...]:

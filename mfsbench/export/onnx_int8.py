@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from mfsbench.errors import BadInputError
+from mfsbench.export.base import calibration_feeds
 from mfsbench.optional import require
 
 #: x86 features that give int8 dot products with int32 accumulation (no int16 saturation)
@@ -50,29 +51,6 @@ def reduce_range_for(isa: Collection[str] | None) -> tuple[bool, str]:
         return True, ("x86 without VNNI: u8*s8 pairs are summed in int16 (vpmaddubsw), "
                       "7-bit weights avoid saturation")
     return False, "int8 dot products accumulate in int32 on this CPU: full 8-bit weights"
-
-
-def _batch(value: Any) -> np.ndarray:
-    """A calibration input as a contiguous float32 array with a batch axis ((C,H,W) → (1,C,H,W))."""
-    array = value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
-    array = array.astype(np.float32, copy=False)
-    return np.ascontiguousarray(array[None] if array.ndim == 3 else array)
-
-
-def calibration_feeds(
-    calibration: Sequence[Sequence[Any]], input_names: Sequence[str]
-) -> list[dict[str, np.ndarray]]:
-    """One ``{input name: array}`` per calibration sample (a tuple with one array per stage input)."""
-    if not calibration:
-        raise BadInputError("int8 export needs calibration inputs (real aligned face crops); none given")
-    feeds = []
-    for sample in calibration:
-        if len(sample) != len(input_names):
-            raise BadInputError(
-                f"a calibration sample has {len(sample)} arrays; the stage takes {len(input_names)}"
-            )
-        feeds.append({name: _batch(value) for name, value in zip(input_names, sample, strict=True)})
-    return feeds
 
 
 def quantize_static_qdq(

@@ -33,45 +33,19 @@ import contextlib
 import io
 import logging
 import tempfile
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from mfsbench.checkpoints.digest import sha256_file
-from mfsbench.errors import BadInputError, MfsbenchError
-from mfsbench.export.base import ExportedArtifact, Exporter, ExportJob
+from mfsbench.errors import MfsbenchError
+from mfsbench.export.base import ExportedArtifact, Exporter, ExportJob, calibration_feeds
 from mfsbench.export.onnx import export_onnx, output_count
 from mfsbench.optional import require
 
 #: the NNCF preset used for int8 (see the module docstring)
 INT8_PRESET = "mixed"
-
-
-def calibration_feeds(
-    calibration: Sequence[Sequence[Any]], input_names: Sequence[str]
-) -> list[dict[str, np.ndarray]]:
-    """One ``{input name: float32 (1,C,H,W) array}`` per calibration sample.
-
-    Raises:
-        BadInputError: no samples, or a sample with another number of arrays than the stage inputs.
-    """
-    if not calibration:
-        raise BadInputError("int8 export needs calibration inputs (real aligned face crops); none given")
-    feeds = []
-    for sample in calibration:
-        if len(sample) != len(input_names):
-            raise BadInputError(
-                f"a calibration sample has {len(sample)} arrays; the stage takes {len(input_names)}"
-            )
-        arrays = []
-        for value in sample:
-            array = value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
-            array = np.ascontiguousarray(array, dtype=np.float32)
-            arrays.append(array[None] if array.ndim == 3 else array)
-        feeds.append(dict(zip(input_names, arrays, strict=True)))
-    return feeds
 
 
 #: IR op types whose input 1 is a weight tensor (what int8 quantises besides activations)

@@ -40,21 +40,12 @@ from torch import Tensor, nn
 
 from mfsbench.checkpoints.digest import sha256_file
 from mfsbench.device.runtimes.litert import SIGNATURE, signature_position
-from mfsbench.errors import BadInputError, MfsbenchError
-from mfsbench.export.base import ExportedArtifact, Exporter, ExportJob
+from mfsbench.errors import MfsbenchError
+from mfsbench.export.base import ExportedArtifact, Exporter, ExportJob, calibration_feeds
 from mfsbench.optional import require
 
 #: ops whose weights ai-edge-quantizer's float casting can store as fp16
 _FP16_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "CONV_2D_TRANSPOSE")
-
-
-def as_nchw_batch(array: Any) -> np.ndarray:
-    """A calibration/parity input as float32 with a batch axis: (C,H,W) → (1,C,H,W)."""
-    value = array.detach().cpu().numpy() if isinstance(array, Tensor) else np.asarray(array)
-    value = value.astype(np.float32, copy=False)
-    if value.ndim == 3:
-        value = value[None]
-    return np.ascontiguousarray(value)
 
 
 def signature_names(path: Path) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -117,15 +108,7 @@ def quantize_int8(
     from ai_edge_quantizer import qtyping, quantizer, recipe
     from ai_edge_quantizer.algorithm_manager import AlgorithmName
 
-    if not calibration:
-        raise BadInputError("int8 export needs calibration inputs (real aligned face crops); none given")
-    samples = []
-    for sample in calibration:
-        if len(sample) != len(input_names):
-            raise BadInputError(
-                f"a calibration sample has {len(sample)} arrays; the stage takes {len(input_names)}"
-            )
-        samples.append({name: as_nchw_batch(value) for name, value in zip(input_names, sample, strict=True)})
+    samples = calibration_feeds(calibration, input_names)
     qt = quantizer.Quantizer(str(fp32_path))
     qt.load_quantization_recipe(recipe.static_wi8_ai8())
     if float_io:  # the graph's own input/output tensors stay float: (de)quantize ops inside the graph
