@@ -217,3 +217,32 @@ def test_ort_cold_prepare_leaves_the_read_back_to_a_twin_session(tmp_path: Path)
     read = [(info["executed_precision"], info["op_precisions"]) for info in (twin, eager)]
     assert read == [("fp32", {"fp32": 2})] * 2
     assert "twin of the timed session" in twin["precision_source"]
+
+
+def _efficiency_case(monkeypatch: pytest.MonkeyPatch, fresh_rate: float) -> tuple[Any, Any, Any]:
+    from mfsbench.device import roofline, sweep
+    from mfsbench.records import Record
+
+    slow = roofline.PeakResult(1e9, "contended", "fp32")
+    peaks = roofline.Peaks({"fp32": slow})
+    monkeypatch.setattr(roofline, "measure_peaks", lambda **_kw: roofline.Peaks(
+        {"fp32": roofline.PeakResult(fresh_rate, "fresh", "fp32")}))
+    record = Record("device", "m", metrics={"p50_ms": 10.0, "min_ms": 8.0},
+                    info={"executed_precision": "fp32"})
+    model = type("M", (), {"macs_executed": 2e7})()  # 2e7 MACs in 10 ms = 2 GMAC/s > the 1 GMAC/s peak
+    sweep._efficiency(record, model, label="m", peaks=peaks, threads=1, peak_seconds=0.0)  # type: ignore[arg-type]
+    return record, peaks, slow
+
+
+def test_a_cell_faster_than_a_contended_peak_gets_the_peak_measured_again(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    record, peaks, _slow = _efficiency_case(monkeypatch, 1e10)
+    assert record.status == "ok" and record.metrics["efficiency"] == pytest.approx(0.2)
+    assert record.metrics["efficiency_best"] == pytest.approx(0.25)
+    assert record.info["peak_remeasured"]["was"] == 1e9 and peaks["fp32"].method == "fresh"
+
+
+def test_a_cell_still_above_a_fresh_peak_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    record, peaks, slow = _efficiency_case(monkeypatch, 5e8)  # the fresh peak is no higher
+    assert record.status == "error" and "efficiency" in (record.error or "") and "> 1" in (record.error or "")
+    assert "efficiency" not in record.metrics and peaks["fp32"] is slow

@@ -168,4 +168,5 @@ def _sweep(specs: list[ModelSpec], cells: list[tuple[str, str]], settings: Sweep
             print(f"device: {spec.name} @ {side} ...", file=sys.stderr, flush=True)
             samples = face_sample_sets(spec, side, faces)
             measure_model(spec, side, cells=cells, settings=settings, work_dir=Path(work), samples=samples,
-                          weights=weights, peaks=peaks, done=done, on_record=on_record)
+                          weights=weights, peaks=peaks, peak_seconds=peak_seconds, done=done,
+                          on_record=on_record)
