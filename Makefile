@@ -47,6 +47,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_flops.py
 	$(BIN)/python benchmarks/bench_swap.py
 	$(BIN)/python benchmarks/bench_device.py
+	$(BIN)/python benchmarks/bench_onnx_optimize.py
 	$(BIN)/python benchmarks/bench_quality.py
 
 clean:
