@@ -202,6 +202,8 @@ def _write_optimised(so: Any, path: Path) -> None:
     so.add_session_config_entry("session.optimized_model_external_initializers_file_name",
                                 path.stem + ".weights")
     so.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes", "1024")
+    # ORT warns on every such write that an NCHWc graph is hardware specific: we only read it here
+    so.log_severity_level = 3
 
 
 def element_types(graph: Any) -> dict[str, int]:
