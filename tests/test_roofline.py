@@ -231,8 +231,7 @@ def test_efficiency_is_a_fraction_and_above_one_raises() -> None:
     assert err.value.statistic == "min"
     with pytest.raises(BadInputError):
         efficiency(1e9, 0.0, peak)
-    # the historic float-peak form (GMACs, MAC/s) the current sweep still calls
-    assert efficiency(1.0, 10.0, 2e11) == pytest.approx(0.5)
+    assert efficiency(1e9, 10.0, _peak("fp32", 2e11)) == pytest.approx(0.5)
 
 
 # --- executed MACs --------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch import nn
 
-from mfsbench.device.roofline import achieved_macs_per_s, efficiency, measure_peak_macs
+from mfsbench.device.roofline import PeakResult, achieved_macs_per_s, efficiency, measure_peak_macs
 from mfsbench.device.runtimes import SimplePrepared, TensorInfo, example_inputs, get_runtime
 from mfsbench.device.runtimes.benchmark_app import benchmark_app_command, parse_benchmark_app
 from mfsbench.device.timing import UNSTABLE_CV, latency_stats, time_runtime, timed_prepare
@@ -453,6 +453,6 @@ def test_roofline_positive_and_efficiency_arithmetic() -> None:
     capped = measure_peak_macs(threads=1, n=128, repeats=2, warmup=0, min_seconds=60, max_repeats=7)
     assert "best of 7 runs" in capped.method
     assert achieved_macs_per_s(1.0, 10.0) == pytest.approx(1e11)
-    assert efficiency(1.0, 10.0, 2e11) == pytest.approx(0.5)
+    assert efficiency(1e9, 10.0, PeakResult(2e11, "test")) == pytest.approx(0.5)
     with pytest.raises(BadInputError):
-        efficiency(1.0, 0.0, 1e11)
+        efficiency(1e9, 0.0, PeakResult(1e11, "test"))

@@ -555,7 +555,7 @@ def measure_peak_macs(
     min_seconds: float = DEFAULT_MIN_SECONDS, max_repeats: int | None = None,
     max_seconds: float | None = None,
 ) -> PeakResult:
-    """The fp32 peak alone (the historic entry point): ``measure_peaks(..., precisions=("fp32",))``.
+    """The fp32 peak alone: ``measure_peaks(..., precisions=("fp32",))``.
     ``max_repeats`` caps the runs per kernel only when given (no cap by default)."""
     peaks = measure_peaks(threads, ("fp32",), min_seconds, n=n, repeats=repeats, warmup=warmup,
                           max_seconds=max(max_seconds or DEFAULT_MAX_SECONDS, min_seconds),
@@ -619,23 +619,15 @@ def _fraction(macs: float, latency_ms: float, peak: PeakResult, statistic: str, 
     return fraction
 
 
-def efficiency(macs: float, latency_ms: float, peak: PeakResult | float, *,
-               label: str | None = None) -> float:
+def efficiency(macs: float, latency_ms: float, peak: PeakResult, *, label: str | None = None) -> float:
     """Fraction of ``peak`` a cell reaches: ``macs`` (the executed graph's matrix MACs, a plain count)
     per run, over its p50 ``latency_ms``. ``label`` names the cell in the error.
 
     Raises:
         PhysicalLimitError: above 1.
         BadInputError: a non-positive latency or peak, negative MACs.
-
-    Historic form, kept for the current sweep until it moves to the form above: when ``peak`` is a
-    number (MAC/s), ``macs`` is in GMACs and there is no check against 1.
     """
-    if isinstance(peak, PeakResult):
-        return _fraction(macs, latency_ms, peak, "p50", label)
-    if peak <= 0:
-        raise BadInputError(f"peak MAC/s must be positive, got {peak}.")
-    return achieved_macs_per_s(macs, latency_ms) / peak
+    return _fraction(macs, latency_ms, peak, "p50", label)
 
 
 def best_efficiency(macs: float, min_ms: float, peak: PeakResult, *, label: str | None = None) -> float:
