@@ -224,20 +224,21 @@ def _flat_numpy(out: Any) -> list[np.ndarray]:
 
 
 def _scaled_max_err(got: Sequence[np.ndarray], want: Sequence[np.ndarray]) -> float:
-    """Worst max |got − want| over outputs; outputs outside [0, 1] divided by ``want``'s peak |y|."""
-    worst = 0.0
-    for g, w in zip(got, want, strict=True):
-        lo, hi = float(w.min()), float(w.max())
-        scale = 1.0 if lo >= -1e-6 and hi <= 1 + 1e-6 else max(abs(lo), abs(hi), 1e-12)
-        worst = max(worst, float(np.abs(g.reshape(w.shape) - w).max()) / scale)
-    return worst
+    """Worst max |got − want| over outputs, scaled as every parity check scales it
+    (:func:`mfsbench.export.compare.compare_outputs`: outputs outside [0, 1] by ``want``'s peak |y|)."""
+    from mfsbench.export.compare import compare_outputs
+
+    names = [f"output_{i}" for i in range(len(want))]
+    parity = compare_outputs([want], [got], names, fmt="onnx", precision="fp32", runtime="onnxruntime")
+    return parity.max_abs_err
 
 
 def _run_onnx(path: Path, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """``path`` in the same ONNX Runtime adapter that parity and timing use."""
-    from mfsbench.device.runtimes import get_runtime
+    """``path`` in the same ONNX Runtime adapter that parity and timing use (outputs only: no
+    precision read-back, which would write the optimised graph once more)."""
+    from mfsbench.device.runtimes.onnxruntime import OnnxRuntime
 
-    prepared = get_runtime("onnxruntime").prepare(path, max(1, torch.get_num_threads()))
+    prepared = OnnxRuntime().prepare(path, max(1, torch.get_num_threads()), read_back=False)
     names = [info.name for info in prepared.inputs]
     return [np.asarray(o, dtype=np.float32) for o in prepared.run(dict(zip(names, arrays, strict=True)))]
 
