@@ -30,7 +30,6 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from mfsbench.counting import count_flops
 from mfsbench.device.axis import PRECISIONS, RUNTIMES, CellPlan, plan_for
 from mfsbench.device.roofline import PeakResult, Peaks
 from mfsbench.errors import BadInputError, MfsbenchError
@@ -318,7 +317,7 @@ def prepare_model(spec: ModelSpec, size: int, weights: WeightsRef, samples: Face
                   work_dir: Path) -> ModelUnderTest:
     """Build the stage, count its MACs, and write the parity data every cell process reads."""
     from mfsbench.device.cell import write_parity_data
-    from mfsbench.device.macs import executed_macs
+    from mfsbench.device.macs import stage_macs
     from mfsbench.export.stages import stage_input_names
 
     module, example, described = build_frame_stage(spec, size, weights)
@@ -328,10 +327,10 @@ def prepare_model(spec: ModelSpec, size: int, weights: WeightsRef, samples: Face
     work.mkdir(parents=True, exist_ok=True)
     data = work / "parity.npz"
     write_parity_data(data, [tuple(np.asarray(a, np.float32) for a in s) for s in samples.parity], refs)
-    gmacs = count_flops(module, example, "paper", cross_check=False).flops / 1e9
+    counts = stage_macs(module, example)  # paper FLOPs as written, matrix MACs as exported
     return ModelUnderTest(spec, size, weights, module, example, described, samples, data, input_names,
-                          tuple(f"output_{i}" for i in range(len(refs[0]))), executed_macs(module, example),
-                          gmacs)
+                          tuple(f"output_{i}" for i in range(len(refs[0]))), counts.executed_macs,
+                          counts.paper_flops / 1e9)
 
 
 def measure_model(
