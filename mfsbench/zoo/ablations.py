@@ -32,7 +32,8 @@ from mfsbench.registry import Builder, ExpectedCounts, ModelSpec, register_model
 from mfsbench.zoo.paper import STUDENT_FRAME, STUDENT_IDENTITY, STUDENT_SIZES
 
 
-def _ablation(name: str, title: str, change: tuple[str, Any], expected: ExpectedCounts | None) -> ModelSpec:
+def _ablation(name: str, title: str, change: tuple[str, Any], expected: ExpectedCounts | None,
+              notes: tuple[str, ...] = ()) -> ModelSpec:
     """The spec of the student with the one :class:`StudentConfig` field ``change`` names set."""
     return ModelSpec(
         name=name,
@@ -46,7 +47,7 @@ def _ablation(name: str, title: str, change: tuple[str, Any], expected: Expected
         description=f"MobileFaceSwap 224 {title.lower()} (Table 2 network ablation)",
         expected=expected,
         image_params="identity_stage",
-        notes=("Image-mode params count the identity stage, as for the full student.",),
+        notes=("Image-mode params count the identity stage, as for the full student.", *notes),
     )
 
 
@@ -80,6 +81,12 @@ def mfs_no_modulation() -> ModelSpec:
         ("pointwise", "static"),
         # Backed by: derived in tests/test_counts_derived.py (FLOPs skip the unused fc+BN1d, params keep it).
         ExpectedCounts(71_446_780, 496_462, 7_729_499_136, 333_243_904),
+        # The decision, said where the numbers are read: the paper defines image-mode params as
+        # "Id network + IIN", the same Id network in every row, so the row keeps ArcFace's whole
+        # parameter count; FLOPs count what runs, and nothing here reads the embedding.
+        notes=("Params keep ArcFace's embedding head (fc + BatchNorm1d, 12.85 M), as the paper's "
+               "'Id network + IIN' definition does for every row, although without weight modulation "
+               "nothing reads the embedding: its 12.85 M MACs are not run and not in the FLOPs.",),
     )
 
 
