@@ -3,6 +3,7 @@
 Their specs (``mfsbench.zoo.tiny``) are registered like any other model (timm's habit) and hidden
 from ``mfsbench models`` unless ``--all`` is given. ``test_mobilefaceswap`` is the full two-stage
 student pipeline (a one-block-per-stage ArcFace at widths 4–16 feeding a narrow IIN/IDN);
+``test_simswap`` is SimSwap's generator at toy widths (the distillation tests' teacher);
 ``test_frame_only`` is a one-stage net with no identity input, the shape of DeepFakes and FSGAN.
 """
 
@@ -48,3 +49,25 @@ class TinyFrameNet(SwapNet):
 
     def forward(self, target: Tensor) -> Tensor:
         return self.net(target)
+
+
+def tiny_id_net() -> ArcFaceIRSE:
+    """The toy ArcFace of the tiny student (16-d embedding), shared by the tiny teacher's layout."""
+    return ArcFaceIRSE(layers=(1, 1, 1, 1), widths=(4, 8, 8, 16), embedding_dim=16)
+
+
+def build_tiny_simswap() -> SwapNet:
+    """``test_simswap``: SimSwap's real generator (2 AdaIN blocks, width 8, 16-d latent) + the toy ArcFace.
+
+    A teacher for ``mfsbench distill`` tests at the tiny student's size (64): same classes as
+    ``simswap_224``, so the distillation code path is the one a real SimSwap teacher takes.
+    """
+    from baselines.simswap import SimSwap224, SimSwapGenerator
+
+    class TinySimSwap(SimSwap224):
+        def __init__(self) -> None:
+            SwapNet.__init__(self)
+            self.id_net = tiny_id_net()
+            self.netG = SimSwapGenerator(latent_size=16, n_blocks=2, base_width=8)
+
+    return TinySimSwap()

@@ -51,3 +51,24 @@ def test_frame_only() -> ModelSpec:
         # Backed by: regression baseline only (toy network, no paper or spec figure).
         expected=ExpectedCounts(None, 459, None, 319_488),
     )
+
+
+@register_model
+def test_simswap() -> ModelSpec:
+    return ModelSpec(
+        name="test_simswap",
+        display_name="Tiny SimSwap (distillation tests)",
+        family="test",
+        provenance="test",
+        native_size=64,
+        size_rule=SizeRule(multiple_of=8, minimum=16),
+        stages=(
+            StageSpec("identity", (InputSpec("source", 3, 112),),
+                      "toy ArcFace, L2 normalise, then the 4 ApplyStyle linears"),
+            StageSpec("frame", (InputSpec("target", 3),), "SimSwap generator at width 8 with 2 AdaIN blocks"),
+        ),
+        builder=Builder("mfsbench.models.tiny:build_tiny_simswap"),
+        description="SimSwap's generator at toy widths: the teacher of the seconds-long distill tests",
+        # Backed by: regression baseline only (toy widths, no paper or spec figure).
+        expected=ExpectedCounts(25_621, 199_491, 4_371_792, 37_818_368),
+    )
