@@ -2,8 +2,8 @@
 
 Refuses to run on random weights unless ``--allow-random-weights`` says so, and then says so again in
 its output and record: a swap from an untrained network is a pipeline check, not a result. A video
-is written to a temporary file and renamed when complete; Ctrl-C keeps the frames swapped so far as
-``OUT.partial.mp4`` (finalised, playable) and records the interrupted run, exit code 130.
+is written as ``OUT.partial.mp4`` and renamed when complete; Ctrl-C (exit 130) or SIGTERM (143) keeps
+the frames swapped so far there (finalised, playable) and records the interrupted run.
 ``--resume`` continues from that file: its frames are copied (decoded and encoded once more, as
 OpenCV cannot append to a video) and only the rest of the target is swapped.
 
@@ -11,6 +11,12 @@ Nothing the user had is lost: an ``--out`` that is ``--source`` or ``--target`` 
 refused, and ``--out`` and ``--records`` are proven writable, before any work
 (:mod:`mfsbench.cli.outputs`). An image target without a face is an error (exit 2, nothing written,
 the record says why); a video whose frames all lack a face is written unswapped with one warning.
+
+Which faces are swapped is ``--face one|many|reference`` (:mod:`mfsbench.swap.selection`: the most
+prominent face where the target starts and then that same person, every face, or the faces of the
+``--reference-face`` person) and ``--face-index`` (left to right); in a video the faces are tracked
+between detections (:mod:`mfsbench.swap.tracking`). The record states the mode, the reference and
+its threshold, ``detect_every``, the detections run against the frames, and the tracks seen.
 """
 
 from __future__ import annotations
@@ -41,8 +47,24 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--detector-model", default=None, help="model file for detectors that need one")
     parser.add_argument("--detector-option", action="append", default=[], metavar="KEY=INT",
                         help="detector constructor option, e.g. upsample=0 for large faces (repeatable)")
-    parser.add_argument("--detect-every", type=int, default=1,
-                        help="detect faces every K frames, reusing the last landmarks in between (default 1)")
+    from mfsbench.swap.selection import DEFAULT_REFERENCE_THRESHOLD, FACE_MODES
+    from mfsbench.swap.tracking import DEFAULT_DETECT_EVERY
+
+    parser.add_argument("--face", choices=FACE_MODES, default="one",
+                        help="which faces to swap: one = the most prominent face (largest visible box) "
+                             "where the target starts, then that same person; many = every face; "
+                             "reference = the person of --reference-face (default one)")
+    parser.add_argument("--face-index", type=int, default=None, metavar="N",
+                        help="with --face one: swap the N-th face counted left to right from 0, in the "
+                             "image or the first video frame with a face (then that person)")
+    parser.add_argument("--reference-face", default=None, metavar="IMAGE",
+                        help="with --face reference: a photo of the person whose face is swapped")
+    parser.add_argument("--reference-threshold", type=float, default=DEFAULT_REFERENCE_THRESHOLD,
+                        help="largest identity distance (unit dlib ResNet descriptors, 0-2) taken as the "
+                             f"reference's person (default {DEFAULT_REFERENCE_THRESHOLD})")
+    parser.add_argument("--detect-every", type=int, default=DEFAULT_DETECT_EVERY,
+                        help="in a video, detect faces every K frames and track them in between; a lost "
+                             f"track is detected again at once (default {DEFAULT_DETECT_EVERY})")
     parser.add_argument("--size", type=int, default=None, help="aligned crop size (default: native)")
     parser.add_argument("--allow-random-weights", action="store_true",
                         help="run without checkpoints (untrained output; for pipeline checks only)")
@@ -81,11 +103,18 @@ def _swap_image(pipeline: SwapPipeline, target: Path, out: Path, records: Path, 
 
     swapped = pipeline.swap_frame(read_image(target))
     if pipeline.frames_swapped == 0:
-        failed.status, failed.error = "error", f"no face found in the target {target}; nothing written"
-        failed.metrics = {"frames": 1, "frames_swapped": 0, "frames_without_face": 1}
+        found = pipeline.tracker.tracks_seen
+        problem = f"no face found in the target {target}"
+        fix = "use a photo with a clearly visible face, or another --detector"
+        if found:  # faces, but none of the reference's person
+            problem = (f"none of the {found} face(s) in the target {target} is the --reference-face person "
+                       f"(identity distance within --reference-threshold {pipeline.selection.threshold})")
+            fix = "check the reference photo, or raise --reference-threshold"
+        failed.status, failed.error = "error", f"{problem}; nothing written"
+        failed.metrics = {"frames": 1, "frames_swapped": 0, "frames_without_face": 1, "detections": 1,
+                          "tracks_seen": found}
         append_records(records, stamp([failed], new_run_id()))
-        raise BadInputError(f"no face found in the target {target}; nothing written to {out} "
-                            "(use a photo with a clearly visible face, or another --detector)")
+        raise BadInputError(f"{problem}; nothing written to {out} ({fix})")
     write_image(out, swapped)
     return VideoSwap(frames=1, path=out)
 
@@ -96,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
     from mfsbench.swap.adapters import adapter_for
     from mfsbench.swap.checkpoints import load_checkpoints
     from mfsbench.swap.pipeline import STAGES, SwapPipeline
+    from mfsbench.swap.selection import ReferenceIdentity, Selection
     from mfsbench.swap.video import is_video, probe_video
     from mfsbench.swap.video_run import output_options, resumable_partial, swap_video
 
@@ -104,8 +134,12 @@ def run(args: argparse.Namespace) -> int:
     size = args.size or spec.native_size
     spec.check_size(size)
     source_path, target_path, out_path = Path(args.source), Path(args.target), Path(args.out)
+    reference_path = Path(args.reference_face) if args.reference_face else None
+    selection = Selection(args.face, args.face_index, reference_path, args.reference_threshold)
     # before any work: the output must not be an input, and the output and record must be writable
     inputs = {"--source": source_path, "--target": target_path}
+    if reference_path is not None:
+        inputs["--reference-face"] = reference_path
     refuse_overwriting_inputs(out_path, inputs)
     refuse_overwriting_inputs(Path(args.records), {**inputs, "--out": out_path}, flag="--records")
     check_output_file(out_path, example="out.mp4" if is_video(target_path) else "out.png")
@@ -122,12 +156,16 @@ def run(args: argparse.Namespace) -> int:
     if args.resume and info is None:
         raise BadInputError("--resume continues an interrupted video swap; an image has nothing to resume")
     resume_from = resumable_partial(target_path, out_path, info) if args.resume and info else None
+    encoding = output_options(args) if info is not None else None  # --codec/--crf checked before any work
     model = create_model(spec.name)
     loaded = load_checkpoints(spec, model, args.checkpoint)
     detector_name = DEFAULT_DETECTOR if args.detector == "default" else args.detector
     options: dict[str, object] = {"model_path": args.detector_model} if args.detector_model else {}
     options.update(_detector_options(args.detector_option))
-    pipeline = SwapPipeline(spec, model, get_detector(detector_name, **options), size, args.detect_every)
+    detector = get_detector(detector_name, **options)
+    reference = ReferenceIdentity.from_photo(reference_path, detector) if reference_path else None
+    pipeline = SwapPipeline(spec, model, detector, size, args.detect_every, selection=selection,
+                            reference=reference)
     started = time.perf_counter()
     pipeline.inject(source)
     if not loaded:
@@ -137,11 +175,11 @@ def run(args: argparse.Namespace) -> int:
         done = _swap_image(pipeline, target_path, out_path, Path(args.records), Record(
             command="swap", model=spec.name, mode="image", input_shapes={"frame": [1, 3, size, size]},
             info={"source": str(source_path), "target": str(target_path), "out": None,
-                  "detector": detector_name, "random_weights": not loaded,
+                  "detector": detector_name, "random_weights": not loaded, **selection.describe(),
                   "checkpoints": [vars(c) for c in loaded]}))
     else:
         done = swap_video(pipeline, target_path, out_path, info, started, resume_from=resume_from,
-                          options=output_options(args))
+                          options=encoding)
     elapsed = time.perf_counter() - started - done.copy_s  # this run's frames, not the copy
     run_frames = done.frames - done.copied
     faceless_video = (info is not None and not done.interrupted and run_frames > 0
@@ -157,17 +195,23 @@ def run(args: argparse.Namespace) -> int:
         if stage in means:
             print(f"  {stage:<14} {means[stage]:8.2f} ms/call  ({pipeline.timer.calls[stage]} calls)")
     print(f"  end to end     {run_frames / elapsed:8.2f} fps")
+    print(f"  faces          --face {selection.mode}: {pipeline.faces_swapped} swapped; detector run on "
+          f"{pipeline.detections} of {run_frames} frame(s) (--detect-every {args.detect_every}), "
+          f"{pipeline.tracker.tracks_seen} track(s) seen")
     record = Record(
         command="swap", model=spec.name, mode="video" if info else "image",
         metrics={"fps": run_frames / elapsed, "frames": done.frames, "frames_resumed": done.copied,
                  "frames_swapped": pipeline.frames_swapped,
                  "frames_without_face": pipeline.frames_without_face,
+                 "faces_swapped": pipeline.faces_swapped, "detections": pipeline.detections,
+                 "tracks_seen": pipeline.tracker.tracks_seen,
                  **{f"{s}_ms": v for s, v in means.items()}},
         input_shapes={"frame": [1, 3, size, size]},
         info={"source": str(source_path), "target": str(target_path), "out": done.path and str(done.path),
               "detector": detector_name, "detect_every": args.detect_every, "random_weights": not loaded,
+              **selection.describe(), "chosen_tracks": pipeline.chosen_tracks,
               "checkpoints": [vars(c) for c in loaded],
-              "video": None if info is None else vars(info)},
+              "video": None if info is None else vars(info), **(done.record_info() if info else {})},
     )
     if faceless_video:
         record.info["warning"] = "no face found in any frame of the target"
@@ -177,4 +221,4 @@ def run(args: argparse.Namespace) -> int:
                         else "interrupted before the first frame; nothing kept"
                         + (f" ({done.path} is unchanged)" if done.path else ""))
     append_records(Path(args.records), stamp([record], new_run_id()))
-    return 130 if done.interrupted else 0
+    return done.exit_code  # 130 after Ctrl-C, 143 after SIGTERM

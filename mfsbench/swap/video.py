@@ -1,9 +1,10 @@
 """Reading and writing images and videos, keeping frame count, fps and size, never half-written.
 
-Everything goes through OpenCV (the ``faces`` extra's ``opencv-python-headless``), which decodes
-mp4/avi/mov without a system ffmpeg. Outputs are written to a temporary file beside the target and
-renamed into place only when complete, so an interrupted or failed run never leaves a truncated
-video or image under the requested name.
+Videos go through PyAV (the ``video`` extra, FFmpeg in its wheel; :mod:`mfsbench.swap.av_io`),
+images through OpenCV (the ``faces`` extra). An image is written to a temporary file beside the
+target and renamed into place only when complete; a video swap writes a visible ``OUT.partial.EXT``
+and renames it (:mod:`mfsbench.swap.video_run`), so neither leaves a truncated file under the
+requested name.
 """
 
 from __future__ import annotations
@@ -14,11 +15,15 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mfsbench.errors import BadInputError
 from mfsbench.faces.align import cv2_module
+
+if TYPE_CHECKING:
+    from mfsbench.swap.av_io import EncodeSettings
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".m4v"}
@@ -41,36 +46,37 @@ class VideoInfo:
 def probe_video(path: Path) -> VideoInfo:
     """Open a video, check that a frame decodes, and report its geometry.
 
+    ``frames`` is what the container announces (its frame count, else duration × rate; 0 when it
+    says neither), so that a run can compare the frames it reads against it.
+
     Raises:
-        BadInputError: missing file, unreadable container or no decodable frame.
+        BadInputError: missing file, unreadable container, no decodable frame, or no PyAV.
     """
-    cv2 = cv2_module()
-    if not path.is_file():
-        raise BadInputError(f"video not found: {path}; check the path")
-    capture = cv2.VideoCapture(str(path))
+    from mfsbench.swap.av_io import Decoded, demux, open_target
+
+    container, streams = open_target(path)
     try:
-        ok, frame = capture.read() if capture.isOpened() else (False, None)
-        if not ok or frame is None:
-            raise BadInputError(f"no decodable frame in {path}; is it a valid, non-empty video?")
-        fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
-        frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
-        return VideoInfo(frames, float(fps), frame.shape[1], frame.shape[0])
+        streams.others = []
+        first = next((bgr for bgr, _pts, _packet in demux(container, streams, Decoded()) if bgr is not None),
+                     None)
     finally:
-        capture.release()
+        container.close()
+    if first is None:
+        raise BadInputError(f"no decodable frame in {path}; is it a valid, non-empty video?")
+    return VideoInfo(streams.expected_frames, streams.fps, first.shape[1], first.shape[0])
 
 
 def iter_frames(path: Path) -> Iterator[np.ndarray]:
-    """Yield BGR frames until the decoder stops."""
-    cv2 = cv2_module()
-    capture = cv2.VideoCapture(str(path))
+    """Yield BGR ``uint8`` frames until the decoder stops (a cut-off file just ends early)."""
+    from mfsbench.swap.av_io import Decoded, demux, open_target
+
+    container, streams = open_target(path)
+    streams.others = []
     try:
-        while True:
-            ok, frame = capture.read()
-            if not ok:
-                return
-            yield frame
+        for bgr, _pts, _packet in demux(container, streams, Decoded()):
+            yield bgr
     finally:
-        capture.release()
+        container.close()
 
 
 def partial_path(path: Path) -> Path:
@@ -104,24 +110,23 @@ def atomic_output(path: Path, *, keep_partial: Callable[[], bool] | None = None)
 
 
 class VideoWriter:
-    """An mp4v/MJPG writer at the source's fps and size (codec chosen by the suffix)."""
+    """A video stream alone at the source's fps and size, H.264 by default (for benchmarks and tools
+    that have frames but no source container; a swap uses :class:`~mfsbench.swap.av_io.VideoOutput`
+    directly to keep the target's timestamps and audio)."""
 
-    def __init__(self, path: Path, info: VideoInfo) -> None:
-        cv2 = cv2_module()
-        codec = "MJPG" if path.suffix.lower() == ".avi" else "mp4v"
-        self._writer = cv2.VideoWriter(
-            str(path), cv2.VideoWriter_fourcc(*codec), info.fps, (info.width, info.height)
-        )
-        if not self._writer.isOpened():
-            raise BadInputError(f"cannot write a video at {path}; use an .mp4 or .avi path you can write")
+    def __init__(self, path: Path, info: VideoInfo, settings: EncodeSettings | None = None) -> None:
+        from mfsbench.swap.av_io import EncodeSettings, VideoOutput
+
+        self._output = VideoOutput(path, settings or EncodeSettings(), width=info.width, height=info.height,
+                                   fps=info.fps)
         self.frames = 0
 
     def write(self, frame: np.ndarray) -> None:
-        self._writer.write(frame)
+        self._output.write(frame, self.frames)
         self.frames += 1
 
     def close(self) -> None:
-        self._writer.release()
+        self._output.close()
 
 
 def write_image(path: Path, image: np.ndarray) -> None:
