@@ -464,6 +464,14 @@ class DlibDetector:
             faces.append(Face(box=box, score=float(score), landmarks5=landmarks5_from_68(points)))
         return sorted(faces, key=lambda f: -f.score)
 
+    def landmarks_in_box(self, image_bgr: np.ndarray, box: np.ndarray) -> np.ndarray:
+        """The five points predicted inside ``box`` (image pixels), as :meth:`detect` does for its own
+        boxes: a video tracker moves the box between detections and gets fresh landmarks in ~2 ms
+        instead of a detection's ~120 ms."""
+        rgb = np.ascontiguousarray(check_image(image_bgr)[:, :, ::-1])
+        shape = self._predictor(rgb, self._dlib.rectangle(*(round(float(v)) for v in box)))
+        return landmarks5_from_68(np.array([[p.x, p.y] for p in shape.parts()], np.float64))
+
 
 # --------------------------------------------------------------------------------------------- SCRFD
 
