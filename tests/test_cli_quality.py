@@ -129,7 +129,7 @@ def test_rerun_in_a_fresh_process_imports_no_torch(acceptance: tuple[Path, Path,
     assert "torch imported: False" in done.stdout
 
 
-def test_bad_videos_and_missing_split_are_counted_not_fatal(tmp_path_factory: pytest.TempPathFactory,
+def test_bad_videos_and_missing_split_are_counted_when_allowed(tmp_path_factory: pytest.TempPathFactory,
                                                             tmp_path: Path) -> None:
     root = _tree(tmp_path_factory, "damaged")
     splits = sorted((root / "splits").glob("*.json"))
@@ -141,9 +141,12 @@ def test_bad_videos_and_missing_split_are_counted_not_fatal(tmp_path_factory: py
     (videos / f"{zero}.mp4").write_bytes(b"")
     (videos / f"{corrupt}.mp4").write_bytes(b"\x00not an mp4\x00" * 64)
     dropped.unlink()
-    result = _run(root, tmp_path, "--models", "identity_oracle", "--methods", "none")
+    refused = _run(root, tmp_path, "--models", "identity_oracle", "--methods", "none")
+    assert refused.code == 2 and "--allow-incomplete" in refused.err  # not silently a smaller table
+    result = _run(root, tmp_path, "--models", "identity_oracle", "--methods", "none", "--allow-incomplete")
     assert result.code == 0, result.err
     md = (tmp_path / "table2_quality.md").read_text(encoding="utf-8")
+    assert "INCOMPLETE DATASET: 3 problem(s)" in md
     assert dropped.name in md  # the missing split file is named
     assert f"unusable video {zero}" in md and f"unusable video {corrupt}" in md
     rows = _rows(tmp_path)

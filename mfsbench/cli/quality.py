@@ -5,12 +5,18 @@ run resumes where it stopped, a finished one re-renders in seconds, ``--shard i/
 across machines and ``--merge SHARD.sqlite ...`` combines their caches into ``--cache`` and renders
 the merged table. Reports: ``OUT/table2_quality.{md,csv}``, ``OUT/table2_quality_flops_vs_id.png``,
 records in ``OUT/records.jsonl``.
+
+An incomplete FF++ copy (a split file missing, broken or missing videos, ids in two splits) is
+refused, every problem listed, unless ``--allow-incomplete``: then the report is marked incomplete
+with what was left out. One run at a time per cache: a second one on the same cache is refused,
+naming the pid that holds it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
@@ -63,6 +69,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--merge", nargs="+", default=None, metavar="STORE",
                         help="merge shard caches into --cache and render the merged report (no evaluation)")
     parser.add_argument("--out", default="reports", help="folder for reports and records (default reports)")
+    parser.add_argument("--allow-incomplete", action="store_true",
+                        help="evaluate an FF++ copy with problems (missing split files or videos, broken "
+                             "videos, ids in two splits): the report is marked incomplete and lists what "
+                             "was left out (without it such a copy is refused, exit 2)")
     parser.add_argument("--protocol-card", action="store_true", help="print the protocol card and exit")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(run=run)
@@ -173,16 +183,19 @@ def _evaluator_paths(args: argparse.Namespace) -> dict[str, Path | None]:
 
 
 def _render(store: Any, out: Path, fingerprint: str, evalset: str, *, stem: str,
-            extra: list[Any] | None = None) -> int:
+            extra: list[Any] | None = None) -> Any:
+    """Write the reports and the new records (one writer at a time per ``--out``); returns the header."""
+    from mfsbench.quality.lock import records_turn
     from mfsbench.records import append_records, new_run_id, read_records, stamp
     from mfsbench.report.render import unrecorded
     from mfsbench.report.table2 import to_records, write_reports
 
-    written, warnings, header, rows = write_reports(store, out, fingerprint, evalset, stem)
     records_path = out / "records.jsonl"
-    stored = read_records(records_path) if records_path.is_file() else []
-    fresh = unrecorded(stored, to_records(header, rows)) + (extra or [])  # an unchanged table: nothing new
-    append_records(records_path, stamp(fresh, new_run_id()))
+    with records_turn(records_path, "quality"):
+        written, warnings, header, rows = write_reports(store, out, fingerprint, evalset, stem)
+        stored = read_records(records_path) if records_path.is_file() else []
+        fresh = unrecorded(stored, to_records(header, rows)) + (extra or [])  # unchanged table: nothing new
+        append_records(records_path, stamp(fresh, new_run_id()))
     for row in rows:
         print(f"{row.key:<52} ID {_fmt(row.id_top1_pct)} %  cos {_fmt(row.id_cos, 3)}  "
               f"pose {_fmt(row.pose_err)}  FD {_fmt(row.fd)} (N={row.fd_n})  "
@@ -191,7 +204,17 @@ def _render(store: Any, out: Path, fingerprint: str, evalset: str, *, stem: str,
         print(f"wrote {path}", file=sys.stderr)
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    return 0
+    if header.problems:
+        print(f"warning: the report is marked INCOMPLETE: {len(header.problems)} dataset problem(s) "
+              "left things out (listed in it)", file=sys.stderr)
+    return header
+
+
+def _print_problems(problems: list[Any], where: str) -> None:
+    from mfsbench.quality.problems import console_lines
+
+    for line in console_lines(problems, where):
+        print(line, file=sys.stderr)
 
 
 def _fmt(value: float | None, digits: int = 2) -> str:
@@ -201,19 +224,25 @@ def _fmt(value: float | None, digits: int = 2) -> str:
 
 
 def _merge(args: argparse.Namespace, out: Path) -> int:
+    from mfsbench.quality.lock import hold_cache
     from mfsbench.quality.store import QualityStore, merge
 
     cache = Path(args.cache) if args.cache else out / "quality_cache.sqlite"
-    counts = merge(cache, args.merge)
-    print(f"merged {len(args.merge)} store(s) into {cache}: {counts['items']} work items", file=sys.stderr)
-    with QualityStore(cache) as store:
-        runs = [k for (k,) in store.db.execute("SELECT key FROM meta WHERE key LIKE 'run:%' ORDER BY key")]
-        if not runs:
-            raise BadInputError("the merged stores hold no quality run; pass the --cache files of shard runs")
-        for number, key in enumerate(runs):
-            _, fingerprint, evalset = key.split(":", 2)
-            stem = "table2_quality" if number == 0 else f"table2_quality_{number}"
-            _render(store, out, fingerprint, evalset, stem=stem)
+    with hold_cache(cache, "quality --merge"):
+        counts = merge(cache, args.merge)
+        print(f"merged {len(args.merge)} store(s) into {cache}: {counts['items']} work items",
+              file=sys.stderr)
+        with QualityStore(cache) as store:
+            runs = [k for (k,) in
+                    store.db.execute("SELECT key FROM meta WHERE key LIKE 'run:%' ORDER BY key")]
+            if not runs:
+                raise BadInputError("the merged stores hold no quality run; "
+                                    "pass the --cache files of shard runs")
+            for number, key in enumerate(runs):
+                _, fingerprint, evalset = key.split(":", 2)
+                stem = "table2_quality" if number == 0 else f"table2_quality_{number}"
+                header = _render(store, out, fingerprint, evalset, stem=stem)
+                _print_problems(header.problems, str(header.run.get("root", cache)))
     return 0
 
 
@@ -242,7 +271,11 @@ def run(args: argparse.Namespace) -> int:
     if not root.is_dir():
         raise BadInputError(f"--root {root} is not a directory; pass the FF++ folder that holds "
                             "original_sequences/ (build a miniature one with `mfsbench ffpp-mini DIR`)")
-    return _evaluate(args, out, root, load_protocol(args.protocol, **overrides))
+    try:
+        return _evaluate(args, out, root, load_protocol(args.protocol, **overrides))
+    except sqlite3.OperationalError as exc:  # short transactions and the cache lock should prevent it
+        raise BadInputError(f"the quality cache could not be used ({exc}); if another process holds "
+                            "it, wait for it to finish or pass another --out or --cache") from None
 
 
 def pipeline_record(summary: Any, cache: Path, shard: tuple[int, int]) -> Any:
@@ -269,21 +302,42 @@ def pipeline_record(summary: Any, cache: Path, shard: tuple[int, int]) -> Any:
                                  "seconds of the work items it wrote (cached items excluded)"})
 
 
+def _check_tree(args: argparse.Namespace, tree: Any, root: Path, subset: str,
+                compression: str) -> tuple[list[Any], list[Any]]:
+    """Table 2's rows and the tree's problems for them, printed; refused unless ``--allow-incomplete``.
+
+    Raises:
+        BadInputError: nothing to evaluate, or problems without ``--allow-incomplete``.
+    """
+    pairs = tree.pairs(subset)
+    if not pairs:
+        problems = tree.problems(subset)
+        _print_problems(problems, str(root))
+        detail = f"{len(problems)} dataset problem(s), listed above" if problems else f"no pairs in {subset}"
+        raise BadInputError(f"nothing to evaluate under {root} (subset {subset}): {detail}; "
+                            "pass the FF++ folder and FaceForensics' split files")
+    rows = _rows(args, tree, compression)
+    problems = tree.problems(subset, methods=[r.method for r in rows if r.kind == "method"])
+    _print_problems(problems, str(root))
+    if problems and not args.allow_incomplete:
+        raise BadInputError(f"the FF++ copy under {root} is incomplete ({len(problems)} problem(s), listed "
+                            "above); fix them, or pass --allow-incomplete to evaluate what is there (the "
+                            "report is then marked incomplete and lists what was left out)")
+    return rows, problems
+
+
 def _evaluate(args: argparse.Namespace, out: Path, root: Path, protocol: Any) -> int:
     from mfsbench.quality.card import card_for
     from mfsbench.quality.evaluators import build_evaluators
     from mfsbench.quality.ffpp import FFppTree
+    from mfsbench.quality.lock import hold_cache
+    from mfsbench.quality.problems import found_while_decoding
     from mfsbench.quality.runner import QualityRunner, evalset_key, parse_shard
     from mfsbench.quality.store import QualityStore
 
     shard = parse_shard(args.shard)
     tree = FFppTree(root, Path(args.splits_dir), protocol.compression)
-    problems = tree.validate()
-    pairs = tree.pairs(protocol.subset)
-    if not pairs:
-        detail = "; ".join(problems) if problems else f"no pairs in subset {protocol.subset}"
-        raise BadInputError(f"nothing to evaluate under {root}: {detail}")
-    rows = _rows(args, tree, protocol.compression)
+    rows, problems = _check_tree(args, tree, root, protocol.subset, protocol.compression)
     evaluators = build_evaluators(args.evaluators, **_evaluator_paths(args),
                                   flip_concat=protocol.id_flip_concat, fid_crop_size=protocol.fid_crop_size)
     if args.evaluators == "offline":  # the card names what runs: never the official fingerprint
@@ -297,13 +351,20 @@ def _evaluate(args: argparse.Namespace, out: Path, root: Path, protocol: Any) ->
     suffix = "" if shard == (0, 1) else f".shard-{shard[0]}-of-{shard[1]}"
     cache = Path(args.cache) if args.cache else out / f"quality_cache{suffix}.sqlite"
     fingerprint, evalset = protocol.fingerprint(), evalset_key(evaluators)
-    with QualityStore(cache) as store:
+    stem = "table2_quality" if shard == (0, 1) else f"table2_quality_shard-{shard[0]}-of-{shard[1]}"
+    with hold_cache(cache, "quality"), QualityStore(cache) as store:
         runner = QualityRunner(protocol=protocol, tree=tree, store=store, rows=rows, evaluators=evaluators,
                                subset=protocol.subset, shard=shard, progress=not args.no_progress,
-                               info={"root": str(root), "tree_problems": problems})
+                               info={"root": str(root), "dataset_problems": [p.to_dict() for p in problems]})
         summary = runner.run()
         print(f"{summary.items_run} work item(s) evaluated, {summary.items_cached} from the cache "
               f"({cache}), {summary.frames_evaluated} frame(s) in {summary.seconds:.1f} s", file=sys.stderr)
+        found = found_while_decoding(store, fingerprint, evalset, problems)
+        _print_problems(found, f"{root} (found while decoding)")
         extra = [pipeline_record(summary, cache, shard)] if summary.items_run else []
-        stem = "table2_quality" if shard == (0, 1) else f"table2_quality_shard-{shard[0]}-of-{shard[1]}"
-        return _render(store, out, fingerprint, evalset, stem=stem, extra=extra)
+        _render(store, out, fingerprint, evalset, stem=stem, extra=extra)
+    if found and not args.allow_incomplete:
+        raise BadInputError(f"{len(found)} video(s) under {root} could not be used (listed above); "
+                            f"{out / stem}.md is marked incomplete. Fix them, or pass --allow-incomplete to "
+                            "accept (a re-run renders from the cache in seconds)")
+    return 0

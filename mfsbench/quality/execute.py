@@ -119,15 +119,19 @@ class PairExecutor(GalleryBuilder):
     def _method_frames(self, row: RowPlan, item: PairInputs,
                        timer: StageTimer) -> tuple[dict[int, np.ndarray], str | None]:
         """FF++'s own swap of this pair, at the target's chosen frame indices."""
-        from mfsbench.quality.frames import VideoError
+        from mfsbench.quality.frames import FIX, VideoError
 
         path = Path(self.tree.manipulated_video(row.method, item.pair))
-        if not path.is_file():
-            return {}, f"missing {path}"
+        if not path.is_file():  # both reasons are read back as dataset problems (.problems)
+            return {}, f"missing manipulated video {path}"
         try:
-            return self._read(path, list(item.target_frames), timer), None
+            frames = self._read(path, list(item.target_frames), timer)
+            if item.target_frames and not frames:  # opens, but not one wanted frame decodes
+                raise VideoError(f"{path}: no decodable frame (corrupt stream); {FIX}")
+            return frames, None
         except (VideoError, OSError) as exc:
-            return {}, f"{path}: {exc}"
+            text = str(exc) if str(path) in str(exc) else f"{path}: {exc}"
+            return {}, f"undecodable manipulated video: {text}"
 
     def _oracle(self, item: PairInputs, timer: StageTimer) -> dict[int, np.ndarray]:
         """The source's aligned face, pasted into the target with the target's own alignment."""

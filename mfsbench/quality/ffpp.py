@@ -8,17 +8,20 @@ Layout (spec ``ffpp_protocol_and_benchmark_tools.md`` §2)::
 
 Each split pair ``[a, b]`` gives two swaps, ``a_b`` (target a, identity of b) and ``b_a``: the first id
 is always the target. ``raw`` and ``c0`` name the same quality (the script writes ``raw``, the README
-says ``c0``), so either folder is accepted. A missing split file is reported by :meth:`FFppTree.validate`
-and listed in :attr:`FFppTree.missing_splits`, but the others are still used.
+says ``c0``), so either folder is accepted. A missing split file is reported by :meth:`FFppTree.problems`
+and listed in :attr:`FFppTree.missing_splits`; the others still give pairs, and the CLI decides
+(``--allow-incomplete``) whether an evaluation of an incomplete tree may run.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from mfsbench.errors import BadInputError
+from mfsbench.quality.problems import ORIGINAL_LEFT_OUT, DatasetProblem
 
 SPLITS = ("train", "val", "test")
 SUBSETS = ("all", *SPLITS)
@@ -137,61 +140,98 @@ class FFppTree:
 
     # ----------------------------------------------------------------------------- validate
 
-    def validate(self) -> list[str]:  # noqa: PLR0912 (independent checks, one list)
-        """Every problem, one line each naming the missing path and the fix; ``[]`` when complete.
+    def validate(self) -> list[str]:
+        """Every problem of the whole tree, one line each naming the path and the fix (``[]``: complete)."""
+        return [str(p) for p in self.problems()]
 
-        Checks: root and splits folder, each split file, ids used twice across splits, the originals
-        folder and each target's original video (missing or zero-byte), and for each method present,
-        each pair's swap video. Decodability is left to :mod:`.frames` (opening 1000 videos is slow).
+    def problems(self, subset: str = "all",
+                 methods: Sequence[str] | None = None) -> list[DatasetProblem]:
+        """What is missing or broken for an evaluation of ``subset`` with ``methods`` (default: every
+        method present), each naming the path, the fix and what it leaves out; ``[]`` when complete.
+
+        Checks: root and splits folder, the subset's split files, ids used in two split files, the
+        originals folder (missing or empty) and each original video of the subset (missing,
+        zero-byte or without an MP4 header), and for each method its folder and each pair's swap
+        video. A folder with no video at all is one problem, not one per video.
+        A split file that lists no pair (``[]``) is not a problem: the miniature trees have them, and
+        a subset with no pair at all is refused as "nothing to evaluate".
+        Decodability is left to :mod:`.frames` (opening 1000 videos is slow): the runner records
+        what does not decode, and :func:`~mfsbench.quality.problems.found_while_decoding` reads it.
         """
-        problems: list[str] = []
         if not self.root.is_dir():
-            return [f"FF++ root {self.root} is not a directory; "
-                    "pass the folder that holds original_sequences/"]
+            return [DatasetProblem("FF++ root is not a directory",
+                                   f"FF++ root {self.root} is not a directory",
+                                   "pass the folder that holds original_sequences/", "everything")]
+        problems: list[DatasetProblem] = []
+        wanted = SPLITS if subset == "all" else (subset,)
         if not self.splits_dir.is_dir():
-            problems.append(f"splits folder {self.splits_dir} not found; "
-                            + SPLITS_FIX.format(name="{train,val,test}"))
+            problems.append(DatasetProblem("missing splits folder",
+                                           f"splits folder {self.splits_dir} not found",
+                                           SPLITS_FIX.format(name="{train,val,test}"), "every pair"))
         splits = self._load_splits()
         if self.splits_dir.is_dir():
-            for name in self.missing_splits:
-                problems.append(f"missing split file {self.splits_dir / (name + '.json')}; "
-                                + SPLITS_FIX.format(name=name))
+            for name in (n for n in self.missing_splits if n in wanted):
+                problems.append(DatasetProblem(
+                    "missing split file", f"missing split file {self.splits_dir / (name + '.json')}",
+                    SPLITS_FIX.format(name=name), "every pair it lists (not evaluated, not counted)"))
         seen: dict[str, str] = {}
         for name, pairs in splits.items():
             for video in (v for pair in pairs for v in pair):
-                if video in seen:
-                    problems.append(f"video {video} appears in {seen[video]}.json and again in {name}.json; "
-                                    "restore the original split files")
+                if video in seen and seen[video] != name and (name in wanted or seen[video] in wanted):
+                    problems.append(DatasetProblem(
+                        "video id in two split files",
+                        f"video {video} appears in {seen[video]}.json and again in {name}.json",
+                        "restore the original split files",
+                        "nothing, but the subsets overlap (the video's pairs count in both)", video))
                 seen.setdefault(video, name)
-        pairs = self.pairs("all")
-        if not self.originals_dir.is_dir():
-            problems.append(f"originals folder {self.originals_dir} not found; "
-                            + DOWNLOAD_FIX.format(what="original", comp=self.compression))
-            return problems
+        pairs = self.pairs(subset)
+        problems += self._original_problems(pairs)
+        for method in self.methods() if methods is None else methods:
+            problems += self._method_problems(method, pairs)
+        return problems
+
+    def _original_problems(self, pairs: Sequence[Pair]) -> list[DatasetProblem]:
         fix = DOWNLOAD_FIX.format(what="original", comp=self.compression)
+        folder = self.originals_dir
+        if not folder.is_dir():
+            return [DatasetProblem("missing originals folder", f"originals folder {folder} not found", fix,
+                                   "every pair")]
+        if pairs and not any(folder.glob("*.mp4")):
+            return [DatasetProblem("empty originals folder", f"originals folder {folder} holds no video", fix,
+                                   "every pair")]
+        problems = []
         for video in sorted({p.target for p in pairs}):
             problem = _file_problem(self.original_video(video), "original video")
             if problem:
-                problems.append(f"{problem}; {fix}")
-        for method in self.methods():
-            fix = DOWNLOAD_FIX.format(what=method, comp=self.compression)
-            for pair in pairs:
-                problem = _file_problem(self.manipulated_video(method, pair), f"{method} video")
-                if problem:
-                    problems.append(f"{problem}; {fix}")
+                problems.append(DatasetProblem(problem[0], problem[1], fix, ORIGINAL_LEFT_OUT, video))
+        return problems
+
+    def _method_problems(self, method: str, pairs: Sequence[Pair]) -> list[DatasetProblem]:
+        fix = DOWNLOAD_FIX.format(what=method, comp=self.compression)
+        folder = self._comp_dir(self.root / "manipulated_sequences" / method) / "videos"
+        if pairs and not any(folder.glob("*.mp4")):
+            return [DatasetProblem(f"empty {method} folder", f"{method} folder {folder} holds no video", fix,
+                                   f"the whole {method} row")]
+        problems = []
+        for pair in pairs:
+            problem = _file_problem(self.manipulated_video(method, pair), f"{method} video")
+            if problem:
+                problems.append(DatasetProblem(problem[0], problem[1], fix, f"this pair in the {method} row",
+                                               f"{method}:{pair.stem}"))
         return problems
 
 
-def _file_problem(path: Path, what: str) -> str | None:
-    """Missing, zero-byte, or an .mp4 without the ``ftyp`` box every MP4 starts with (12 bytes read)."""
+def _file_problem(path: Path, what: str) -> tuple[str, str] | None:
+    """(kind, line) for a missing, zero-byte, or .mp4 file without the ``ftyp`` box every MP4 starts
+    with (12 bytes read); None for a file that looks fine."""
     if not path.is_file():
-        return f"missing {what} {path}"
+        return f"missing {what}", f"missing {what} {path}"
     size = path.stat().st_size
     if size == 0:
-        return f"zero-byte {what} {path}"
+        return f"zero-byte {what}", f"zero-byte {what} {path}"
     if path.suffix == ".mp4":
         with path.open("rb") as handle:
             head = handle.read(12)
         if head[4:8] != b"ftyp":
-            return f"corrupt {what} {path} (no MP4 header)"
+            return f"corrupt {what}", f"corrupt {what} {path} (no MP4 header)"
     return None

@@ -12,6 +12,12 @@ Every table has a UNIQUE primary key and every insert is ``INSERT OR IGNORE`` (o
 later value must win), so a run killed with SIGKILL and run again adds no duplicate row; a work
 item (one row × one target video) is written in **one transaction**, so it is either all there or
 not at all. :func:`merge` copies shard stores into one with the same statements.
+
+A :meth:`QualityStore.transaction` collects its writes in memory and commits them in one short
+``BEGIN IMMEDIATE`` at its end, so the write lock is held for milliseconds, never for the minutes
+of swapping and evaluating an item: another process (``mfsbench report``, a merge) reading or
+writing the same file waits at most that long (SQLite's busy timeout, :data:`BUSY_TIMEOUT_S`).
+Reads inside a transaction see what was committed before it, not its own pending writes.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ import numpy as np
 
 from mfsbench.errors import BadInputError
 
+#: How long a statement waits for another process's write transaction before "database is locked".
+BUSY_TIMEOUT_S = 30.0
 SCHEMA_VERSION = 2  # 2: frame_results.top1_id (the retrieved identity, for grouped and target rates)
 TARGET_ROW = "__target__"
 GALLERY_ROW = "__gallery__"
@@ -100,27 +108,39 @@ class QualityStore:
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(str(self.path), isolation_level=None, timeout=30.0)
-            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db = sqlite3.connect(str(self.path), isolation_level=None, timeout=BUSY_TIMEOUT_S)
             self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.executescript(_SCHEMA)
-            self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+            if self._schema() is None:  # a new file; an existing one is opened without writing to it
+                self.db.execute("PRAGMA journal_mode=WAL")
+                with self._immediate():
+                    for statement in filter(str.strip, _SCHEMA.split(";")):
+                        self.db.execute(statement)
+                    self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
         except sqlite3.DatabaseError as exc:
             raise BadInputError(f"cannot use {self.path} as a quality cache ({exc}); "
                                 "pass another --cache file or delete this one") from None
-        schema = self.db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()[0]
+        schema = self._schema()
         if schema == "1":  # schema 2 only adds a column; schema-1 rows keep NULL (their cards are older)
-            with self._migration():
+            with self._immediate():
                 self.db.execute("ALTER TABLE frame_results ADD COLUMN top1_id TEXT")
                 self.db.execute("UPDATE meta SET value='2' WHERE key='schema'")
             schema = "2"
         if schema != str(SCHEMA_VERSION):
             raise BadInputError(f"{self.path} is a schema-{schema} cache, this mfsbench writes schema "
                                 f"{SCHEMA_VERSION}; pass a new --cache file")
-        self._depth = 0
+        self._pending: list[tuple[str, list[tuple[Any, ...]]]] | None = None
+
+    def _schema(self) -> str | None:
+        """The file's schema version, or None for a file without the ``meta`` table yet."""
+        known = self.db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'").fetchone()
+        if known is None:
+            return None
+        row = self.db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+        return None if row is None else str(row[0])
 
     @contextmanager
-    def _migration(self) -> Iterator[None]:
+    def _immediate(self) -> Iterator[None]:
+        """A real SQLite write transaction, for statements run directly (schema, migration, merge)."""
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield
@@ -140,29 +160,35 @@ class QualityStore:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """All writes inside commit together, or (killed, raised) not at all. Nests."""
-        if self._depth:
-            self._depth += 1
-            try:
-                yield
-            finally:
-                self._depth -= 1
+        """All writes inside commit together at the end, or (killed, raised) not at all. Nests.
+
+        The writes wait in memory and go to SQLite in one short ``BEGIN IMMEDIATE`` ... ``COMMIT``
+        when the outermost transaction ends (see the module docstring for why).
+        """
+        if self._pending is not None:
+            yield
             return
-        self.db.execute("BEGIN IMMEDIATE")
-        self._depth = 1
+        self._pending = []
         try:
             yield
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        else:
-            self.db.execute("COMMIT")
+            pending = self._pending
         finally:
-            self._depth = 0
+            self._pending = None
+        if pending:
+            with self._immediate():
+                for sql, rows in pending:
+                    self.db.executemany(sql, rows)
+
+    def _write(self, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Run a write now, or keep it for the end of the current transaction."""
+        if self._pending is not None:
+            self._pending.append((sql, list(rows)))
+        else:
+            self.db.executemany(sql, rows)
 
     def put_meta(self, key: str, value: Any) -> None:
         """Run facts the report needs when re-rendered from the store alone (protocol card, evaluators)."""
-        self.db.execute("INSERT OR REPLACE INTO meta VALUES (?,?)", (key, json.dumps(value, sort_keys=True)))
+        self._write("INSERT OR REPLACE INTO meta VALUES (?,?)", [(key, json.dumps(value, sort_keys=True))])
 
     def meta(self, key: str) -> Any | None:
         row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
@@ -173,8 +199,8 @@ class QualityStore:
     def put_video(self, protocol: str, video: str, status: str, *, reason: str | None,
                   n_frames: int | None, stamp: str | None = None) -> None:
         """``stamp`` (size and mtime of the file) lets a later run notice that the dataset changed."""
-        self.db.execute("INSERT OR REPLACE INTO videos VALUES (?,?,?,?,?,?)",
-                        (protocol, video, status, reason, n_frames, stamp))
+        self._write("INSERT OR REPLACE INTO videos VALUES (?,?,?,?,?,?)",
+                    [(protocol, video, status, reason, n_frames, stamp)])
 
     def video(self, protocol: str, video: str) -> tuple[str, str | None, int | None, str | None] | None:
         row = self.db.execute(
@@ -188,7 +214,7 @@ class QualityStore:
             values: tuple[Any, ...] = (protocol, video, frame, 0, None, None, None)
         else:
             values = (protocol, video, frame, 1, face.score, encode(face.box), encode(face.landmarks5))
-        self.db.execute("INSERT OR IGNORE INTO detections VALUES (?,?,?,?,?,?,?)", values)
+        self._write("INSERT OR IGNORE INTO detections VALUES (?,?,?,?,?,?,?)", [values])
 
     def detections(self, protocol: str, video: str) -> dict[int, Any | None]:
         """Cached detections of a video: frame → Face, or None where no face was found."""
@@ -203,8 +229,8 @@ class QualityStore:
         return found
 
     def put_selection(self, protocol: str, video: str, role: str, value: Any) -> None:
-        self.db.execute("INSERT OR REPLACE INTO selections VALUES (?,?,?,?)",
-                        (protocol, video, role, json.dumps(value, sort_keys=True)))
+        self._write("INSERT OR REPLACE INTO selections VALUES (?,?,?,?)",
+                    [(protocol, video, role, json.dumps(value, sort_keys=True))])
 
     def selection(self, protocol: str, video: str, role: str) -> Any | None:
         row = self.db.execute("SELECT value FROM selections WHERE protocol=? AND video=? AND role=?",
@@ -215,8 +241,8 @@ class QualityStore:
 
     def put_output(self, protocol: str, row: str, evaluator: str, *, target: str, source: str, frame: int,
                    kind: str, value: np.ndarray) -> None:
-        self.db.execute("INSERT OR IGNORE INTO outputs VALUES (?,?,?,?,?,?,?,?)",
-                        (protocol, row, evaluator, target, source, frame, kind, encode(value)))
+        self._write("INSERT OR IGNORE INTO outputs VALUES (?,?,?,?,?,?,?,?)",
+                    [(protocol, row, evaluator, target, source, frame, kind, encode(value))])
 
     def output(self, protocol: str, row: str, evaluator: str, *, target: str, source: str, frame: int,
                kind: str) -> np.ndarray | None:
@@ -236,7 +262,7 @@ class QualityStore:
 
     def put_derived(self, key: str, value: Any) -> None:
         """A value computed from stored data (a set distance), keyed by a digest of its inputs."""
-        self.db.execute("INSERT OR REPLACE INTO derived VALUES (?,?)", (key, json.dumps(value)))
+        self._write("INSERT OR REPLACE INTO derived VALUES (?,?)", [(key, json.dumps(value))])
 
     def derived(self, key: str) -> Any | None:
         row = self.db.execute("SELECT value FROM derived WHERE key=?", (key,)).fetchone()
@@ -258,21 +284,21 @@ class QualityStore:
         item skipped as a whole) count as skipped.
         """
         with self.transaction():
-            self.db.executemany(
+            self._write(
                 "INSERT OR IGNORE INTO frame_results VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 [(protocol, row, evalset, target, source, r.frame, r.status, r.reason,
                   None if r.top1 is None else int(r.top1), r.cos, r.pose_err, r.top1_id) for r in results])
-            self.db.executemany(
+            self._write(
                 "INSERT OR IGNORE INTO timings VALUES (?,?,?,?,?,?,?,?)",
                 [(protocol, row, evalset, target, source, stage, s, n) for stage, (s, n) in timings.items()])
             ok = sum(r.status == "ok" for r in results)
             total = max(len(results), planned or 0)
-            self.db.execute("INSERT OR IGNORE INTO items VALUES (?,?,?,?,?,?,?,?,?)",
-                            (protocol, row, evalset, target, source, status, reason, ok, total - ok))
+            self._write("INSERT OR IGNORE INTO items VALUES (?,?,?,?,?,?,?,?,?)",
+                        [(protocol, row, evalset, target, source, status, reason, ok, total - ok)])
 
     def put_row(self, protocol: str, row: str, evalset: str, position: int, info: dict[str, Any]) -> None:
-        self.db.execute("INSERT OR REPLACE INTO rows VALUES (?,?,?,?,?)",
-                        (protocol, row, evalset, position, json.dumps(info, sort_keys=True)))
+        self._write("INSERT OR REPLACE INTO rows VALUES (?,?,?,?,?)",
+                    [(protocol, row, evalset, position, json.dumps(info, sort_keys=True))])
 
     # ---------------------------------------------------------------------------------- reading
 
@@ -335,7 +361,7 @@ def merge(out: str | Path, stores: Iterable[str | Path]) -> dict[str, int]:
             QualityStore(path).close()  # validates the schema before attaching
             target.db.execute("ATTACH DATABASE ? AS shard", (str(path),))
             try:
-                with target.transaction():
+                with target._immediate():
                     for table in TABLES:
                         target.db.execute(f"INSERT OR IGNORE INTO {table} SELECT * FROM shard.{table}")
             finally:

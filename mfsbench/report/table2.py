@@ -26,6 +26,7 @@ import numpy as np
 from mfsbench.errors import MissingDependencyError
 from mfsbench.quality.aggregate import retrieval_rates
 from mfsbench.quality.gallery import group_map
+from mfsbench.quality.problems import DatasetProblem, counts, found_while_decoding, report_lines, run_problems
 from mfsbench.quality.store import TARGET_ROW, QualityStore
 from mfsbench.records import Record
 
@@ -100,6 +101,8 @@ class Header:
     gallery_missing: list[tuple[str, str]]
     pairs_done: int = 0
     substitutions: list[str] = field(default_factory=list)
+    #: the tree's problems stored with the run, then those found while decoding (mfsbench.quality.problems)
+    problems: list[DatasetProblem] = field(default_factory=list)
 
     @property
     def chance_pct(self) -> float | None:
@@ -190,6 +193,8 @@ def collect(store: QualityStore, fingerprint: str, evalset: str) -> tuple[Header
                           if p["frame"] is not None and p["frame"] != p["requested"]]
     header = Header(run.get("protocol_id", "?"), fingerprint, evalset, run, int(gallery),
                     store.bad_videos(fingerprint), missing, int(done), substitutions)
+    header.problems = run_problems(run)
+    header.problems += found_while_decoding(store, fingerprint, evalset, header.problems)
     groups = group_map((run.get("identity_groups") or {}).get("groups", []))
     target_features = (store.outputs(fingerprint, TARGET_ROW, features_key, "features")
                        if features_key else {})
@@ -284,7 +289,9 @@ def _retrieval_lines(header: Header) -> list[str]:
 
 def render_markdown(header: Header, rows: Sequence[Table2Row]) -> str:
     run = header.run
-    lines = [f"# Table 2 reproduced: face-swap quality on FaceForensics++ ({header.protocol_id})", ""]
+    lines = [f"# Table 2 reproduced: face-swap quality on FaceForensics++ ({header.protocol_id})"
+             + (" — INCOMPLETE DATASET" if header.problems else ""), ""]
+    lines += report_lines(header.problems)
     lines.append(f"- protocol: `{header.protocol_id}`, card fingerprint `{header.fingerprint}` "
                  f"(`mfsbench quality --protocol-card` prints it)")
     lines.append(f"- dataset: {run.get('dataset', '?')}, compression {run.get('compression', '?')}, "
@@ -306,8 +313,6 @@ def render_markdown(header: Header, rows: Sequence[Table2Row]) -> str:
     for row in rows:
         if row.kind == "zoo":
             lines.append(f"- `{row.key}`: weights {row.weights}")
-    for problem in run.get("tree_problems", []):
-        lines.append(f"- dataset problem (counted, not fatal): {problem}")
     for video, reason in header.bad_videos:
         lines.append(f"- unusable video {video} (counted, not fatal): {reason}")
     lines.append("")
@@ -346,7 +351,8 @@ CSV_FIELDS = ("row", "label", "kind", "model", "mode", "weights", "protocol_id",
               "identity_evaluator", "pose_evaluator", "features_evaluator", "id_retrieval_pct",
               "id_retrieval_grouped_pct", "target_retrieval_pct", "id_cos_mean",
               "pose_error", "feature_distance", "feature_distance_n", "frames_ok", "frames_skipped",
-              "items_ok", "items_skipped", "gmacs", "paper_id", "paper_pose", "paper_fid", "paper_row")
+              "items_ok", "items_skipped", "gmacs", "paper_id", "paper_pose", "paper_fid", "paper_row",
+              "dataset_problems")
 
 
 def render_csv(header: Header, rows: Sequence[Table2Row]) -> str:
@@ -367,7 +373,7 @@ def render_csv(header: Header, rows: Sequence[Table2Row]) -> str:
             _blank(row.id_cos), _blank(row.pose_err), _blank(row.fd),
             row.fd_n, row.frames_ok, row.frames_skipped, row.items_ok, row.items_skipped, _blank(row.gmacs),
             _blank(paper and paper.id_retrieval), _blank(paper and paper.pose), _blank(paper and paper.fid),
-            paper.where if paper else "",
+            paper.where if paper else "", len(header.problems),
         ])
     return buffer.getvalue()
 
@@ -453,6 +459,7 @@ def to_records(header: Header, rows: Sequence[Table2Row]) -> list[Record]:
                   "protocol_id": header.protocol_id, "protocol_fingerprint": header.fingerprint,
                   "evaluators": {k: (v or {}).get("name") for k, v in evs.items()},
                   "gallery_size": header.gallery_size, "skipped": dict(row.skipped),
+                  "dataset_complete": not header.problems, "dataset_problems": counts(header.problems),
                   "paper": None if row.paper is None else vars(row.paper)},
         ))
     return records
