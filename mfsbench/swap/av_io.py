@@ -33,9 +33,9 @@ CRF_CODECS = {"libx264", "libx265", "libvpx-vp9", "libaom-av1", "libsvtav1"}
 FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".avi": "avi"}
 FRAGMENTED = {"mp4", "mov"}
 COPIED_TYPES = ("audio", "subtitle", "data")
-# a fragment per keyframe, the header first; negative composition offsets keep the first frame's
-# timestamp (without them B-frames shift every timestamp by the reorder delay: there is no edit list)
-FRAGMENT_FLAGS = "frag_keyframe+empty_moov+default_base_moof+negative_cts_offsets"
+# a fragment per keyframe; the index (moov) is written with the first fragment (delay_moov), so it
+# has edit lists: B-frame reordering and AAC priming keep their timestamps, as in a plain MP4
+FRAGMENT_FLAGS = "frag_keyframe+empty_moov+delay_moov+default_base_moof"
 
 
 def av_module() -> Any:
@@ -135,6 +135,9 @@ def demux(container: Any, streams: TargetStreams, decoded: Decoded) -> Iterator[
     last_pts: int | None = None
     try:
         for packet in container.demux(wanted):
+            if packet.is_corrupt:  # cut off (a truncated file): the frame it held is lost
+                decoded.error = f"packet {packet.pts} is incomplete"
+                continue
             if packet.stream.index != video.index:
                 if packet.dts is not None:
                     yield None, 0, packet
@@ -197,7 +200,8 @@ class VideoOutput:
                                 + ", ".join(sorted(FORMATS)))
         rate = Fraction(fps).limit_denominator(100_000)
         self.time_base = time_base or (1 / rate)
-        options = {"movflags": FRAGMENT_FLAGS} if fmt in FRAGMENTED else {}
+        # every packet reaches the file at once: what a SIGKILL leaves is all that was encoded
+        options = {"movflags": FRAGMENT_FLAGS, "flush_packets": "1"} if fmt in FRAGMENTED else {}
         self.container = av.open(str(path), "w", format=fmt, options=options)
         try:
             supported = self.container.supported_codecs
@@ -250,17 +254,16 @@ class VideoOutput:
 
 
 def _codec_options(settings: EncodeSettings, rate: Fraction) -> dict[str, str]:
+    """Encoder options: quality, speed, and a keyframe about every second (in MP4/MOV a fragment
+    starts at each: that is how much a SIGKILL can cost)."""
     options: dict[str, str] = {}
     if settings.codec in CRF_CODECS and settings.crf is not None:
         options["crf"] = str(settings.crf)
-    if settings.codec in {"libx264", "libx265"}:
-        options["preset"] = settings.preset
-        # a keyframe about every second: fragments (and SIGKILL-survivable output) at that pace
-        keyint = max(1, round(float(rate)))
-        if settings.codec == "libx264":
-            options["g"] = str(keyint)
-        else:
-            options["x265-params"] = f"keyint={keyint}:log-level=error"
+    keyint = max(1, round(float(rate)))
+    if settings.codec == "libx264":
+        options.update(preset=settings.preset, g=str(keyint))
+    elif settings.codec == "libx265":
+        options.update(preset=settings.preset, **{"x265-params": f"keyint={keyint}:log-level=error"})
     elif settings.codec == "mpeg4":
         options["qscale"] = "2"  # MPEG-4 Part 2 at its best constant quality (not OpenCV's default)
     return options
@@ -295,7 +298,7 @@ def remux(source: Path, dest: Path) -> None:
                         and stream.codec_context.name in supported:
                     mapping[stream.index] = writer.add_stream_from_template(stream)
             for packet in reader.demux([r for r in reader.streams if r.index in mapping]):
-                if packet.dts is None:
+                if packet.dts is None or packet.is_corrupt:  # a cut-off last packet: not copied
                     continue
                 packet.stream = mapping[packet.stream.index]
                 writer.mux(packet)
