@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import os
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -25,11 +27,12 @@ from mfsbench.errors import BadInputError, DuplicateModelError, UnknownModelErro
 from mfsbench.optional import load
 
 if TYPE_CHECKING:
+    from mfsbench.cards.load import LoadedCard
     from mfsbench.models.base import SwapNet
 
 StageName = Literal["identity", "frame"]
 ModeName = Literal["image", "video"]
-Provenance = Literal["port", "reimplementation", "cited", "ablation", "test"]
+Provenance = Literal["port", "reimplementation", "cited", "ablation", "test", "card", "plugin"]
 
 #: Modules whose import registers specs, in the order `mfsbench models` lists them.
 ZOO_MODULES: tuple[str, ...] = (
@@ -38,6 +41,11 @@ ZOO_MODULES: tuple[str, ...] = (
     "mfsbench.zoo.ablations",
     "mfsbench.zoo.tiny",
 )
+
+#: Entry-point group through which installed packages add specs (code plug-ins, e.g. FSGAN's stages).
+PLUGIN_GROUP = "mfsbench.models"
+#: Set to 1 to skip loading plug-ins (pytest's ``PYTEST_DISABLE_PLUGIN_AUTOLOAD`` habit).
+PLUGIN_DISABLE_ENV = "MFSBENCH_DISABLE_PLUGIN_AUTOLOAD"
 
 
 @dataclass(frozen=True)
@@ -171,6 +179,8 @@ class ModelSpec:
     expected: ExpectedCounts | None = None
     image_params: Literal["all", "identity_stage"] = "all"
     notes: tuple[str, ...] = ()
+    #: the checked model card a ``provenance="card"`` spec comes from (its files, sha256, licence)
+    card: LoadedCard | None = None
 
     @property
     def stage_names(self) -> tuple[StageName, ...]:
@@ -239,6 +249,35 @@ def _load_zoo() -> None:
     _loaded = True
     for module in ZOO_MODULES:
         importlib.import_module(module)
+    if os.environ.get(PLUGIN_DISABLE_ENV, "") not in ("", "0"):
+        return
+    _load_plugins()
+
+
+def _load_plugins() -> None:
+    """Register the specs of every ``mfsbench.models`` entry point, on the registry's first use.
+
+    An entry point names a module (importing it runs its ``@register_model`` functions) or a callable
+    returning one spec or an iterable of specs. A plug-in that fails to import or returns anything
+    else is one warning on stderr: a broken third-party package must not break the zoo.
+    """
+    from importlib.metadata import entry_points
+
+    for entry in entry_points(group=PLUGIN_GROUP):
+        try:
+            loaded = entry.load()
+            if callable(loaded):
+                result = loaded()
+                specs = [result] if isinstance(result, ModelSpec) else list(result or [])
+                for spec in specs:
+                    if not isinstance(spec, ModelSpec):
+                        raise TypeError(f"returned {type(spec).__name__}, not a ModelSpec")
+                    if spec.name in _REGISTRY:
+                        raise DuplicateModelError(f"model {spec.name!r} is already registered")
+                    _REGISTRY[spec.name] = spec
+        except Exception as exc:  # any failure of foreign code is one warning, never a crash
+            sys.stderr.write(f"warning: mfsbench plug-in {entry.name} ({entry.value}) was not loaded: "
+                             f"{type(exc).__name__}: {exc}; set {PLUGIN_DISABLE_ENV}=1 to skip plug-ins\n")
 
 
 def list_models(*, include_tests: bool = False, runnable_only: bool = False) -> list[str]:
@@ -257,12 +296,33 @@ def all_specs() -> Iterator[ModelSpec]:
 
 
 def get_spec(name: str) -> ModelSpec:
-    """Look a spec up by name.
+    """Look a spec up by name, by model-card path (``*.toml``) or by the id of a card in a
+    ``MFSBENCH_CARDS`` folder.
+
+    A card is checked against its files (sha256, graph inputs) and its licence accepted
+    (:mod:`mfsbench.cards.license`) before its spec is returned; the spec is then registered under the
+    card's id for the rest of the process, so ``create_model(spec.name)`` and later lookups find it.
 
     Raises:
         UnknownModelError: with close matches and the way to list the zoo.
+        BadInputError: a bad card (one line naming the field or file) or a licence not accepted.
     """
     _load_zoo()
+    from mfsbench.cards import spec as cards
+
+    if name in _REGISTRY and not cards.looks_like_card(name):
+        return _REGISTRY[name]
+    try:
+        card_spec = cards.resolve(name)
+    except KeyError:
+        card_spec = None
+    if card_spec is not None:
+        known = _REGISTRY.get(card_spec.name)
+        if known is not None and known.card is None:
+            raise BadInputError(f"card {name}: its id {card_spec.name!r} is a zoo model's name; "
+                                "give the card another `id`")
+        _REGISTRY[card_spec.name] = card_spec
+        return card_spec
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -281,6 +341,11 @@ def create_model(name: str) -> SwapNet:
         BadInputError: for a cited-only spec, which has no architecture to build.
     """
     spec = get_spec(name)
+    if spec.card is not None:
+        raise BadInputError(
+            f"{name} is a model card: it runs as an ONNX graph, not a torch network; this command "
+            "cannot take cards yet (`mfsbench flops` and `mfsbench card check` can)"
+        )
     if spec.builder is None:
         raise BadInputError(
             f"{name} is cited from the paper only: no public architecture exists to build; "

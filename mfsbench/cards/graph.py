@@ -21,8 +21,6 @@ from math import prod
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 #: Domains whose operators ONNX Runtime's CPU build implements (standard, ML and Microsoft contrib).
 KNOWN_DOMAINS = ("", "ai.onnx", "ai.onnx.ml", "com.microsoft")
 COUNTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Einsum")
@@ -194,6 +192,8 @@ def node_macs(node: Any, shapes: dict[str, tuple[int, ...]]) -> int:
 def _einsum_macs(equation: str, operands: list[tuple[int, ...]]) -> int:
     """Multiply-adds of numpy's optimal contraction order, from shapes only (fvcore's einsum rule:
     numpy counts 2 per multiply-add of a contraction)."""
+    import numpy as np
+
     views = [np.broadcast_to(np.zeros((), np.float32), s) for s in operands]
     report = np.einsum_path(equation, *views, optimize="optimal")[1]
     flops = next(line for line in report.splitlines() if "Optimized FLOP count" in line)
@@ -218,6 +218,7 @@ def _roles(nodes: list[Any]) -> dict[str, set[str]]:
 
 def _all_zero(init: Any) -> bool:
     """Whether an initializer kept its (small) data and every element is 0."""
+    import numpy as np
     import onnx
 
     has_data = bool(init.raw_data or init.float_data or init.int32_data or init.int64_data
