@@ -183,8 +183,11 @@ def _evaluator_paths(args: argparse.Namespace) -> dict[str, Path | None]:
 
 
 def _render(store: Any, out: Path, fingerprint: str, evalset: str, *, stem: str,
-            extra: list[Any] | None = None) -> Any:
-    """Write the reports and the new records (one writer at a time per ``--out``); returns the header."""
+            extra: list[Any] | None = None, show_problems: bool = False) -> int:
+    """Write the reports and the new records (one writer at a time per ``--out``).
+
+    ``show_problems`` prints the run's dataset problems (``--merge``: the shard runs printed theirs).
+    """
     from mfsbench.quality.lock import records_turn
     from mfsbench.records import append_records, new_run_id, read_records, stamp
     from mfsbench.report.render import unrecorded
@@ -204,10 +207,12 @@ def _render(store: Any, out: Path, fingerprint: str, evalset: str, *, stem: str,
         print(f"wrote {path}", file=sys.stderr)
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    if show_problems:
+        _print_problems(header.problems, str(header.run.get("root", "the dataset")))
     if header.problems:
         print(f"warning: the report is marked INCOMPLETE: {len(header.problems)} dataset problem(s) "
               "left things out (listed in it)", file=sys.stderr)
-    return header
+    return 0
 
 
 def _print_problems(problems: list[Any], where: str) -> None:
@@ -241,8 +246,7 @@ def _merge(args: argparse.Namespace, out: Path) -> int:
             for number, key in enumerate(runs):
                 _, fingerprint, evalset = key.split(":", 2)
                 stem = "table2_quality" if number == 0 else f"table2_quality_{number}"
-                header = _render(store, out, fingerprint, evalset, stem=stem)
-                _print_problems(header.problems, str(header.run.get("root", cache)))
+                _render(store, out, fingerprint, evalset, stem=stem, show_problems=True)
     return 0
 
 
