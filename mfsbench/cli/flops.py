@@ -19,7 +19,8 @@ from mfsbench.report.render import render_reports
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    add_list_option(parser, "--models", help="model names (default: the whole zoo)")
+    add_list_option(parser, "--models",
+                    help="model names or model-card paths (*.toml) (default: the whole zoo)")
     parser.add_argument(
         "--size", type=int, default=None, help="frame size (default: each model's native size)"
     )
@@ -35,6 +36,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=("table", "md", "csv", "json"), default="table",
                         help="what this run prints on stdout; the files under OUT are written either way "
                              "(default: table)")
+    parser.add_argument("--accept-license", action="store_true",
+                        help="confirm your use complies with the licence of non-commercial model cards")
     parser.add_argument(
         "--out", default="reports", help="directory for records and reports (default: reports)"
     )
@@ -44,10 +47,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from mfsbench.flops import measure
 
+    if args.accept_license:
+        from mfsbench.cards.license import accept_licenses
+
+        accept_licenses()
     specs = resolve_models(args.models)
     if args.size is not None:
         for spec in specs:
-            if spec.runnable:
+            if spec.runnable or spec.card is not None:
                 spec.check_size(args.size)
     out = writable_dir(args.out)
     modes: tuple[ModeName, ...] = ("image", "video") if args.mode == "both" else (args.mode,)
@@ -58,12 +65,18 @@ def run(args: argparse.Namespace) -> int:
         started = time.perf_counter()
         size = args.size or spec.native_size
         print(f"counting {spec.name} @ {size} ...", file=sys.stderr, flush=True)
-        records = stamp(measure(spec, size, args.convention, modes), run_id)
+        if spec.card is not None:  # counted on its ONNX graph, always in the macs convention
+            from mfsbench.cards.count import measure_card
+
+            records = stamp(measure_card(spec, modes), run_id)
+        else:
+            records = stamp(measure(spec, size, args.convention, modes), run_id)
         for record in records:
             record.info["seconds"] = round(time.perf_counter() - started, 2)
         append_records(store, records)
         this_run += records
-    rows = table1.latest_rows(this_run, args.convention)
+    rows = table1.latest_rows([r for r in this_run if "card" not in r.info], args.convention)
+    rows += table1.latest_rows([r for r in this_run if "card" in r.info], "macs")
     renderers = {
         "table": table1.render_terminal,
         "md": lambda r: table1.render_markdown(r, f"Table 1 ({args.convention} convention)"),
