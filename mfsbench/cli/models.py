@@ -1,4 +1,9 @@
-"""``mfsbench models``: the zoo with sizes, stages, modes and the counts each spec expects."""
+"""``mfsbench models``: the zoo with sizes, stages, modes and the counts each spec expects, then the
+model cards found in the ``MFSBENCH_CARDS`` folders and the specs that plug-ins registered.
+
+Cards are listed from their TOML only (no hashing, no graph reading), so listing stays instant; a
+card's files are checked when a command uses it (or by ``mfsbench card check``).
+"""
 
 from __future__ import annotations
 
@@ -35,8 +40,35 @@ def _row(spec) -> dict[str, object]:
     }
 
 
+def _card_rows() -> list[dict[str, object]]:
+    from mfsbench.cards.schema import parse_card, read_toml
+    from mfsbench.cards.spec import discover
+
+    rows: list[dict[str, object]] = []
+    for card_id, path in discover().items():
+        card = parse_card(read_toml(path), path)
+        separable = card.identity.kind == "embedding" and card.separable
+        rows.append({
+            "name": card_id,
+            "kind": "card",
+            "size": card.size,
+            "sizes": f"only {card.size}",
+            "stages": "identity+frame" if separable else "frame",
+            "modes": "image,video",
+            "identity_params_m": None,
+            "video_params_m": None,
+            "paper_row": None,
+            "description": card.description or f"{card.family} model card",
+            "card": str(path),
+            "license": card.license.id,
+            "commercial": card.license.commercial,
+        })
+    return rows
+
+
 def run(args: argparse.Namespace) -> int:
     rows = [_row(spec) for spec in all_specs() if args.all or not spec.is_test]
+    rows += _card_rows()
     if args.format == "json":
         print(json.dumps(rows, indent=2))
         return 0
