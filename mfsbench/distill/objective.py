@@ -1,0 +1,165 @@
+"""MobileFaceSwap's training objective, Eq. 3–7, with each term switchable.
+
+    L = λ_adv·L_adv + α·(λ_rec·L_rec + λ_per·L_per) + λ_id·L_id + λ_mask·L_mask        (Eq. 7)
+
+* L_rec = ‖I'g − Ig‖₁ and L_per = Σ_i (1/N_i)‖F_i(I'g) − F_i(Ig)‖² (VGG-16), student Ig vs teacher
+  I'g (Eq. 3), per sample, so that α weights each sample;
+* α = max(cos(z_src, z'), 0)² with z' = F_id(I'g) (Eq. 4, image-quality factor off), computed under
+  ``no_grad``: it depends on the teacher output and the source only, never on the student;
+* L_id = 1 − cos(F_id(I_s), F_id(Ig)) (Eq. 5); the frozen ArcFace passes gradients to Ig only;
+* L_mask = mean |M_g| over background pixels (Eq. 6: only M_t[bg] = 0 is constrained). The mask head
+  reads the detached bottleneck, so this trains the mask head and nothing else;
+* L_adv = −E[D(Ig)] (hinge), D trained separately (:mod:`mfsbench.distill.discriminator`).
+
+A term whose weight is 0 (or whose switch is off) is **not computed**: its networks do not run and its
+key is absent from the returned terms, which is what the switch tests check. With ``kd = false``
+(Table 2's "w/o KD", which the paper does not define) L_rec/L_per compare the student with the
+*target* on same-identity rows only: our reconstruction of a SimSwap-style objective.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mfsbench.distill.discriminator import g_hinge_loss
+from mfsbench.distill.student import student_forward
+from mfsbench.distill.vgg import perceptual_per_sample
+from mfsbench.models.arcface import imagenet_normalize, resize_for_id
+from mfsbench.models.mobilefaceswap import MobileFaceSwap
+
+Section = Callable[[str], AbstractContextManager[Any]]
+
+
+@dataclass
+class Batch:
+    """One step's inputs. Images are RGB in [0, 1]; ``background`` is 1 outside the face."""
+
+    source: Tensor
+    target: Tensor
+    background: Tensor
+    same: Tensor
+    pair_ids: Tensor | None = None
+
+
+@dataclass
+class Parts:
+    """The networks one step runs. ``id_net`` is F_id (the student's frozen Id network, possibly wrapped
+    for autocast); ``student_fn`` is :func:`student_forward` or its compiled form."""
+
+    student: MobileFaceSwap
+    teacher: nn.Module
+    id_net: nn.Module
+    vgg: nn.Module | None
+    disc: nn.Module | None
+    student_fn: Callable[..., tuple[Tensor, Tensor]] = student_forward
+
+
+@dataclass
+class TeacherView:
+    """What the objective needs from the teacher side (cacheable when pairs are fixed)."""
+
+    output: Tensor | None
+    alpha: Tensor
+
+
+def id_input(rgb01: Tensor) -> Tensor:
+    """An aligned crop → ArcFace's 112×112 ImageNet-normalised input (bilinear, differentiable)."""
+    return imagenet_normalize(resize_for_id(rgb01, 112))
+
+
+def cosine(a: Tensor, b: Tensor) -> Tensor:
+    return F.cosine_similarity(a.float(), b.float(), dim=1)
+
+
+def identity_alpha(cos: Tensor, clamp_negative: bool = True) -> Tensor:
+    """Eq. 4's identity factor: the squared cosine similarity, clamped at 0 first (no gradient)."""
+    cos = cos.detach()
+    return (cos.clamp(min=0) if clamp_negative else cos).pow(2)
+
+
+def _null_section(name: str) -> AbstractContextManager[Any]:
+    from contextlib import nullcontext
+
+    return nullcontext()
+
+
+def teacher_view(config: dict[str, Any], parts: Parts, batch: Batch, z_src: Tensor,
+                 section: Section = _null_section) -> TeacherView:
+    """Teacher output (if KD needs it) and α, all without gradient."""
+    loss, rw = config["loss"], config["reweight"]
+    ones = batch.target.new_ones(batch.target.shape[0])
+    needs_output = (loss["kd"] and (loss["lambda_rec"] > 0 or loss["lambda_per"] > 0)) or rw["identity"]
+    if not needs_output:
+        return TeacherView(None, ones)
+    with torch.no_grad():
+        with section("teacher"):
+            out = parts.teacher(id_input(batch.source), batch.target)
+            out = (out[0] if isinstance(out, tuple) else out).float()
+        alpha = ones
+        if rw["identity"]:
+            with section("identity"):
+                z_t, _ = parts.id_net(id_input(out))
+            alpha = identity_alpha(cosine(z_src, z_t), rw["clamp_negative"])
+    return TeacherView(out, alpha)
+
+
+def objective(config: dict[str, Any], parts: Parts, batch: Batch, cached: TeacherView | None = None,
+              section: Section = _null_section) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]:
+    """The student's loss for one batch: ``(total, terms, extras)``.
+
+    ``terms`` holds each computed, *unweighted* term (mean over the batch); ``extras`` holds α and the
+    student's output and mask (for the D step and the records).
+    """
+    loss = config["loss"]
+    id_net, vgg, disc = parts.id_net, parts.vgg, parts.disc
+    with torch.no_grad(), section("identity"):
+        id_features = id_net(id_input(batch.source))
+    z_src = id_features[0]
+    view = cached if cached is not None else teacher_view(config, parts, batch, z_src, section)
+    with section("student_forward"):
+        out, mask = parts.student_fn(parts.student, id_input(batch.source), batch.target, id_features)
+    terms: dict[str, Tensor] = {}
+    total = out.new_zeros(())
+    alpha = view.alpha
+    if loss["kd"]:
+        reference, weight = view.output, alpha
+    else:
+        reference, weight = batch.target, batch.same.float()
+    kd_sum = out.new_zeros(out.shape[0])
+    if loss["lambda_rec"] > 0:
+        rec = (out - reference).abs().flatten(1).mean(1)
+        terms["rec"] = rec.mean()
+        kd_sum = kd_sum + loss["lambda_rec"] * rec
+    if loss["lambda_per"] > 0:
+        if vgg is None:
+            raise ValueError("lambda_per > 0 needs the VGG network")
+        with section("perceptual"):
+            with torch.no_grad():
+                ref_features = vgg(reference)
+            per = perceptual_per_sample(vgg, out, ref_features)
+        terms["per"] = per.mean()
+        kd_sum = kd_sum + loss["lambda_per"] * per
+    if "rec" in terms or "per" in terms:
+        denominator = weight.sum().clamp(min=1) if not loss["kd"] else weight.new_tensor(weight.numel())
+        total = total + (weight * kd_sum).sum() / denominator
+    if loss["lambda_id"] > 0:
+        with section("identity"):
+            z_out, _ = id_net(id_input(out))
+        terms["id"] = (1 - cosine(z_src, z_out)).mean()
+        total = total + loss["lambda_id"] * terms["id"]
+    if loss["lambda_mask"] > 0:
+        background = batch.background
+        terms["mask"] = (mask * background).sum() / background.sum().clamp(min=1)
+        total = total + loss["lambda_mask"] * terms["mask"]
+    if loss["lambda_adv"] > 0 and disc is not None:
+        with section("discriminator"):
+            terms["adv"] = g_hinge_loss(disc, out)
+        total = total + loss["lambda_adv"] * terms["adv"]
+    return total, terms, {"alpha": alpha, "output": out, "mask": mask}

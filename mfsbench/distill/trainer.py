@@ -1,0 +1,386 @@
+"""The distillation loop: one plain PyTorch loop, two optimisers, exact resume, timed by component.
+
+Why plain PyTorch (no Lightning or Accelerate): exact resume needs control of every RNG and of the
+batch draw, the GAN step is manual anyway, and the time split by component (teacher, identity nets,
+perceptual, student forward, backward, discriminator, optimiser, data) needs to see each call.
+
+Each step: draw the batch from ``(seed, step)`` → teacher and α under ``no_grad`` (or from the cache)
+→ student forward → Eq. 7 → backward into the student's trainable part (``MobileFaceSwap.swap``:
+IIN + output head + mask head; the Id network stays frozen) → Adam → D step (hinge) when L_adv is on.
+Under ``torchrun`` every rank draws the same global batch, takes its own rows, and the gradients are
+averaged with one all-reduce per step (the teacher is frozen and never wrapped).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from mfsbench.distill import checkpoint as ckpt
+from mfsbench.distill.config import math_hash, sources
+from mfsbench.distill.data import CropSet, background_mask, draw_batch, to_float
+from mfsbench.distill.discriminator import PatchDiscriminator, d_hinge_loss
+from mfsbench.distill.evaluate import image_metrics, plot_curves, write_grid
+from mfsbench.distill.nets import Nets
+from mfsbench.distill.objective import Batch, Parts, TeacherView, id_input, objective, teacher_view
+from mfsbench.distill.student import student_forward
+from mfsbench.errors import BadInputError
+from mfsbench.records import Record, append_records, environment, new_run_id, stamp
+
+SECTIONS = ("data", "teacher", "identity", "perceptual", "student_forward", "backward", "discriminator",
+            "optimizer")
+
+
+class Timer:
+    """Wall time per named section, summed over a logging window (CUDA synchronised at the edges)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+        self.totals: dict[str, float] = defaultdict(float)
+
+    @contextmanager
+    def section(self, name: str) -> Iterator[None]:
+        if self.cuda:
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            if self.cuda:
+                torch.cuda.synchronize()
+            self.totals[name] += time.perf_counter() - start
+
+    def take(self) -> dict[str, float]:
+        out = dict(self.totals)
+        self.totals.clear()
+        return out
+
+
+class Autocast(nn.Module):
+    """Run a frozen network under bf16 autocast and hand back fp32 (tuples too)."""
+
+    def __init__(self, inner: nn.Module, device_type: str) -> None:
+        super().__init__()
+        self.inner = inner
+        self.device_type = device_type
+
+    def forward(self, *args: Tensor) -> Any:
+        with torch.autocast(self.device_type, dtype=torch.bfloat16):
+            out = self.inner(*args)
+        if isinstance(out, tuple):
+            return tuple(o.float() for o in out)
+        return out.float()
+
+
+class Distiller:
+    """Owns the networks, optimisers, data and outputs of one run directory."""
+
+    def __init__(self, config: dict[str, Any], nets: Nets, data: CropSet, out: Path, *,
+                 rank: int = 0, world: int = 1) -> None:
+        self.config, self.nets, self.data, self.out = config, nets, data, out
+        self.rank, self.world = rank, world
+        perf, loss = config["perf"], config["loss"]
+        if perf["device"] == "cuda" and not torch.cuda.is_available():
+            raise BadInputError("--device cuda: no CUDA device here; use --device cpu")
+        self.device = torch.device(perf["device"])
+        student = nets.student
+        if loss["lambda_mask"] > 0 and not student.config.fusion_mask:
+            raise BadInputError(f"{nets.student_spec.name} has no fusion mask: the mask loss cannot apply; "
+                                "set [loss] lambda_mask = 0 (or --preset ablation:no_mask_loss)")
+        student.to(self.device)
+        nets.teacher.to(self.device)
+        if nets.vgg is not None:
+            nets.vgg.to(self.device)
+        student.swap.train()
+        student.id_net.eval()
+        torch.manual_seed(config["run"]["seed"] + 2)
+        self.disc: nn.Module | None = None
+        self.d_opt: torch.optim.Optimizer | None = None
+        if loss["lambda_adv"] > 0:
+            adv = config["adv"]
+            self.disc = PatchDiscriminator(adv["width"], adv["layers"]).to(self.device)
+            self.d_opt = torch.optim.Adam(self.disc.parameters(), lr=adv["lr"], betas=tuple(adv["betas"]))
+        optim = config["optim"]
+        self.params = [p for p in student.swap.parameters() if p.requires_grad]
+        self.opt = torch.optim.Adam(self.params, lr=optim["lr"], betas=tuple(optim["betas"]))
+        self.parts = self._parts()
+        self.background = background_mask(data.train.shape[-1]).to(self.device)
+        self.step = 0
+        self.history: list[dict[str, float]] = []
+        self.evals: list[dict[str, float]] = []
+        self.cache: dict[int, tuple[Tensor | None, Tensor]] = {}
+        self.timer = Timer(self.device)
+        self.run_id = new_run_id()
+        self._eval_teacher: Tensor | None = None
+        #: the --preset name, for records (the resolved config says what it changed)
+        self.preset = "paper"
+
+    # ------------------------------------------------------------------ setup
+    def _parts(self) -> Parts:
+        perf, nets = self.config["perf"], self.nets
+        teacher, id_net, vgg = nets.teacher, nets.student.id_net, nets.vgg
+        if perf["precision"] == "bf16":
+            kind = self.device.type
+            teacher, id_net = Autocast(teacher, kind), Autocast(id_net, kind)
+            vgg = Autocast(vgg, kind) if vgg is not None else None
+        student_fn: Any = student_forward
+        if perf["compile"]:
+            teacher, id_net = torch.compile(teacher), torch.compile(id_net)
+            vgg = torch.compile(vgg) if vgg is not None else None
+            student_fn = torch.compile(student_forward)
+        return Parts(nets.student, teacher, id_net, vgg, self.disc, student_fn)
+
+    # ------------------------------------------------------------------ data
+    def batch(self, step: int) -> Batch:
+        d = self.config["data"]
+        targets, srcs, same, flip_t, flip_s = draw_batch(
+            len(self.data), d["batch_size"], self.config["run"]["seed"], step,
+            same_fraction=d["same_identity_fraction"], hflip=d["hflip"], pairs=d["pairs"])
+        rows = slice(self.rank, None, self.world)
+        targets, srcs, same, flip_t, flip_s = (t[rows] for t in (targets, srcs, same, flip_t, flip_s))
+        target = to_float(self.data.train[targets], flip_t).to(self.device)
+        source = to_float(self.data.train[srcs], flip_s).to(self.device)
+        background = self.background.expand(len(targets), -1, -1, -1)
+        pair_ids = targets + len(self.data) * same.long()
+        return Batch(source, target, background, same.to(self.device), pair_ids)
+
+    def _cached_view(self, batch: Batch) -> TeacherView | None:
+        if not self.config["perf"]["cache_teacher"]:
+            return None
+        assert batch.pair_ids is not None
+        ids = batch.pair_ids.tolist()
+        missing = [i for i, pid in enumerate(ids) if pid not in self.cache]
+        if missing:
+            rows = torch.tensor(missing)
+            sub = Batch(batch.source[rows], batch.target[rows], batch.background[rows], batch.same[rows])
+            with torch.no_grad(), self.timer.section("identity"):
+                z_src = self.parts.id_net(id_input(sub.source))[0]
+            view = teacher_view(self.config, self.parts, sub, z_src, self.timer.section)
+            for j, i in enumerate(missing):
+                self.cache[ids[i]] = (None if view.output is None else view.output[j], view.alpha[j])
+        outputs = [self.cache[pid][0] for pid in ids]
+        alpha = torch.stack([self.cache[pid][1] for pid in ids])
+        return TeacherView(None if outputs[0] is None else torch.stack(outputs), alpha)
+
+    # ------------------------------------------------------------------ one step
+    def train_step(self) -> dict[str, float]:
+        step_start = time.perf_counter()
+        with self.timer.section("data"):
+            batch = self.batch(self.step)
+        cached = self._cached_view(batch)
+        total, terms, extras = objective(self.config, self.parts, batch, cached, self.timer.section)
+        self.opt.zero_grad(set_to_none=True)
+        with self.timer.section("backward"):
+            total.backward()
+        with self.timer.section("optimizer"):
+            grad_norm = self._sync_and_clip()
+            self.opt.step()
+        d_loss = None
+        if self.disc is not None and self.d_opt is not None:
+            with self.timer.section("discriminator"):
+                self.d_opt.zero_grad(set_to_none=True)
+                loss_d = d_hinge_loss(self.disc, batch.target, extras["output"].detach())
+                loss_d.backward()
+                self._allreduce(list(self.disc.parameters()))
+                self.d_opt.step()
+                d_loss = float(loss_d.detach())
+        self.step += 1
+        alpha = extras["alpha"].detach().float()
+        entry = {"step": float(self.step), "loss_total": float(total.detach()), "grad_norm": grad_norm,
+                 "alpha_mean": float(alpha.mean()), "alpha_min": float(alpha.min()),
+                 "alpha_frac_below_0_1": float((alpha < 0.1).float().mean()),
+                 "step_s": time.perf_counter() - step_start}
+        entry.update({f"loss_{k}": float(v.detach()) for k, v in terms.items()})
+        if d_loss is not None:
+            entry["loss_d"] = d_loss
+        self.history.append(entry)
+        return entry
+
+    def _allreduce(self, params: list[nn.Parameter]) -> None:
+        if self.world == 1:
+            return
+        import torch.distributed as dist
+
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(flat)
+        flat /= self.world
+        offset = 0
+        for p, g in zip(params, grads, strict=True):
+            p.grad = flat[offset: offset + g.numel()].view_as(g).clone()
+            offset += g.numel()
+
+    def _sync_and_clip(self) -> float:
+        self._allreduce(self.params)
+        grads = [p.grad for p in self.params if p.grad is not None]
+        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])) if grads \
+            else torch.zeros(())
+        clip = self.config["optim"]["grad_clip"]
+        if clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.params, clip)
+        return float(norm)
+
+    # ------------------------------------------------------------------ evaluation
+    def _eval_pairs(self) -> tuple[Tensor, Tensor]:
+        held = self.data.heldout
+        target = to_float(held).to(self.device)
+        source = to_float(held.roll(-1, dims=0)).to(self.device)
+        return source, target
+
+    @torch.no_grad()
+    def evaluate(self, write_samples: bool = True) -> dict[str, float]:
+        source, target = self._eval_pairs()
+        if self._eval_teacher is None:
+            out = self.nets.teacher(id_input(source), target)
+            self._eval_teacher = (out[0] if isinstance(out, tuple) else out).float()
+        student = self.nets.student
+        student.swap.eval()
+        try:
+            result, _ = student_forward(student, id_input(source), target)
+        finally:
+            student.swap.train()
+        metrics = image_metrics(result, self._eval_teacher)
+        metrics["step"] = float(self.step)
+        self.evals.append(metrics)
+        if write_samples and self.rank == 0:
+            shown = range(min(4, len(target)))
+            rows = [[source[i], target[i], self._eval_teacher[i], result[i]] for i in shown]
+            write_grid(self.out / "samples" / f"step_{self.step:08d}.png", rows)
+        return metrics
+
+    # ------------------------------------------------------------------ state
+    def state(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "student": self.nets.student.swap.state_dict(),
+            "disc": self.disc.state_dict() if self.disc is not None else {},
+            "opt": self.opt.state_dict(),
+            "d_opt": self.d_opt.state_dict() if self.d_opt is not None else {},
+            "rng": ckpt.rng_state(),
+            "config": self.config,
+            "config_hash": math_hash(self.config),
+            "git_commit": environment().get("git_commit"),
+            "history": self.history,
+            "evals": self.evals,
+        }
+
+    def save(self) -> Path | None:
+        if self.rank != 0:
+            return None
+        return ckpt.save(self.out / "checkpoints", self.state(), self.config["run"]["keep_last"])
+
+    def restore(self, payload: dict[str, Any]) -> None:
+        self.nets.student.swap.load_state_dict(payload["student"])
+        if self.disc is not None:
+            self.disc.load_state_dict(payload["disc"])
+        self.opt.load_state_dict(payload["opt"])
+        if self.d_opt is not None:
+            self.d_opt.load_state_dict(payload["d_opt"])
+        ckpt.set_rng_state(payload["rng"])
+        self.step = int(payload["step"])
+        self.history = list(payload["history"])
+        self.evals = list(payload["evals"])
+
+    # ------------------------------------------------------------------ records
+    def _info(self) -> dict[str, Any]:
+        return {
+            "step": self.step, "teacher": self.nets.teacher_spec.name, "preset": self.preset,
+            "config": self.config,
+            "config_sources": sources(self.config), "config_hash": math_hash(self.config),
+            "random_weights": list(self.nets.random), "weights": self.nets.loaded,
+            "train_faces": len(self.data), "heldout_faces": len(self.data.heldout), "world_size": self.world,
+        }
+
+    def record(self, stage: str, metrics: dict[str, float]) -> None:
+        if self.rank != 0:
+            return
+        size = self.data.train.shape[-1]
+        rec = Record("distill", self.nets.student_spec.name, stage=stage, metrics=metrics,
+                     input_shapes={"target": [self.config["data"]["batch_size"], 3, size, size]},
+                     info=self._info())
+        append_records(self.out / "records.jsonl", stamp([rec], self.run_id))
+
+    def log_window(self, window: list[dict[str, float]], wall: float) -> dict[str, float]:
+        """Mean of each training signal over the window, plus the time split and images/s."""
+        keys = {k for e in window for k in e if k != "step"}
+        metrics = {k: sum(e.get(k, 0.0) for e in window) / len(window) for k in sorted(keys)}
+        times = self.timer.take()
+        for name in SECTIONS:
+            metrics[f"time_{name}_s"] = times.get(name, 0.0) / len(window)
+        counted = sum(times.values()) / len(window)
+        metrics["time_uncounted_s"] = max(wall / len(window) - counted, 0.0)
+        metrics["images_per_s"] = self.config["data"]["batch_size"] * len(window) / wall if wall > 0 else 0.0
+        metrics["step"] = float(self.step)
+        return metrics
+
+    # ------------------------------------------------------------------ the loop
+    def run(self, steps: int) -> None:
+        run = self.config["run"]
+        if not self.evals:
+            self.record("eval", self.evaluate())
+        window: list[dict[str, float]] = []
+        wall_start = time.perf_counter()
+        try:
+            while self.step < steps:
+                window.append(self.train_step())
+                if self.step % run["log_every"] == 0 or self.step == steps:
+                    metrics = self.log_window(window, time.perf_counter() - wall_start)
+                    self.record("train", metrics)
+                    self._progress(metrics, steps)
+                    window, wall_start = [], time.perf_counter()
+                if self.step % run["eval_every"] == 0 and self.step < steps:
+                    self.record("eval", self.evaluate())
+                if self.step % run["ckpt_every"] == 0:
+                    self.save()
+        except KeyboardInterrupt:
+            path = self.save()
+            sys.stderr.write(f"\ndistill: interrupted at step {self.step}; saved {path} "
+                             "(continue with --resume)\n")
+            raise
+        if not self.evals or self.evals[-1]["step"] != self.step:
+            self.record("eval", self.evaluate())
+        self.save()
+
+    def _progress(self, metrics: dict[str, float], steps: int) -> None:
+        if self.rank != 0:
+            return
+        terms = " ".join(f"{k.removeprefix('loss_')} {v:.4g}" for k, v in metrics.items()
+                         if k.startswith("loss_") and k != "loss_total")
+        sys.stderr.write(f"distill: step {self.step}/{steps} loss {metrics['loss_total']:.4g} ({terms}) "
+                         f"α {metrics['alpha_mean']:.3f} {metrics['images_per_s']:.1f} img/s\n")
+
+    # ------------------------------------------------------------------ outputs
+    def export(self) -> dict[str, str]:
+        """The trained student: safetensors of ``MobileFaceSwap.swap`` (official key names), the curves
+        plot, and the official ``.pdparams`` layout when the student is the released architecture."""
+        if self.rank != 0:
+            return {}
+        from safetensors.torch import save_file
+
+        from mfsbench.models.mobilefaceswap import StudentConfig
+
+        out: dict[str, str] = {}
+        state = {k: v.detach().cpu().contiguous() for k, v in self.nets.student.swap.state_dict().items()}
+        path = self.out / "student.safetensors"
+        save_file(state, str(path), metadata={"student": self.nets.student_spec.name, "step": str(self.step),
+                                             "config_hash": math_hash(self.config)})
+        out["safetensors"] = str(path)
+        if self.nets.student.config == StudentConfig():
+            from mfsbench.checkpoints.formats import write_official
+
+            pd = write_official(self.nets.student.cpu(), self.out / "MobileFaceSwap_224.pdparams",
+                                "mobilefaceswap_pdparams")
+            self.nets.student.to(self.device)
+            out["pdparams"] = str(pd)
+        plot = plot_curves(self.out / "curves.png", self.history, self.evals)
+        if plot is not None:
+            out["curves"] = str(plot)
+        return out
