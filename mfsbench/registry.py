@@ -286,13 +286,15 @@ def list_models(*, include_tests: bool = False, runnable_only: bool = False) -> 
     return [
         name
         for name, spec in _REGISTRY.items()
-        if (include_tests or not spec.is_test) and (spec.runnable or not runnable_only)
+        if (include_tests or not spec.is_test) and (spec.runnable or not runnable_only) and spec.card is None
     ]
 
 
 def all_specs() -> Iterator[ModelSpec]:
+    """The zoo and plug-in specs; cards resolved so far are not included (they are listed from their
+    folders, see :func:`mfsbench.cards.spec.discover`)."""
     _load_zoo()
-    yield from _REGISTRY.values()
+    yield from (spec for spec in _REGISTRY.values() if spec.card is None)
 
 
 def get_spec(name: str) -> ModelSpec:
@@ -310,9 +312,10 @@ def get_spec(name: str) -> ModelSpec:
     _load_zoo()
     from mfsbench.cards import spec as cards
 
-    if name in _REGISTRY and not cards.looks_like_card(name):
-        return _REGISTRY[name]
-    try:
+    known = _REGISTRY.get(name)
+    if known is not None and known.card is None:
+        return known
+    try:  # a card path, or a card id: resolved again, so an edited card or folder is seen
         card_spec = cards.resolve(name)
     except KeyError:
         card_spec = None

@@ -119,7 +119,7 @@ def _check_graph(card: Card, path: Path) -> tuple[list[TensorInfo], list[TensorI
     inputs, outputs = signature(model)
     by_name = {info.name: info for info in inputs}
     _check_io(card, card.target_io, by_name, "io.target", path)
-    if card.identity.kind == "embedding" or card.source_io.name in by_name:
+    if card.source_io.name in by_name or len(inputs) > 1:  # one input: the identity is baked in
         _check_io(card, card.source_io, by_name, "io.source", path)
     out = card.output
     if not 0 <= out.index < len(outputs):
