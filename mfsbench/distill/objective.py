@@ -95,8 +95,8 @@ def teacher_view(config: dict[str, Any], parts: Parts, batch: Batch, z_src: Tens
     """Teacher output (if KD needs it) and α, all without gradient."""
     loss, rw = config["loss"], config["reweight"]
     ones = batch.target.new_ones(batch.target.shape[0])
-    needs_output = (loss["kd"] and (loss["lambda_rec"] > 0 or loss["lambda_per"] > 0)) or rw["identity"]
-    if not needs_output:
+    # α weights only the KD terms: without them neither the teacher nor α's ArcFace pass runs
+    if not (loss["kd"] and (loss["lambda_rec"] > 0 or loss["lambda_per"] > 0)):
         return TeacherView(None, ones)
     with torch.no_grad():
         with section("teacher"):
