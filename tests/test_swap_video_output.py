@@ -121,7 +121,7 @@ def test_faceless_video_comes_back_bit_exact_at_the_same_size(run_cli, face_phot
 @pytest.mark.cli
 def test_ffv1_keeps_unswapped_frames_of_a_mixed_video_lossless(run_cli, face_photos, tmp_path: Path) -> None:
     """A video with a face in some frames is re-encoded; with --codec ffv1 the others stay exact."""
-    frames = [*_face_frames(face_photos["biden"].path, 2, (320, 240)), *_wall_frames(3, (320, 240))]
+    frames = [*_face_frames(face_photos["biden"].path, 2, (480, 360)), *_wall_frames(3, (480, 360))]
     target = _clip(tmp_path / "mixed.mkv", iter(frames), fps=25, codec="ffv1", pix_fmt="bgr0")
     out, records = tmp_path / "out.mkv", tmp_path / "r.jsonl"
     result = run_cli(*_swap(face_photos["obama"].path, target, out, records, "--codec", "ffv1"))
@@ -250,9 +250,41 @@ def test_sigkill_leaves_a_visible_playable_partial_that_resumes(run_cli, face_ph
     process.kill()
     process.wait(timeout=60)
     assert not _leftovers(tmp_path) and not out.exists()
-    survived = len(_decoded(kept))
+    before = _decoded(kept)
+    survived = len(before)
     assert survived >= 10 and survived % 10 == 0  # whole fragments only
     resumed = run_cli(*args, "--resume")
     assert resumed.code == 0, resumed.err
     assert _seconds(out) == _seconds(target) and not kept.exists() and not _leftovers(tmp_path)
     assert f"41 frame(s) ({survived} from the interrupted run)" in resumed.out
+    # the partial file's packets were copied, not decoded and encoded a second time
+    assert read_records(records)[-1].info["resumed_by"] == "packet copy"
+    after = _decoded(out)[:survived]
+    assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(before, after, strict=True))
+
+
+@pytest.mark.cli
+def test_resume_with_another_crf_re_encodes_the_partial_frames(run_cli, face_photos, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Packets are copied only when the new encoder writes the same stream; another --crf re-encodes."""
+    from mfsbench.swap.pipeline import SwapPipeline
+
+    real, calls = SwapPipeline.swap_frame, []
+
+    def ctrl_c_at_frame_15(self: SwapPipeline, frame: np.ndarray) -> np.ndarray:
+        calls.append(1)
+        if len(calls) == 15:
+            raise KeyboardInterrupt
+        return real(self, frame)
+
+    monkeypatch.setattr(SwapPipeline, "swap_frame", ctrl_c_at_frame_15)
+    target = _clip(tmp_path / "wall.mp4", _wall_frames(20, (96, 64)), fps=10)
+    out, records = tmp_path / "out.mp4", tmp_path / "r.jsonl"
+    args = _swap(face_photos["obama"].path, target, out, records)
+    assert run_cli(*args).code == 130
+    assert len(_decoded(tmp_path / "out.partial.mp4")) == 14
+    resumed = run_cli(*args, "--resume", "--crf", "30")
+    assert resumed.code == 0, resumed.err
+    last = read_records(records)[-1]
+    assert last.info["resumed_by"] == "re-encode" and last.metrics["frames_resumed"] == 14
+    assert _seconds(out) == _seconds(target) and not _leftovers(tmp_path)

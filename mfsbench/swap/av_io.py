@@ -192,8 +192,13 @@ class VideoOutput:
     """
 
     def __init__(self, path: Path, settings: EncodeSettings, *, width: int, height: int, fps: float,
-                 time_base: Fraction | None = None, source: Any = None, others: tuple[Any, ...] = ()) -> None:
+                 time_base: Fraction | None = None, source: Any = None, others: tuple[Any, ...] = (),
+                 sink: io.BytesIO | None = None) -> None:
         av = av_module()
+        self.path = path
+        self.geometry = {"width": width, "height": height, "fps": fps, "time_base": time_base,
+                         "source": source}  # what a twin encoder needs (:func:`~.av_resume.packets_fit`)
+        self.settings = settings
         fmt = FORMATS.get(path.suffix.lower())
         if fmt is None:
             raise BadInputError(f"--out {path} has no video suffix FFmpeg can write; use "
@@ -202,7 +207,7 @@ class VideoOutput:
         self.time_base = time_base or (1 / rate)
         # every packet reaches the file at once: what a SIGKILL leaves is all that was encoded
         options = {"movflags": FRAGMENT_FLAGS, "flush_packets": "1"} if fmt in FRAGMENTED else {}
-        self.container = av.open(str(path), "w", format=fmt, options=options)
+        self.container = av.open(sink if sink is not None else str(path), "w", format=fmt, options=options)
         try:
             supported = self.container.supported_codecs
             codec = av.Codec(settings.codec, "w")
@@ -236,6 +241,12 @@ class VideoOutput:
         frame.pts, frame.time_base = pts, self.time_base
         for packet in self.stream.encode(frame):
             self.container.mux(packet)
+        self.frames += 1
+
+    def mux_video(self, packet: Any) -> None:
+        """Mux an already encoded video packet (from an earlier run's output with the same encoder)."""
+        packet.stream = self.stream
+        self.container.mux(packet)
         self.frames += 1
 
     def copy(self, packet: Any) -> None:

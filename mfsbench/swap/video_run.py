@@ -133,12 +133,14 @@ class VideoSwap:
     stream_copy: bool = False  # no frame swapped: the output is the target's video stream, copied
 
     encoding: dict[str, object] | None = None  # codec, crf, preset of the re-encoded frames
+    resumed_by: str | None = None  # how the partial file's frames came over: "packet copy" or "re-encode"
 
     def record_info(self) -> dict[str, object]:
         """What the record keeps about the output beyond frame counts: how it was made, what was short."""
         return {"frames_read": self.frames_read, "frames_expected": self.frames_expected,
                 "truncated": self.truncated, "stream_copy": self.stream_copy,
-                "encoding": None if self.stream_copy else self.encoding, "interrupted_by": self.signal}
+                "encoding": None if self.stream_copy else self.encoding, "interrupted_by": self.signal,
+                "resumed_by": self.resumed_by}
 
     @property
     def exit_code(self) -> int:
@@ -196,9 +198,17 @@ def resumable_partial(target: Path, out: Path, info: VideoInfo) -> Path:
 
 
 def _copy_partial(resume_from: Path, output: Any, done: VideoSwap) -> None:
-    """Re-encode the partial file's frames into ``output`` at their own timestamps."""
+    """Put the partial file's frames into ``output``: its packets as they are when the new encoder
+    writes the same stream (:mod:`~mfsbench.swap.av_resume`), else decoded and re-encoded at their
+    own timestamps (another codec or --crf than the interrupted run's, or an OpenCV-written file)."""
     from mfsbench.swap.av_io import Decoded, demux, open_target
+    from mfsbench.swap.av_resume import copy_gops, packets_fit
 
+    if packets_fit(resume_from, output):
+        done.copied = done.frames = copy_gops(resume_from, output)
+        done.resumed_by = "packet copy"
+        return
+    done.resumed_by = "re-encode"
     container, streams = open_target(resume_from)
     streams.others = []
     scale = Fraction(streams.video.time_base or 1) / Fraction(output.time_base)
