@@ -121,7 +121,9 @@ class SwapPipeline:
             with self.timer.time("track"):
                 self.tracker.associate(detections)
         with self.timer.time("select"):
-            faces = [track.face for track in self._selected(frame, index)]
+            tracks = self._selected(frame, index)
+        with self.timer.time("track"):
+            faces = [self.tracker.refine(frame, track) for track in tracks]
         if not faces:
             self.frames_without_face += 1
             return frame

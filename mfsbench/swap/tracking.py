@@ -8,9 +8,10 @@ and in between each face is carried by optical flow:
 * **propagate** (every frame): pyramidal Lucas–Kanade (``cv2.calcOpticalFlowPyrLK``) on the five
   landmarks plus a 4×4 grid inside the face box, checked forward and backward (a point that does
   not come back within :data:`FB_MAX_PX` is dropped). A RANSAC similarity fitted to the surviving
-  points moves the box and the landmarks; a detector that predicts landmarks inside a box (dlib's
-  68-point model, :meth:`~mfsbench.faces.detectors.DlibDetector.landmarks_in_box`) then gives fresh
-  landmarks in the moved box, exactly as after a detection. Fewer than half the points surviving,
+  points moves the box and the landmarks. For the faces about to be swapped, a detector that
+  predicts landmarks inside a box (dlib's 68-point model,
+  :meth:`~mfsbench.faces.detectors.DlibDetector.landmarks_in_box`) then gives fresh landmarks in the
+  moved box (:meth:`FaceTracker.refine`), exactly as after a detection. Fewer than half the points surviving,
   an implausible scale step, or the box leaving the frame marks the track **lost**, which makes the
   caller detect on this same frame.
 * **associate** (on a detection): detections are matched to the propagated tracks greedily by box
@@ -30,9 +31,10 @@ import numpy as np
 from mfsbench.faces.align import cv2_module
 from mfsbench.faces.types import Face
 
-#: Default ``--detect-every`` (see :class:`~mfsbench.swap.pipeline.SwapPipeline`). Between detections faces are tracked (flow + landmarks, ~3 ms a face),
-#: so a detection every 10 frames (0.4 s at 25 fps) costs a tenth of one per frame; a face that
-#: enters the frame is found at most 9 frames late, and a lost track triggers a detection at once.
+#: Default ``--detect-every``. Between detections faces are tracked (flow for every face, landmarks
+#: for the swapped ones: a few ms a face), so a detection every 10 frames (0.4 s at 25 fps) costs a
+#: tenth of one per frame; a face entering the frame is found at most 9 frames late, and a lost track
+#: triggers a detection on that same frame.
 DEFAULT_DETECT_EVERY = 10
 #: A point whose backward flow misses its start by more than this (pixels) is not trusted.
 FB_MAX_PX = 1.0
@@ -59,6 +61,7 @@ class Track:
     missed: int = 0  # detections in a row that did not find it
     lost: bool = False  # the last propagation failed
     detected_now: bool = True  # its face comes from a detection on the current frame
+    refined: bool = True  # its landmarks are a detector's (not only moved by the flow fit)
     distances: list[float] = field(default_factory=list)  # identity distances measured (selection)
 
 
@@ -141,10 +144,19 @@ class FaceTracker:
         if not (0 <= centre[0] < width and 0 <= centre[1] < height):
             return False  # the face has left the frame
         landmarks = face.landmarks5 @ matrix[:, :2].T + matrix[:, 2]
-        if self.landmarks_in_box is not None:
-            landmarks = self.landmarks_in_box(frame, box)
         track.face = Face(box=box, score=face.score, landmarks5=landmarks)
+        track.refined = False
         return True
+
+    def refine(self, frame: np.ndarray, track: Track) -> Face:
+        """``track``'s face with landmarks predicted in its moved box (when the detector can), for the
+        tracks about to be swapped only: the other tracks need only their boxes, and the prediction
+        (~2–4 ms a face) is the larger part of tracking's cost."""
+        if not track.refined and self.landmarks_in_box is not None:
+            face = track.face
+            track.face = Face(face.box, face.score, self.landmarks_in_box(frame, face.box))
+        track.refined = True
+        return track.face
 
     def associate(self, detections: list[Face]) -> list[Track]:
         """Match a detection on the current frame to the tracks; returns the tracks it started."""
@@ -178,4 +190,4 @@ class FaceTracker:
     @staticmethod
     def _update(track: Track, detection: Face) -> None:
         track.face, track.detections, track.missed = detection, track.detections + 1, 0
-        track.lost, track.detected_now = False, True
+        track.lost, track.detected_now, track.refined = False, True, True
