@@ -247,7 +247,7 @@ def parse_card(data: dict[str, Any], path: Path) -> Card:
     size = target.take("size", int)
     if size <= 0:
         raise target.fail("size", f"is {size}; it must be positive")
-    pixel = _pixel(target.table("pixel"))
+    pixel = _pixel(target.table("pixel", {}))
     target.done()
     identity = _identity(top.table("identity"), files)
     run = top.table("run", {})
