@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("export", "export a model stage to onnx/openvino/tflite, with parity"),
     "device": ("device", "export, check parity and time frame stages on this machine"),
     "quality": ("quality", "ID retrieval, pose error and FID on FF++ (Table 2)"),
+    "results": ("results", "every record as one table: print it, or write CSV/Parquet (pandas)"),
     "ffpp-mini": ("ffpp_mini", "build a miniature FF++ tree of real faces (demos, tests)"),
     "card": ("card", "draft (init) or validate (check) a model card for your own ONNX swapper"),
     "distill": ("distill", "train a student from a teacher with the paper's objective and its ablations"),
