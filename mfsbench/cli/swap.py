@@ -4,8 +4,8 @@ Refuses to run on random weights unless ``--allow-random-weights`` says so, and 
 its output and record: a swap from an untrained network is a pipeline check, not a result. A video
 is written as ``OUT.partial.mp4`` and renamed when complete; Ctrl-C (exit 130) or SIGTERM (143) keeps
 the frames swapped so far there (finalised, playable) and records the interrupted run.
-``--resume`` continues from that file: its frames are copied (decoded and encoded once more, as
-OpenCV cannot append to a video) and only the rest of the target is swapped.
+``--resume`` continues from that file: its frames are copied (as packets when the encoder settings
+match, else re-encoded; :mod:`mfsbench.swap.av_resume`) and only the rest of the target is swapped.
 
 Nothing the user had is lost: an ``--out`` that is ``--source`` or ``--target`` (same inode) is
 refused, and ``--out`` and ``--records`` are proven writable, before any work
@@ -71,7 +71,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--records", default="reports/records.jsonl", help="JSONL store for the record")
     parser.add_argument("--resume", action="store_true",
                         help="continue an interrupted video swap from OUT.partial.mp4: copy its frames "
-                             "(re-encoded once more) and swap only the rest of the target")
+                             "(packet copy, or re-encoded if --codec/--crf changed) and swap only the rest")
     from mfsbench.swap.video_run import add_output_options
 
     add_output_options(parser)
