@@ -101,6 +101,7 @@ def test_face_video_keeps_odd_size_timestamps_and_audio(run_cli, face_photos, tm
     assert not _leftovers(tmp_path) and not (tmp_path / "out.partial.mp4").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.cli
 def test_faceless_video_comes_back_bit_exact_at_the_same_size(run_cli, face_photos, tmp_path: Path) -> None:
     """Before: a faceless clip came back re-encoded at 36.6 dB and 2.4× the size, without audio."""
@@ -158,6 +159,7 @@ def test_missing_pyav_names_the_video_extra(run_cli, face_photos, tmp_path: Path
     assert len(result.err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 @pytest.mark.cli
 def test_truncated_target_is_reported_not_silently_shortened(run_cli, face_photos, tmp_path: Path) -> None:
     rng = np.random.default_rng(1)  # fresh noise every frame: each frame a similar share of the file
@@ -263,6 +265,7 @@ def test_sigkill_leaves_a_visible_playable_partial_that_resumes(run_cli, face_ph
     assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(before, after, strict=True))
 
 
+@pytest.mark.slow
 @pytest.mark.cli
 def test_resume_with_another_crf_re_encodes_the_partial_frames(run_cli, face_photos, tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
