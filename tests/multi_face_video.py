@@ -9,10 +9,26 @@ tests and ``benchmarks/bench_swap.py`` measure the swapped region against.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pytest
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """One intra-op thread while these tests swap: on the shared 2-core box, two OpenMP threads
+    competing with other processes made the tiny test network's 64-px call take ~0.4 s instead of
+    ~15 ms (measured). The outputs do not depend on it."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
 
 #: Patch side / detected face-box side.
 PATCH_MARGIN = 2.0

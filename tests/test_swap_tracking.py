@@ -12,24 +12,13 @@ import numpy as np
 import pytest
 
 from tests.face_assets import face_photos_fixture  # noqa: F401 - registers the fixture
-from tests.multi_face_video import make_multi_face_video
+from tests.multi_face_video import make_multi_face_video, one_torch_thread  # noqa: F401 - autouse
 
 cv2 = pytest.importorskip("cv2")
 
 Square = tuple[int, int, int]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> object:
-    """One intra-op thread while these tests swap: on the shared 2-core box, two OpenMP threads
-    competing with other processes made the tiny test network's 64-px call take ~0.4 s instead of
-    ~15 ms (measured). The outputs do not depend on it."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -102,8 +102,9 @@ def indexed(faces: list[Face], index: int, where: str) -> int:
     """
     order = left_to_right(faces)
     if index >= len(order):
+        valid = "index 0" if len(order) == 1 else f"indices 0–{len(order) - 1}, counted left to right"
         raise BadInputError(f"--face-index {index} is out of range: {len(order)} face(s) found in {where} "
-                            f"(indices 0–{len(order) - 1}, counted left to right)")
+                            f"({valid})")
     return order[index]
 
 
