@@ -1,0 +1,150 @@
+"""Benchmark of one ``mfsbench distill`` training step: where the time goes, and what caching saves.
+
+Targets (issue 18):
+* CPU: per step, time outside the counted sections (data, teacher, identity nets, perceptual, student
+  forward, backward, discriminator, optimiser) ≤ 30 % of the step;
+* teacher caching (fixed pairs) removes ≥ 40 % of the counted per-step compute;
+* CUDA (``--device cuda``): images/s, time split and peak memory for fp32/bf16 × compile off/on.
+
+Inputs are synthesised (smooth random images): this measures the pipeline's cost, never quality, and
+it needs no dataset (the GPU machine has none). Random weights throughout, said in every record.
+Records go to ``--out`` (``records.jsonl``), like every other result of the suite.
+
+    python benchmarks/bench_distill.py                         # CPU, tiny nets, ~1-2 min
+    python benchmarks/bench_distill.py --device cuda --out bench_out/distill   # 224 student/SimSwap
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from mfsbench.distill import config as cfg
+from mfsbench.distill.nets import build_nets
+from mfsbench.distill.trainer import SECTIONS, Distiller
+from mfsbench.records import Record, append_records, new_run_id, stamp
+
+
+class TensorCrops:
+    """Stands in for :class:`mfsbench.distill.data.CropSet`: uint8 crops already in memory."""
+
+    def __init__(self, n: int, size: int, heldout: int, seed: int = 0) -> None:
+        g = torch.Generator().manual_seed(seed)
+        low = torch.rand(n + heldout, 3, size // 8, size // 8, generator=g)
+        images = F.interpolate(low, size=(size, size), mode="bicubic", align_corners=False).clamp(0, 1)
+        images = (images * 255).round().to(torch.uint8)
+        self.heldout, self.train = images[:heldout], images[heldout:]
+
+    def __len__(self) -> int:
+        return len(self.train)
+
+
+def measure(config: dict, steps: int, warmup: int, out: Path) -> dict[str, float]:
+    nets = build_nets(config)
+    size = config["data"]["size"]
+    crops = TensorCrops(2 * config["data"]["batch_size"], size, 4)
+    distiller = Distiller(config, nets, crops, out)  # type: ignore[arg-type]
+    cuda = distiller.device.type == "cuda"
+    for _ in range(warmup):
+        distiller.train_step()
+    distiller.timer.take()
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    for _ in range(steps):
+        distiller.train_step()
+    if cuda:
+        torch.cuda.synchronize()
+    wall = time.perf_counter() - start
+    times = distiller.timer.take()
+    counted = sum(times.values())
+    metrics = {f"time_{k}_s": times.get(k, 0.0) / steps for k in SECTIONS}
+    metrics.update({
+        "step_s": wall / steps,
+        "counted_s": counted / steps,
+        "uncounted_fraction": max(wall - counted, 0.0) / wall,
+        "images_per_s": config["data"]["batch_size"] * steps / wall,
+    })
+    if cuda:
+        metrics["peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
+    return metrics
+
+
+def base_config(args: argparse.Namespace, data_extra: dict | None = None, **perf: object) -> dict:
+    if args.device == "cuda":
+        model = {"student": "mobilefaceswap_224", "teacher": "simswap_224"}
+        data, loss = {"size": 224, "batch_size": args.batch or 8}, {}
+    else:
+        model = {"student": "test_mobilefaceswap", "teacher": "test_simswap"}
+        data, loss = {"size": 64, "batch_size": args.batch or 4}, {"perceptual_width": 8}
+    over = {"model": {**model, "allow_random_weights": True}, "data": {**data, **(data_extra or {})},
+            "loss": loss,
+            "perf": {"device": args.device, **perf}}
+    return cfg.resolve("paper", None, over)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--steps", type=int, default=10, help="timed steps per cell")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=0, help="batch size (default 4 on CPU, 8 on CUDA)")
+    parser.add_argument("--out", type=Path, default=Path("bench_out/distill"))
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    run_id = new_run_id()
+    records, failures = [], []
+
+    def emit(label: str, config: dict, metrics: dict[str, float], extra: dict) -> None:
+        sys.stderr.write(f"{label}: " + ", ".join(f"{k} {v:.4g}" for k, v in sorted(metrics.items())) + "\n")
+        records.append(Record("bench_distill", config["model"]["student"], stage="train_step",
+                              metrics=metrics, info={"cell": label, "teacher": config["model"]["teacher"],
+                                                     "random_weights": True, "synthetic_inputs": True,
+                                                     "perf": config["perf"], **extra}))
+
+    if args.device == "cpu":
+        full = base_config(args)
+        m = measure(full, args.steps, args.warmup, args.out)
+        ok = m["uncounted_fraction"] <= 0.30
+        emit("cpu_full_objective", full, m, {"target": "uncounted_fraction <= 0.30", "met": ok})
+        if not ok:
+            failures.append(f"uncounted fraction {m['uncounted_fraction']:.2f} > 0.30")
+        kd = {"pairs": "fixed", "hflip": False}
+        plain = base_config(args, kd)
+        cached = base_config(args, kd, cache_teacher=True)
+        a = measure(plain, args.steps, args.warmup, args.out)
+        # warm-up ≥ the number of pairs / batch, so every fixed pair is cached before timing
+        b = measure(cached, args.steps, max(args.warmup, 3), args.out)
+        saving = 1 - b["counted_s"] / a["counted_s"]
+        met = saving >= 0.40
+        emit("cpu_fixed_pairs_no_cache", plain, a, {})
+        emit("cpu_fixed_pairs_cached", cached, {**b, "compute_saving_fraction": saving},
+             {"target": "compute_saving_fraction >= 0.40", "met": met})
+        if not met:
+            failures.append(f"teacher caching saved {saving:.0%} < 40%")
+    else:
+        for precision in ("fp32", "bf16"):
+            for compile_ in (False, True):
+                config = base_config(args, precision=precision, compile=compile_)
+                label = f"cuda_{precision}_{'compile' if compile_ else 'eager'}"
+                try:
+                    emit(label, config, measure(config, args.steps, args.warmup, args.out), {})
+                except Exception as exc:  # one failed cell must not lose the others' numbers
+                    failures.append(f"{label}: {exc}")
+                    records.append(Record("bench_distill", config["model"]["student"], stage="train_step",
+                                          status="error", error=str(exc)[:500], info={"cell": label}))
+                torch.cuda.empty_cache()
+    append_records(args.out / "records.jsonl", stamp(records, run_id))
+    for failure in failures:
+        sys.stderr.write(f"bench_distill: NOT MET / FAILED: {failure}\n")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
