@@ -123,7 +123,8 @@ def test_alpha_from_hand_made_embeddings_carries_no_gradient() -> None:
     config = _config("paper")
     parts = Parts(build_tiny_student(), Echo(), FixedEmbedding(), None, None)
     background = background_mask(64).expand(2, -1, -1, -1)
-    batch = Batch(torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64), background, torch.zeros(2, dtype=torch.bool))
+    same = torch.zeros(2, dtype=torch.bool)
+    batch = Batch(torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64), background, same)
     view = teacher_view(config, parts, batch, torch.tensor([[1.0, 0.0], [1.0, 0.0]]))
     assert torch.allclose(view.alpha, torch.tensor([0.36, 0.0]))
     assert not view.alpha.requires_grad
