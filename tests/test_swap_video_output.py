@@ -291,3 +291,37 @@ def test_resume_with_another_crf_re_encodes_the_partial_frames(run_cli, face_pho
     last = read_records(records)[-1]
     assert last.info["resumed_by"] == "re-encode" and last.metrics["frames_resumed"] == 14
     assert _seconds(out) == _seconds(target) and not _leftovers(tmp_path)
+
+
+def test_packet_copy_resume_survives_a_session_cut_after_one_frame(tmp_path: Path) -> None:
+    """A session that ends after one frame has decode time = presentation time; the next session's
+    encoder starts its decode times a B-frame delay earlier, which a muxer would refuse (found by the
+    Ctrl-C-twice-then-resume path). The copied tail is fitted below it; frames and times unchanged."""
+    from fractions import Fraction
+
+    from mfsbench.swap.av_io import EncodeSettings, VideoOutput
+    from mfsbench.swap.av_resume import copy_gops, packets_fit
+
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 255, (48, 64, 3), dtype=np.uint8) for _ in range(30)]
+    geometry = {"width": 64, "height": 48, "fps": 25, "time_base": Fraction(1, 12800)}
+
+    def session(source: Path | None, dest: Path, upto: int) -> int:
+        output, copied = VideoOutput(dest, EncodeSettings(), **geometry), 0
+        if source is not None:
+            delay = packets_fit(source, output)
+            assert delay is not None and delay > 0  # x264 at veryfast uses B-frames
+            copied = copy_gops(source, output, delay)
+        for index in range(copied, upto):
+            output.write(frames[index], index * 512)
+        output.close()
+        return copied
+
+    first, second, third = tmp_path / "a.mp4", tmp_path / "b.mp4", tmp_path / "c.mp4"
+    session(None, first, 3)
+    assert session(first, second, 4) == 3
+    assert session(second, third, 30) == 4
+    decoded = _decoded(third)
+    assert [pts for pts, _ in decoded] == [512 * i for i in range(30)]
+    kept = _decoded(second)
+    assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(kept, decoded[:4], strict=False))

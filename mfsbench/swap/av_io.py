@@ -103,7 +103,8 @@ def open_target(path: Path) -> tuple[Any, TargetStreams]:
         raise BadInputError(f"no video stream in {path}; is it a video?")
     video = container.streams.video[0]
     video.thread_type = "AUTO"
-    rate = video.average_rate or video.guessed_rate or video.base_rate or Fraction(25)
+    # FFmpeg's own guess first: the average over a few frames of a fragmented partial file is skewed
+    rate = video.guessed_rate or video.average_rate or video.base_rate or Fraction(25)
     expected = int(video.frames or 0)
     if not expected and video.duration and video.time_base:
         expected = round(float(video.duration * video.time_base * rate))
@@ -260,6 +261,8 @@ class VideoOutput:
         try:
             for packet in self.stream.encode(None):
                 self.container.mux(packet)
+        except EOFError:
+            pass  # the encoder was flushed already (a probe that read its packets)
         finally:
             self.container.close()
 

@@ -204,8 +204,9 @@ def _copy_partial(resume_from: Path, output: Any, done: VideoSwap) -> None:
     from mfsbench.swap.av_io import Decoded, demux, open_target
     from mfsbench.swap.av_resume import copy_gops, packets_fit
 
-    if packets_fit(resume_from, output):
-        done.copied = done.frames = copy_gops(resume_from, output)
+    delay = packets_fit(resume_from, output)
+    if delay is not None:
+        done.copied = done.frames = copy_gops(resume_from, output, delay)
         done.resumed_by = "packet copy"
         return
     done.resumed_by = "re-encode"
