@@ -3,7 +3,7 @@
 An interrupted swap's ``OUT.partial.EXT`` holds frames encoded with the same encoder and settings the
 resumed run uses; decoding and re-encoding them would cost a second round of compression loss and
 the time of an encode. When the partial file's video stream is interchangeable with what the new
-encoder writes (same codec, size, pixel format and codec headers — checked by encoding one frame
+encoder writes (same codec, size, pixel format and codec headers — checked by encoding a few frames
 into memory and comparing what the muxer stores), its packets are muxed into the new output whole
 GOP by whole GOP; the new encoder then starts with a keyframe. A GOP cut off at the end (a fragment
 half-written when the process was killed) is dropped. Anything else falls back to re-encoding.
