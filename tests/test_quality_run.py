@@ -130,7 +130,8 @@ def test_outside_share_counts_only_network_stages_as_inference() -> None:
 FRAMES = 2  # per video: enough for substitutions and a held-out gallery frame, cheap on 2 cores
 
 
-def run_quality(root: Path | str, cache: Path | str, shard: str = "0/1") -> None:
+def run_quality(root: Path | str, cache: Path | str, shard: str = "0/1", *, subset: str = "all",
+                student: bool = True) -> None:
     """The runner as the CLI drives it: calibration rows + the random-weight student, offline evaluators.
 
     Also the entry point of the subprocess that the resume test kills.
@@ -145,11 +146,11 @@ def run_quality(root: Path | str, cache: Path | str, shard: str = "0/1") -> None
     evaluators = build_evaluators("offline")
     protocol = card_for(load_protocol("ffpp_v1", frames_per_video=FRAMES), evaluators)  # as the CLI does
     tree = FFppTree(root, root / "splits", protocol.compression)
-    student = zoo_row("mobilefaceswap_224", "image", "random-weights:0", checkpoints=[], seed=0)
-    rows = [*calibration_rows(), student]
+    zoo = zoo_row("mobilefaceswap_224", "image", "random-weights:0", checkpoints=[], seed=0)
+    rows = [*calibration_rows(), *([zoo] if student else [])]
     with QualityStore(cache) as store:
         QualityRunner(protocol=protocol, tree=tree, store=store, rows=rows,
-                      evaluators=evaluators, subset="all", shard=parse_shard(shard),
+                      evaluators=evaluators, subset=subset, shard=parse_shard(shard),
                       progress=False).run()
 
 
@@ -311,7 +312,8 @@ def test_decode_order_puts_each_reverse_pair_next() -> None:
 def test_each_frame_is_decoded_once_per_run(mini_tree: Path, tmp_path: Path,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """Detection and the swap read the same frames: the second read comes from memory, even with room
-    for only a few frames (so the work order matters, not just the cache)."""
+    for only a few frames (so the work order matters, not just the cache). The test split's two
+    videos, both directions, calibration rows: the decode pattern of any run at a third of the cost."""
     import functools
 
     import cv2
@@ -336,7 +338,7 @@ def test_each_frame_is_decoded_once_per_run(mini_tree: Path, tmp_path: Path,
     small = functools.partial(frames_module.DecodedFrames, budget)
     monkeypatch.setattr(runner_module, "DecodedFrames", small)
     monkeypatch.setattr(frames_module, "read_frames", counting)
-    run_quality(mini_tree, tmp_path / "c.sqlite")
+    run_quality(mini_tree, tmp_path / "c.sqlite", subset="test", student=False)
     originals = {k: n for k, n in decoded.items() if "original_sequences" in k[0]}
     assert originals and max(originals.values()) == 1, {k: n for k, n in originals.items() if n > 1}
 

@@ -110,7 +110,9 @@ class QualityStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(str(self.path), isolation_level=None, timeout=BUSY_TIMEOUT_S)
             self.db.execute("PRAGMA synchronous=NORMAL")
-            if self._schema() is None:  # a new file; an existing one is opened without writing to it
+            present = {n for (n,) in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if self._schema() is None or not present >= {*TABLES, "derived"}:
+                # a new (or older, smaller) file; a complete one is opened without writing to it
                 self.db.execute("PRAGMA journal_mode=WAL")
                 with self._immediate():
                     for statement in filter(str.strip, _SCHEMA.split(";")):
