@@ -31,8 +31,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, help="train until this step")
     parser.add_argument("--resume", nargs="?", const="auto", metavar="auto|CKPT",
                         help="continue the run in --out (its latest checkpoint) or from CKPT")
-    parser.add_argument("--seed", type=int)
-    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--seed", type=int, help="seed of weights, pairs and noise (default: the config's)")
+    parser.add_argument("--batch-size", type=int, help="images per step (default: the config's)")
     parser.add_argument("--min-eye-distance", type=float, help="eye distance filter in px (paper: 70)")
     parser.add_argument("--teacher-weights", action="append", default=None, metavar="[FORMAT=]PATH",
                         help="teacher checkpoint(s), as `mfsbench swap --checkpoint`")
@@ -41,7 +41,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--student-init", help="MobileFaceSwap_224.pdparams to fine-tune from")
     parser.add_argument("--allow-random-weights", action="store_true",
                         help="run with random frozen networks (pipeline checks only; said in every record)")
-    parser.add_argument("--device", choices=("cpu", "cuda"))
+    parser.add_argument("--device", choices=("cpu", "cuda"), help="where to train (default: config)")
     parser.add_argument("--precision", choices=("fp32", "bf16"), help="bf16 autocast for the frozen networks")
     parser.add_argument("--compile", action="store_true", default=None, help="torch.compile student and nets")
     parser.add_argument("--cache", type=Path, help="aligned-face cache folder (default: OUT/faces)")
