@@ -200,5 +200,8 @@ def test_region_paste_matches_the_full_frame_paste(face_photos) -> None:
             memory_format=torch.channels_last))
     swapped, mask = pipeline.adapter.output(result)
     full = paste_back(frame, swapped, matrix, mask)
-    assert np.abs(full.astype(int) - out.astype(int)).max() <= 1  # float rounding of the shifted warp
+    # float rounding of the shifted warp (and of the network's own summation order across thread
+    # counts) moves a few pixels by a level or two; a misplaced region would move thousands by many
+    difference = np.abs(full.astype(int) - out.astype(int))
+    assert difference.max() <= 2 and (difference > 1).mean() < 1e-3
     assert _changed(frame, out).sum() > 0
