@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mfsbench.faces.detectors import get_detector, read_image
+from mfsbench.faces.detectors import get_detector, read_image, video_detector_options
 from mfsbench.swap.video import write_image
 from tests.face_assets import FacePhoto, face_photos_fixture  # noqa: F401  (the fixture)
 
@@ -230,6 +230,30 @@ def test_detector_options_are_checked():
         get_detector(min_face="small")
     with pytest.raises(BadInputError, match="max_side"):
         get_detector(max_side=8)
+    with pytest.raises(BadInputError, match="base_side"):
+        get_detector(base_side=-1)
+
+
+def test_video_frames_are_detected_on_a_400_px_copy(face_photos: dict[str, FacePhoto]):
+    """A video's detector (what `swap` builds for a video target) works on a 400-px copy of a 640×480
+    frame, and still finds a face of a ~60-px box there; 1080p frames are detected as photos are."""
+    import cv2
+
+    video, photo = get_detector(**video_detector_options("dlib")), get_detector()
+    assert video.detection_scale((480, 640)) == pytest.approx(400 / 640)
+    assert photo.detection_scale((480, 640)) == 1.0
+    assert video.detection_scale((1080, 1920)) == photo.detection_scale((1080, 1920)) == pytest.approx(0.5)
+    assert video_detector_options("scrfd") == {}  # its input size is fixed by its model
+
+    image = read_image(face_photos["biden"].path)
+    scale = min(640 / image.shape[1], 480 / image.shape[0]) * 0.9
+    matrix = np.array([[scale, 0, (640 - scale * image.shape[1]) / 2],
+                       [0, scale, (480 - scale * image.shape[0]) / 2]])
+    frame = cv2.warpAffine(image, matrix, (640, 480), borderMode=cv2.BORDER_REPLICATE)
+    faces, reference = video.detect(frame), photo.detect(frame)
+    assert len(faces) == len(reference) == 1
+    assert faces[0].box[2] - faces[0].box[0] < 80  # a small face, under the default min_face
+    assert np.abs(faces[0].landmarks5 - reference[0].landmarks5).max() < 6  # same face, same landmarks
 
 
 @pytest.mark.cli

@@ -95,6 +95,7 @@ def test_face_video_keeps_odd_size_timestamps_and_audio(run_cli, face_photos, tm
     assert _video_packets(out, "audio") == _video_packets(target, "audio")  # copied, not re-encoded
     (record,) = read_records(records)
     assert record.metrics["frames_swapped"] > 0 and record.info["stream_copy"] is False
+    assert record.info["detector_options"] == {"base_side": 400}  # a video's detection copy (bench_swap)
     assert record.info["encoding"] == {"codec": "libx264", "crf": 18, "preset": "veryfast"}
     assert record.info["frames_read"] == record.info["frames_expected"] == 6
     assert record.info["truncated"] is None

@@ -32,6 +32,7 @@ from mfsbench.errors import BadInputError
 from mfsbench.records import Record, append_records, new_run_id, stamp
 
 if TYPE_CHECKING:
+    from mfsbench.faces.detectors import FaceDetector
     from mfsbench.swap.pipeline import SwapPipeline
     from mfsbench.swap.video_run import VideoSwap
 
@@ -78,6 +79,22 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(run=run)
 
 
+def _build_detector(args: argparse.Namespace, *, video: bool) -> tuple[str, dict[str, object], FaceDetector]:
+    """The detector's name, the options it was built with, and the detector.
+
+    A video starts from the detector's video defaults (dlib: no 640-px floor on the detection copy,
+    see :func:`~mfsbench.faces.detectors.video_detector_options`); the user's options win.
+    """
+    from mfsbench.faces.detectors import DEFAULT_DETECTOR, get_detector, video_detector_options
+
+    name = DEFAULT_DETECTOR if args.detector == "default" else args.detector
+    options: dict[str, object] = video_detector_options(name) if video else {}
+    if args.detector_model:
+        options["model_path"] = args.detector_model
+    options.update(_detector_options(args.detector_option))
+    return name, options, get_detector(name, **options)
+
+
 def _detector_options(flags: list[str]) -> dict[str, int]:
     options = {}
     for flag in flags:
@@ -120,7 +137,7 @@ def _swap_image(pipeline: SwapPipeline, target: Path, out: Path, records: Path, 
 
 
 def run(args: argparse.Namespace) -> int:
-    from mfsbench.faces.detectors import DEFAULT_DETECTOR, get_detector, read_image
+    from mfsbench.faces.detectors import read_image
     from mfsbench.registry import create_model, get_spec
     from mfsbench.swap.adapters import adapter_for
     from mfsbench.swap.checkpoints import load_checkpoints
@@ -159,10 +176,7 @@ def run(args: argparse.Namespace) -> int:
     encoding = output_options(args) if info is not None else None  # --codec/--crf checked before any work
     model = create_model(spec.name)
     loaded = load_checkpoints(spec, model, args.checkpoint)
-    detector_name = DEFAULT_DETECTOR if args.detector == "default" else args.detector
-    options: dict[str, object] = {"model_path": args.detector_model} if args.detector_model else {}
-    options.update(_detector_options(args.detector_option))
-    detector = get_detector(detector_name, **options)
+    detector_name, options, detector = _build_detector(args, video=info is not None)
     reference = ReferenceIdentity.from_photo(reference_path, detector) if reference_path else None
     pipeline = SwapPipeline(spec, model, detector, size, args.detect_every, selection=selection,
                             reference=reference)
@@ -208,7 +222,9 @@ def run(args: argparse.Namespace) -> int:
                  **{f"{s}_ms": v for s, v in means.items()}},
         input_shapes={"frame": [1, 3, size, size]},
         info={"source": str(source_path), "target": str(target_path), "out": done.path and str(done.path),
-              "detector": detector_name, "detect_every": args.detect_every, "random_weights": not loaded,
+              "detector": detector_name,
+              "detector_options": {k: v for k, v in options.items() if k != "model_path"},
+              "detect_every": args.detect_every, "random_weights": not loaded,
               **selection.describe(), "chosen_tracks": pipeline.chosen_tracks,
               "checkpoints": [vars(c) for c in loaded],
               "video": None if info is None else vars(info), **(done.record_info() if info else {})},

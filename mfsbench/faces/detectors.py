@@ -363,8 +363,12 @@ DLIB_WINDOW = 80
 DLIB_MIN_FACE = 80
 #: the default cap on the detection copy's long side.
 DLIB_MAX_SIDE = 4096
-#: the detection copy is never coarser than this long side (the fixed size used before).
+#: a photo's detection copy is never coarser than this long side (the fixed size used before).
 DLIB_BASE_SIDE = 640
+#: a video frame's floor (see :func:`video_detector_options`): measured on a 640×480 clip with a
+#: 62-px face box, a 400-px copy found it in 50 of 50 frames at half the 640-px copy's time (61 against
+#: 122 ms), a 320-px copy in only 43.
+DLIB_VIDEO_BASE_SIDE = 400
 
 
 def _number(value: Any, name: str) -> float:
@@ -398,28 +402,35 @@ class DlibDetector:
 
     * ``min_face`` (default 80): the smallest face width, in the image's own pixels, to find. The copy
       is downscaled only as far as keeps such a face at the detector's minimum (dlib's 80-px window,
-      halved by each ``upsample``: 40 px by default, so a scale of 1/2). It is never coarser than a
-      640-px copy, so a face found at that size is still found.
+      halved by each ``upsample``: 40 px by default, so a scale of 1/2), but never below ``base_side``.
+    * ``base_side`` (default 640): the copy is never coarser than this long side, so a photo is
+      detected at least as finely as before. A video's frames use 400 (:data:`DLIB_VIDEO_BASE_SIDE`,
+      which the swap command passes for a video): a 640×480 frame is detected at 400×300, 2.6× fewer
+      pixels, and the tracker carries faces between detections; frames of 1280 px and more are
+      detected as photos are (``min_face`` sets their scale).
     * ``max_side`` (default 4096): a cap on the copy's long side, which bounds time and memory on
       huge photos. ``max_side=640`` is the fixed 640-px copy used before, which finds only faces
       wider than about 1/16 of the photo's long side (none of 18 faces 120 px wide in 5760×2560).
 
-    Cost grows with the copy's area. A 640×480 frame is detected as before. A 1920×1080 frame is
+    Cost grows with the copy's area. A 640×480 photo is detected as before. A 1920×1080 frame is
     detected at 960×540, 2.25× the area of the 640×360 copy used before (measured 0.55 s against
     0.15 s per frame on 2 shared cores; pass ``max_side=640`` for the old cost in videos of large
     faces). A 5760×2560 photo is detected at 2880×1280: 4.0 s, finding all 18 faces 120 px wide of
     ``tests/test_images.py``'s canvas, where the 640-px copy (0.33 s) finds none.
     """
 
-    def __init__(self, model: str = "hog", upsample: int = 1, max_side: int = DLIB_MAX_SIDE,
-                 min_score: float | None = None, min_face: float = DLIB_MIN_FACE) -> None:
+    def __init__(self, model: str = "hog", upsample: int = 1, *, max_side: int = DLIB_MAX_SIDE,
+                 min_score: float | None = None, min_face: float = DLIB_MIN_FACE,
+                 base_side: int = DLIB_BASE_SIDE) -> None:
         if model not in ("hog", "cnn"):
             raise BadInputError(f"dlib detector model must be 'hog' or 'cnn', got {model!r}")
         max_side, min_face = _number(max_side, "max_side"), _number(min_face, "min_face")
-        if upsample < 0 or max_side < 32 or min_face <= 0:
-            raise BadInputError(f"dlib detector needs upsample >= 0, max_side >= 32 and min_face > 0, got "
-                                f"upsample={upsample}, max_side={max_side}, min_face={min_face}")
-        self.min_face = min_face
+        base_side = _number(base_side, "base_side")
+        if upsample < 0 or max_side < 32 or min_face <= 0 or base_side < 0:
+            raise BadInputError(f"dlib detector needs upsample >= 0, max_side >= 32, min_face > 0 and "
+                                f"base_side >= 0, got upsample={upsample}, max_side={max_side}, "
+                                f"min_face={min_face}, base_side={base_side}")
+        self.min_face, self.base_side = min_face, base_side
         dlib = _dlib()
         models = dlib_model_dir()
         self.name = "dlib" if model == "hog" else "dlib-cnn"
@@ -444,7 +455,7 @@ class DlibDetector:
         """The factor the detection copy of an image of ``shape`` (H, W) is resized by (≤ 1)."""
         long_side = max(shape[:2])
         window = DLIB_WINDOW / 2**self.upsample  # the smallest face the detector sees, in copy pixels
-        wanted = max(DLIB_BASE_SIDE / long_side, window / self.min_face)
+        wanted = max(self.base_side / long_side, window / self.min_face)
         return min(1.0, self.max_side / long_side, wanted)
 
     def detect(self, image_bgr: np.ndarray) -> list[Face]:
@@ -644,6 +655,16 @@ _DETECTORS: dict[str, Callable[..., FaceDetector]] = {
 
 def available_detectors() -> list[str]:
     return sorted(_DETECTORS)
+
+
+def video_detector_options(name: str) -> dict[str, Any]:
+    """The options a video's detector starts from (the user's ``--detector-option`` override them).
+
+    dlib lowers the photo's 640-px floor on the detection copy to 400 px, since the tracker carries
+    faces between detections and a detection every ``--detect-every`` frames is a large part of a
+    video swap's time (on 640×480: a 400×300 copy instead of 640×480).
+    """
+    return {"base_side": DLIB_VIDEO_BASE_SIDE} if name in ("dlib", "dlib-cnn") else {}
 
 
 def get_detector(name: str = DEFAULT_DETECTOR, **kwargs: Any) -> FaceDetector:
