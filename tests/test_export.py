@@ -126,8 +126,11 @@ def test_missing_backend_names_the_extra_and_the_pip_package(monkeypatch) -> Non
 
 
 @pytest.mark.slow
-def test_mobilefaceswap_224_frame_stage_all_formats(tmp_path, face_photos) -> None:
-    """The real student frame network: fp32 parity ≤ 1e-4 in all three runtimes, int8 ≥ 30 dB."""
+@pytest.mark.parametrize(("fmt", "precision"), [("onnx", "fp32"), ("openvino", "fp32"), ("tflite", "fp32"),
+                                                ("tflite", "int8")])
+def test_mobilefaceswap_224_frame_stage_exports(tmp_path, face_photos, fmt: str, precision: str) -> None:
+    """The real student frame network: fp32 parity ≤ 1e-4 in all three runtimes, int8 ≥ 30 dB on crops
+    held out from calibration (one format per test: the TFLite conversions take most of a minute)."""
     from mfsbench.export import get_exporter
     from mfsbench.export.parity import check_parity
     from mfsbench.export.stages import (
@@ -140,24 +143,23 @@ def test_mobilefaceswap_224_frame_stage_all_formats(tmp_path, face_photos) -> No
     from mfsbench.faces.detectors import read_image
     from mfsbench.registry import create_model, get_spec
 
+    _needs(fmt, precision)
     spec = get_spec("mobilefaceswap_224")
     module, example = stage_module(spec, create_model(spec.name), "frame", 224)
     names = stage_input_names(spec, "frame")
-    samples = [example, random_inputs([example[0].shape], seed=1)]
-    for fmt in ("onnx", "openvino", "tflite"):
-        _needs(fmt)
+    if precision == "fp32":
         artifact = get_exporter(fmt).export(module, example, tmp_path, "fp32", input_names=names, stem=fmt)
-        parity = check_parity(module, artifact, samples)
+        parity = check_parity(module, artifact, [example, random_inputs([example[0].shape], seed=1)])
         assert parity.max_abs_err <= 1e-4, (fmt, parity)
-    _needs("tflite", "int8")
+        return
     photos = _calibration_paths(face_photos)
     per_photo = [c for c in face_crops_per_photo(spec, 224, [read_image(p) for p in photos]) if c]
     # audit A6: calibrate on every other photo and check parity on the photos held out
     calibration = frame_stage_inputs(spec, 224, [crop for crops in per_photo[0::2] for crop in crops])
     held_out = frame_stage_inputs(spec, 224, [crop for crops in per_photo[1::2] for crop in crops])
     assert len(calibration) >= 2 and len(held_out) >= 2
-    artifact = get_exporter("tflite").export(
-        module, example, tmp_path, "int8", input_names=names, calibration=calibration, stem="int8"
+    artifact = get_exporter(fmt).export(
+        module, example, tmp_path, precision, input_names=names, calibration=calibration, stem=precision
     )
     parity = check_parity(module, artifact, held_out)
     assert parity.psnr_db >= 30.0, parity
