@@ -99,7 +99,7 @@ def test_weighted_total_is_eq7() -> None:
     # recompute Eq. 7 by hand from per-sample KD terms
     out, teacher = extras["output"], parts.teacher(id_input(batch.source), batch.target)
     rec = (out - teacher).abs().flatten(1).mean(1)
-    per = perceptual_per_sample(parts.vgg, out, parts.vgg(teacher))
+    per = perceptual_per_sample(parts.vgg(out), parts.vgg(teacher))
     expected = (extras["alpha"] * (30 * rec + 5 * per)).mean() + 3 * terms["id"] + 10 * terms["mask"] \
         + terms["adv"]
     assert float(total) == pytest.approx(float(expected), rel=1e-5)

@@ -8,6 +8,7 @@ reproducible, and that a resumed run is the same run, tensor for tensor.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -65,6 +66,20 @@ def test_kd_only_student_learns_its_teacher(faces: tuple[Path, Path], tmp_path: 
     assert {"time_teacher_s", "time_backward_s", "time_data_s", "alpha_mean", "grad_norm", "loss_rec",
             "loss_per"} <= set(train[0]["metrics"])
     assert (tmp_path / "run" / "samples" / "step_00000040.png").is_file()
+
+
+@pytest.mark.slow
+def test_beyond_paper_losses_train_and_are_labelled(faces: tuple[Path, Path], tmp_path: Path) -> None:
+    """OMGD's SSIM/style, CAT's kernel alignment and face-region KD, through a real (short) run."""
+    extras = {"lambda_ssim": 10.0, "lambda_style": 1e4, "lambda_feature": 1.0, "kd_region": "face"}
+    session = _session(_config(run={"steps": 5}, loss=extras), faces, tmp_path / "run")
+    session.start(None)
+    records = [json.loads(line) for line in (tmp_path / "run" / "records.jsonl").read_text().splitlines()]
+    train = [r for r in records if r["stage"] == "train"]
+    assert train and {"loss_ssim", "loss_style", "loss_feature", "loss_rec"} <= set(train[-1]["metrics"])
+    assert all(math.isfinite(v) for k, v in train[-1]["metrics"].items() if k.startswith("loss_"))
+    sources = train[-1]["info"]["config_sources"]
+    assert {sources[f"loss.{k}"] for k in extras} == {"beyond"}
 
 
 @pytest.mark.slow

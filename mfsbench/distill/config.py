@@ -26,7 +26,9 @@ import tomllib
 
 from mfsbench.errors import BadInputError
 
-Source = Literal["paper", "ours"]
+#: ``paper``: quoted from the paper; ``ours``: a documented choice where the paper is silent;
+#: ``beyond``: an opt-in loss from later work (OMGD, CAT, content-aware KD), off by default.
+Source = Literal["paper", "ours", "beyond"]
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,18 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "perceptual_weights": K("", "ours", "a VGG-16 state dict (torchvision key names)"),
         "mask_source": K("ellipse", "ours", "background = outside a fixed face ellipse of the aligned crop; "
                          "the paper's BiSeNet parse needs a parser this suite does not ship yet"),
+        "lambda_ssim": K(0.0, "beyond", "OMGD's (1 − SSIM) to the KD reference, α-weighted (OMGD: 10); "
+                         "0 = off"),
+        "lambda_style": K(0.0, "beyond", "OMGD's Gram-matrix style loss on the perceptual VGG layers, "
+                          "α-weighted (OMGD: 1e4); 0 = off"),
+        "lambda_feature": K(0.0, "beyond", "CAT's kernel-alignment feature loss, 1 − KA between the "
+                            "student's last decoder maps and the teacher's layers below (needs batch ≥ 2); "
+                            "0 = off"),
+        "feature_teacher_layers": K(["up3", "up2", "up1"], "beyond",
+                                    "teacher modules (SimSwap's up-blocks) paired in order with the "
+                                    "student's last decoder blocks for lambda_feature"),
+        "kd_region": K("full", "beyond", "'face' restricts L_rec, L_per and SSIM to the face (outside the "
+                       "background mask), as content-aware GAN compression does; 'full' = the paper"),
     },
     "reweight": {
         "identity": K(True, "paper", "α = cos(z_src, z_teacher)², Eq. 4"),
@@ -234,8 +248,28 @@ def validate(config: dict[str, dict[str, Any]]) -> None:
                             "otherwise the teacher sees a new input every step")
     if any(v < 0 for k, v in loss.items() if k.startswith("lambda_")):
         raise BadInputError("loss weights must be ≥ 0")
-    if loss["lambda_per"] > 0 and not loss["perceptual_layers"]:
-        raise BadInputError("[loss] lambda_per > 0 needs at least one perceptual layer")
+    if (loss["lambda_per"] > 0 or loss["lambda_style"] > 0) and not loss["perceptual_layers"]:
+        raise BadInputError("[loss] lambda_per or lambda_style > 0 needs at least one perceptual layer")
+    _validate_beyond(config)
+
+
+def _validate_beyond(config: dict[str, dict[str, Any]]) -> None:
+    """The opt-in extras beyond the paper: each one's preconditions."""
+    data, loss, perf = config["data"], config["loss"], config["perf"]
+    if loss["kd_region"] not in ("full", "face"):
+        raise BadInputError(f"[loss] kd_region must be \"full\" or \"face\", got {loss['kd_region']!r}")
+    if loss["lambda_feature"] > 0:
+        if not loss["kd"]:
+            raise BadInputError("[loss] lambda_feature > 0 distils the teacher's features: "
+                                "it needs kd = true")
+        if data["batch_size"] < 2:
+            raise BadInputError("[loss] lambda_feature > 0 (kernel alignment over the batch) needs "
+                                "[data] batch_size ≥ 2: one sample's alignment is always 1")
+        if perf["cache_teacher"]:
+            raise BadInputError("[loss] lambda_feature > 0 needs the teacher's inner maps every step; "
+                                "set [perf] cache_teacher = false")
+        if not loss["feature_teacher_layers"]:
+            raise BadInputError("[loss] lambda_feature > 0 needs at least one feature_teacher_layers entry")
 
 
 def _validate_sources(config: dict[str, dict[str, Any]]) -> None:
@@ -253,8 +287,14 @@ def _validate_sources(config: dict[str, dict[str, Any]]) -> None:
 
 
 def math_view(config: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Only the keys that change what is computed: what a resume must match."""
-    return {s: {k: v for k, v in values.items() if SCHEMA[s][k].math} for s, values in config.items()}
+    """Only the keys that change what is computed: what a resume must match.
+
+    A beyond-paper key at its (off) default is left out, so a run started before that key existed
+    hashes, and resumes, as it did.
+    """
+    return {s: {k: v for k, v in values.items()
+                if SCHEMA[s][k].math and not (SCHEMA[s][k].source == "beyond" and v == SCHEMA[s][k].default)}
+            for s, values in config.items()}
 
 
 def math_hash(config: dict[str, dict[str, Any]]) -> str:
@@ -264,12 +304,17 @@ def math_hash(config: dict[str, dict[str, Any]]) -> str:
 
 def math_differences(old: dict[str, dict[str, Any]], new: dict[str, dict[str, Any]]) -> list[str]:
     a, b = math_view(old), math_view(new)
-    return [f"[{s}] {k}: {a.get(s, {}).get(k)!r} → {b[s][k]!r}"
-            for s in b for k in b[s] if a.get(s, {}).get(k) != b[s][k]]
+    keys = {(s, k) for view in (a, b) for s in view for k in view[s]}
+
+    def value(view: dict[str, dict[str, Any]], s: str, k: str) -> Any:
+        return view.get(s, {}).get(k, SCHEMA[s][k].default if s in SCHEMA and k in SCHEMA[s] else None)
+
+    return [f"[{s}] {k}: {value(a, s, k)!r} → {value(b, s, k)!r}"
+            for s, k in sorted(keys) if value(a, s, k) != value(b, s, k)]
 
 
 def sources(config: dict[str, dict[str, Any]]) -> dict[str, str]:
-    """``"section.key" → "paper" | "ours"``, for records and the report."""
+    """``"section.key" → "paper" | "ours" | "beyond"``, for records and the report."""
     return {f"{s}.{k}": SCHEMA[s][k].source for s in config for k in config[s]}
 
 

@@ -11,6 +11,11 @@
   reads the detached bottleneck, so this trains the mask head and nothing else;
 * L_adv = −E[D(Ig)] (hinge), D trained separately (:mod:`mfsbench.distill.discriminator`).
 
+Beyond the paper, opt-in (:mod:`mfsbench.distill.extras`): ``lambda_ssim`` and ``lambda_style`` add
+OMGD's (1 − SSIM) and Gram style terms inside α's KD sum; ``lambda_feature`` adds CAT's kernel-alignment
+loss between the student's decoder maps and the teacher's layers; ``kd_region = "face"`` restricts
+L_rec, L_per and SSIM to the face (outside the background mask).
+
 A term whose weight is 0 (or whose switch is off) is **not computed**: its networks do not run and its
 key is absent from the returned terms, which is what the switch tests check. With ``kd = false``
 (Table 2's "w/o KD", which the paper does not define) L_rec/L_per compare the student with the
@@ -29,6 +34,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mfsbench.distill.discriminator import g_hinge_loss
+from mfsbench.distill.extras import (
+    capture_outputs,
+    feature_ka_loss,
+    find_layers,
+    masked_l1,
+    ssim_per_sample,
+    style_per_sample,
+)
 from mfsbench.distill.student import student_forward
 from mfsbench.distill.vgg import perceptual_per_sample
 from mfsbench.models.arcface import imagenet_normalize, resize_for_id
@@ -67,6 +80,7 @@ class TeacherView:
 
     output: Tensor | None
     alpha: Tensor
+    features: list[Tensor] | None = None  # the teacher's ``feature_teacher_layers`` maps (lambda_feature)
 
 
 def id_input(rgb01: Tensor) -> Tensor:
@@ -98,8 +112,9 @@ def teacher_view(config: dict[str, Any], parts: Parts, batch: Batch, z_src: Tens
     # α weights only the KD terms: without them neither the teacher nor α's ArcFace pass runs
     if not (loss["kd"] and (loss["lambda_rec"] > 0 or loss["lambda_per"] > 0)):
         return TeacherView(None, ones)
+    layers = find_layers(parts.teacher, loss["feature_teacher_layers"]) if loss["lambda_feature"] > 0 else []
     with torch.no_grad():
-        with section("teacher"):
+        with section("teacher"), capture_outputs(layers) as features:
             out = parts.teacher(id_input(batch.source), batch.target)
             out = (out[0] if isinstance(out, tuple) else out).float()
         alpha = ones
@@ -107,7 +122,7 @@ def teacher_view(config: dict[str, Any], parts: Parts, batch: Batch, z_src: Tens
             with section("identity"):
                 z_t, _ = parts.id_net(id_input(out))
             alpha = identity_alpha(cosine(z_src, z_t), rw["clamp_negative"])
-    return TeacherView(out, alpha)
+    return TeacherView(out, alpha, features if layers else None)
 
 
 def objective(config: dict[str, Any], parts: Parts, batch: Batch, cached: TeacherView | None = None,
@@ -123,8 +138,13 @@ def objective(config: dict[str, Any], parts: Parts, batch: Batch, cached: Teache
         id_features = id_net(id_input(batch.source))
     z_src = id_features[0]
     view = cached if cached is not None else teacher_view(config, parts, batch, z_src, section)
+    taps: list[Tensor] | None = [] if loss["lambda_feature"] > 0 else None
     with section("student_forward"):
-        out, mask = parts.student_fn(parts.student, id_input(batch.source), batch.target, id_features)
+        if taps is None:
+            out, mask = parts.student_fn(parts.student, id_input(batch.source), batch.target, id_features)
+        else:
+            out, mask = parts.student_fn(parts.student, id_input(batch.source), batch.target, id_features,
+                                         taps=taps)
     terms: dict[str, Tensor] = {}
     total = out.new_zeros(())
     alpha = view.alpha
@@ -132,23 +152,16 @@ def objective(config: dict[str, Any], parts: Parts, batch: Batch, cached: Teache
         reference, weight = view.output, alpha
     else:
         reference, weight = batch.target, batch.same.float()
-    kd_sum = out.new_zeros(out.shape[0])
-    if loss["lambda_rec"] > 0:
-        rec = (out - reference).abs().flatten(1).mean(1)
-        terms["rec"] = rec.mean()
-        kd_sum = kd_sum + loss["lambda_rec"] * rec
-    if loss["lambda_per"] > 0:
-        if vgg is None:
-            raise ValueError("lambda_per > 0 needs the VGG network")
-        with section("perceptual"):
-            with torch.no_grad():
-                ref_features = vgg(reference)
-            per = perceptual_per_sample(vgg, out, ref_features)
-        terms["per"] = per.mean()
-        kd_sum = kd_sum + loss["lambda_per"] * per
-    if "rec" in terms or "per" in terms:
+    kd_sum = _kd_terms(loss, vgg, out, reference, face=1 - batch.background, terms=terms, section=section)
+    if terms:
         denominator = weight.sum().clamp(min=1) if not loss["kd"] else weight.new_tensor(weight.numel())
         total = total + (weight * kd_sum).sum() / denominator
+    if taps is not None:
+        if view.features is None:
+            raise ValueError("lambda_feature > 0 needs the teacher's feature maps (TeacherView.features)")
+        with section("perceptual"):
+            terms["feature"] = feature_ka_loss(taps, view.features)
+        total = total + loss["lambda_feature"] * terms["feature"]
     if loss["lambda_id"] > 0:
         with section("identity"):
             z_out, _ = id_net(id_input(out))
@@ -163,3 +176,35 @@ def objective(config: dict[str, Any], parts: Parts, batch: Batch, cached: Teache
             terms["adv"] = g_hinge_loss(disc, out)
         total = total + loss["lambda_adv"] * terms["adv"]
     return total, terms, {"alpha": alpha, "output": out, "mask": mask}
+
+
+def _kd_terms(loss: dict[str, Any], vgg: nn.Module | None, out: Tensor, reference: Tensor, *, face: Tensor,
+              terms: dict[str, Tensor], section: Section) -> Tensor:
+    """The per-sample sum Σ λ·term of the output terms α weights: L_rec and L_per (Eq. 3), and beyond
+    the paper SSIM and style; each computed term's batch mean goes into ``terms``."""
+    region = face if loss["kd_region"] == "face" else None
+    kd_sum = out.new_zeros(out.shape[0])
+    if loss["lambda_rec"] > 0:
+        rec = masked_l1(out, reference, region)
+        terms["rec"] = rec.mean()
+        kd_sum = kd_sum + loss["lambda_rec"] * rec
+    if loss["lambda_ssim"] > 0:
+        dissimilarity = 1 - ssim_per_sample(out, reference, region)
+        terms["ssim"] = dissimilarity.mean()
+        kd_sum = kd_sum + loss["lambda_ssim"] * dissimilarity
+    if loss["lambda_per"] > 0 or loss["lambda_style"] > 0:
+        if vgg is None:
+            raise ValueError("lambda_per or lambda_style > 0 needs the VGG network")
+        with section("perceptual"):
+            with torch.no_grad():
+                ref_features = vgg(reference)
+            out_features = vgg(out)
+            if loss["lambda_per"] > 0:
+                per = perceptual_per_sample(out_features, ref_features, region)
+                terms["per"] = per.mean()
+                kd_sum = kd_sum + loss["lambda_per"] * per
+            if loss["lambda_style"] > 0:
+                style = style_per_sample(out_features, ref_features)
+                terms["style"] = style.mean()
+                kd_sum = kd_sum + loss["lambda_style"] * style
+    return kd_sum

@@ -117,8 +117,12 @@ def _activate(x: Tensor, identity: BatchIdentity, index: int) -> Tensor:
 
 
 def batch_frame(weights: InjectionNetwork, config: StudentConfig, identity: BatchIdentity,
-                target: Tensor) -> tuple[Tensor, Tensor]:
-    """:meth:`InjectedIDN.forward` for B (target, identity) pairs: ``(swapped, mask)`` in [0, 1]."""
+                target: Tensor, taps: list[Tensor] | None = None) -> tuple[Tensor, Tensor]:
+    """:meth:`InjectedIDN.forward` for B (target, identity) pairs: ``(swapped, mask)`` in [0, 1].
+
+    ``taps``, when given, receives each decoder block's output (before its skip concatenation), for
+    feature distillation (:func:`mfsbench.distill.extras.feature_ka_loss`).
+    """
     if target.shape[0] != identity.batch:
         raise ValueError(f"{target.shape[0]} targets for {identity.batch} identities; pass one each")
     n_enc = len(config.encoder) - 1
@@ -133,6 +137,8 @@ def batch_frame(weights: InjectionNetwork, config: StudentConfig, identity: Batc
     for index in range(n_dec):
         up = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
         x = _activate(_separable(up, identity, weights, n_enc + index, 1), identity, n_enc + index)
+        if taps is not None:
+            taps.append(x)
         if index < len(skips):
             x = torch.cat([x, skips[index]], dim=1)
     out = (1 + weights.final(x)) / 2
@@ -143,7 +149,8 @@ def batch_frame(weights: InjectionNetwork, config: StudentConfig, identity: Batc
 
 
 def student_forward(model: MobileFaceSwap, source_id: Tensor, target: Tensor,
-                    id_features: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
+                    id_features: tuple[Tensor, Tensor] | None = None,
+                    taps: list[Tensor] | None = None) -> tuple[Tensor, Tensor]:
     """Image mode for a batch: ``source_id`` (B×3×112×112, ImageNet-normalised) and ``target`` (B×3×S×S).
 
     ``id_features`` lets the trainer pass ArcFace's ``(embedding, map)`` of the sources when it has
@@ -153,7 +160,7 @@ def student_forward(model: MobileFaceSwap, source_id: Tensor, target: Tensor,
         id_features = model.id_net(source_id)
     embedding, id_map = id_features
     identity = batch_identity(model.swap, model.config, embedding, id_map)
-    return batch_frame(model.swap, model.config, identity, target)
+    return batch_frame(model.swap, model.config, identity, target, taps)
 
 
 __all__ = ["BatchIdentity", "batch_frame", "batch_identity", "student_forward"]

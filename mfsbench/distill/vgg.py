@@ -10,8 +10,10 @@ pinned torch, and nothing downloads at run time, so weights come only from ``per
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
+from mfsbench.distill.extras import region_mean
 from mfsbench.models.arcface import imagenet_normalize
 
 #: VGG-16 ("D"): channels per conv, "M" = max-pool; in units of the first width (64).
@@ -57,9 +59,14 @@ class VGG16Features(nn.Module):
         return out
 
 
-def perceptual_per_sample(vgg: VGG16Features, a: Tensor, b_features: list[Tensor]) -> Tensor:
-    """Σ_i (1/N_i)‖F_i(a) − F_i(b)‖² per sample (Johnson's squared L2, normalised by the map size)."""
-    total = a.new_zeros(a.shape[0])
-    for fa, fb in zip(vgg(a), b_features, strict=True):
-        total = total + (fa.float() - fb.float()).pow(2).flatten(1).mean(1)
+def perceptual_per_sample(a_features: list[Tensor], b_features: list[Tensor],
+                          region: Tensor | None = None) -> Tensor:
+    """Σ_i (1/N_i)‖F_i(a) − F_i(b)‖² per sample (Johnson's squared L2, normalised by the map size).
+
+    With ``region`` (B×1×H×W, 1 inside), each map's squared error is averaged over the region resized
+    to that map (content-aware KD); without it, over the whole map.
+    """
+    total = a_features[0].new_zeros(a_features[0].shape[0], dtype=torch.float32)
+    for fa, fb in zip(a_features, b_features, strict=True):
+        total = total + region_mean((fa.float() - fb.float()).pow(2), region)
     return total
