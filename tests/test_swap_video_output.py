@@ -104,6 +104,68 @@ def test_face_video_keeps_odd_size_timestamps_and_audio(run_cli, face_photos, tm
 
 @pytest.mark.slow
 @pytest.mark.cli
+def test_portrait_phone_video_is_swapped_upright_and_keeps_its_rotation(run_cli, face_photos,
+                                                                        tmp_path: Path) -> None:
+    """Before: a phone's portrait clip (stored sideways with a display rotation) was swapped as stored:
+    no upright face, nothing swapped, and the re-encoded output lost its rotation (played sideways)."""
+    upright = list(_face_frames(face_photos["biden"].path, 4, (360, 480)))
+    sideways = [np.ascontiguousarray(np.rot90(frame, -1)) for frame in upright]  # shown turned back by 90
+    target = _clip(tmp_path / "phone.mp4", iter(sideways), fps=30, rotation=90)
+    with av.open(str(target)) as container:
+        assert next(container.decode(video=0)).rotation == 90
+    out, records = tmp_path / "out.mp4", tmp_path / "r.jsonl"
+    result = run_cli(*_swap(face_photos["obama"].path, target, out, records))
+    assert result.code == 0, result.err
+    (record,) = read_records(records)
+    assert record.metrics["frames_swapped"] == 4 and record.info["video"]["rotation"] == 90
+    with av.open(str(out)) as container:
+        frames = list(container.decode(video=0))
+    assert [f.rotation for f in frames] == [90] * 4  # still plays upright
+    assert (frames[0].width, frames[0].height) == (480, 360)  # stored as the target stores it
+    shown = np.rot90(frames[0].to_ndarray(format="bgr24"), 1)  # as a player shows it
+    changed = np.abs(shown.astype(int) - upright[0].astype(int)).max(axis=2) > 40
+    rows, cols = np.nonzero(changed)
+    assert changed.sum() > 200  # the face was swapped where the upright face is …
+    assert rows.mean() < 0.75 * 480 and cols.min() > 20 and cols.max() < 340  # … not at a sideways spot
+
+
+def test_reencoded_video_keeps_colour_matrix_range_and_tags(tmp_path: Path) -> None:
+    """Before: frames were re-encoded with swscale's BT.601 default and no colour tags, so a BT.709
+    full-range (phone) video came back with its luma off by up to 38 levels on saturated colours."""
+    from mfsbench.swap.av_io import Decoded, EncodeSettings, VideoOutput, demux, open_target
+
+    blocks = np.zeros((96, 128, 3), np.uint8)
+    colours = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (0, 255, 255), (255, 0, 255),
+               (40, 200, 90), (230, 30, 120)]
+    for index, colour in enumerate(colours):
+        blocks[:, index * 16:(index + 1) * 16] = colour
+    tags = {"colorspace": 1, "color_primaries": 1, "color_trc": 1, "color_range": 2}  # BT.709, full range
+    target = _clip(tmp_path / "hd.mp4", iter([blocks] * 3), fps=25, colour=tags, crf=0)
+    container, streams = open_target(target)
+    try:
+        decoded = [(bgr, pts) for bgr, pts, _packet in demux(container, streams, Decoded())]
+        assert np.abs(decoded[0][0].astype(int) - blocks).max() <= 4  # read with its own matrix and range
+        output = VideoOutput(tmp_path / "out.mp4", EncodeSettings("libx264", 0, "veryfast"), width=128,
+                             height=96, fps=25, time_base=streams.video.time_base, source=streams.video)
+        for bgr, pts in decoded:
+            output.write(bgr, pts)
+        output.close()
+    finally:
+        container.close()
+
+    def luma_and_tags(path: Path) -> tuple[np.ndarray, dict[str, int]]:
+        with av.open(str(path)) as clip:
+            context = clip.streams.video[0].codec_context
+            frame = next(clip.decode(video=0))
+            return frame.to_ndarray()[:96].astype(int), {name: int(getattr(context, name)) for name in tags}
+
+    (luma_in, tags_in), (luma_out, tags_out) = luma_and_tags(target), luma_and_tags(tmp_path / "out.mp4")
+    assert tags_in == tags_out == tags
+    assert np.abs(luma_in - luma_out).max() <= 2
+
+
+@pytest.mark.slow
+@pytest.mark.cli
 def test_faceless_video_comes_back_bit_exact_at_the_same_size(run_cli, face_photos, tmp_path: Path) -> None:
     """Before: a faceless clip came back re-encoded at 36.6 dB and 2.4× the size, without audio."""
     target = _clip(tmp_path / "wall.mp4", _wall_frames(10, (321, 241)), audio=0.4)

@@ -18,11 +18,15 @@ from mfsbench.swap.av_io import FORMATS, av_module
 
 
 def write_clip(path: Path, frames: Iterable[np.ndarray], fps: float, *, audio_seconds: float = 0.0,
-               codec: str = "libx264", pix_fmt: str | None = None, faststart: bool = False) -> Path:
+               codec: str = "libx264", pix_fmt: str | None = None, faststart: bool = False,
+               rotation: int = 0, colour: dict[str, int] | None = None, crf: int | None = None) -> Path:
     """Encode BGR ``frames`` at ``fps`` (plus ``audio_seconds`` of a 440 Hz AAC tone) into ``path``.
 
     ``pix_fmt`` defaults to yuv420p at even sizes and yuv444p at odd ones; ``faststart`` puts the
-    MP4 index first (a file cut short then still opens: how truncated downloads look).
+    MP4 index first (a file cut short then still opens: how truncated downloads look). ``rotation``
+    stores a display rotation (degrees counter-clockwise), as phones do for portrait video: the
+    frames are written as given, so pass them turned the other way. ``colour`` tags the stream
+    (e.g. ``{"colorspace": 1, "color_range": 2}``: BT.709, full range) and converts with those.
     """
     av = av_module()
     options = {"movflags": "faststart"} if faststart else {}
@@ -38,10 +42,18 @@ def write_clip(path: Path, frames: Iterable[np.ndarray], fps: float, *, audio_se
                 video.height, video.width = bgr.shape[:2]
                 odd = bgr.shape[0] % 2 or bgr.shape[1] % 2
                 video.pix_fmt = pix_fmt or ("yuv444p" if odd else "yuv420p")
+                for name, value in (colour or {}).items():
+                    setattr(video.codec_context, name, value)
+                if crf is not None:
+                    video.options = {"crf": str(crf)}
+                if rotation:
+                    video.set_display_rotation(rotation)
                 started = True
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(bgr), format="bgr24")
+            frame = frame.reformat(format=video.pix_fmt, dst_colorspace=(colour or {}).get("colorspace"),
+                                   dst_color_range=(colour or {}).get("color_range"))
             frame.pts, frame.time_base = index, 1 / rate
-            for packet in video.encode(frame.reformat(format=video.pix_fmt)):
+            for packet in video.encode(frame):
                 out.mux(packet)
         for packet in video.encode(None):
             out.mux(packet)

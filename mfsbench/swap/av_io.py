@@ -121,6 +121,7 @@ class Decoded:
     frames: int = 0
     error: str | None = None
     packets: list[Any] = field(default_factory=list)
+    rotation: int = 0  # the display rotation of the first frame, degrees counter-clockwise (phone videos)
 
 
 def demux(container: Any, streams: TargetStreams, decoded: Decoded) -> Iterator[tuple[np.ndarray, int, Any]]:
@@ -145,10 +146,41 @@ def demux(container: Any, streams: TargetStreams, decoded: Decoded) -> Iterator[
                 continue
             for frame in packet.decode():
                 last_pts = _frame_pts(frame.pts, last_pts, step)
+                if not decoded.frames:
+                    decoded.rotation = int(frame.rotation or 0)
                 decoded.frames += 1
-                yield frame.to_ndarray(format="bgr24"), last_pts, None
+                # the frame's own matrix and range: full-range (phone) video read as limited would clip
+                yield frame.to_ndarray(format="bgr24", src_color_range=frame.color_range), last_pts, None
     except (av.FFmpegError, EOFError) as exc:
         decoded.error = str(exc)
+
+
+def upright(bgr: np.ndarray, rotation: int) -> np.ndarray:
+    """A decoded frame turned as a player shows it: ``rotation`` is the stream's display rotation in
+    degrees counter-clockwise (a portrait phone video is stored sideways with ±90)."""
+    turns = round(rotation / 90) % 4
+    return np.ascontiguousarray(np.rot90(bgr, turns)) if turns else bgr
+
+
+def stored(bgr: np.ndarray, rotation: int) -> np.ndarray:
+    """The inverse of :func:`upright`: back to the orientation the stream stores."""
+    turns = round(rotation / 90) % 4
+    return np.ascontiguousarray(np.rot90(bgr, -turns)) if turns else bgr
+
+
+#: the colour description copied from the target's video stream onto the output's (0 and 2 are
+#: FFmpeg's "unspecified", left alone)
+COLOUR_TAGS = ("colorspace", "color_range", "color_primaries", "color_trc")
+
+
+def colour_tags(source: Any) -> dict[str, int]:
+    """The target's specified colour tags (matrix, range, primaries, transfer)."""
+    context = getattr(source, "codec_context", None)
+    if context is None:
+        return {}
+    tags = {name: int(getattr(context, name, 0) or 0) for name in COLOUR_TAGS}
+    unspecified = {"colorspace": 2, "color_range": 0, "color_primaries": 2, "color_trc": 2}
+    return {name: value for name, value in tags.items() if value != unspecified[name]}
 
 
 def _frame_step(video: Any, fps: float) -> int:
@@ -194,11 +226,14 @@ class VideoOutput:
 
     def __init__(self, path: Path, settings: EncodeSettings, *, width: int, height: int, fps: float,
                  time_base: Fraction | None = None, source: Any = None, others: tuple[Any, ...] = (),
-                 sink: io.BytesIO | None = None) -> None:
+                 sink: io.BytesIO | None = None, rotation: int = 0) -> None:
+        """``width``×``height`` is the stored frame size; ``rotation`` the display rotation written
+        with it (the target's, so a sideways-stored phone video still plays upright); ``source``, the
+        target's video stream, gives the pixel format and colour tags to keep."""
         av = av_module()
         self.path = path
         self.geometry = {"width": width, "height": height, "fps": fps, "time_base": time_base,
-                         "source": source}  # what a twin encoder needs (:func:`~.av_resume.packets_fit`)
+                         "source": source, "rotation": rotation}  # a twin encoder (av_resume.packets_fit)
         self.settings = settings
         fmt = FORMATS.get(path.suffix.lower())
         if fmt is None:
@@ -221,6 +256,13 @@ class VideoOutput:
             self.stream.pix_fmt = _pixel_format(codec, source_format, width, height)
             self.stream.time_base = self.time_base
             self.stream.options = _codec_options(settings, rate)
+            # the target's colour description, and frames converted with its matrix and range: an HD
+            # BT.709 video converted with the BT.601 default would come back with shifted colours
+            self.colour = colour_tags(source)
+            for name, value in self.colour.items():
+                setattr(self.stream.codec_context, name, value)
+            if rotation % 360:
+                self.stream.set_display_rotation(rotation)
             self.copies: dict[int, Any] = {}
             for other in others:
                 name = other.codec_context.name if other.codec_context is not None else other.type
@@ -237,12 +279,16 @@ class VideoOutput:
     def write(self, bgr: np.ndarray, pts: int) -> None:
         """Encode one BGR frame at the source's ``pts`` (same time base)."""
         av = av_module()
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(bgr), format="bgr24")
-        frame = frame.reformat(format=self.stream.pix_fmt)
+        frame = self.to_frame(av.VideoFrame.from_ndarray(np.ascontiguousarray(bgr), format="bgr24"))
         frame.pts, frame.time_base = pts, self.time_base
         for packet in self.stream.encode(frame):
             self.container.mux(packet)
         self.frames += 1
+
+    def to_frame(self, frame: Any) -> Any:
+        """An RGB/BGR frame in the encoder's pixel format, matrix and range (the target's)."""
+        return frame.reformat(format=self.stream.pix_fmt, dst_colorspace=self.colour.get("colorspace"),
+                              dst_color_range=self.colour.get("color_range"))
 
     def mux_video(self, packet: Any) -> None:
         """Mux an already encoded video packet (from an earlier run's output with the same encoder)."""

@@ -36,8 +36,8 @@ def packets_fit(partial: Path, output: VideoOutput) -> Fraction | None:
     delay, rng = Fraction(0), np.random.default_rng(0)  # noise: frames the encoder codes with B-frames
     shape = (output.stream.height, output.stream.width, 3)
     try:
-        frames = [av.VideoFrame.from_ndarray(rng.integers(0, 255, shape, dtype=np.uint8), format="bgr24")
-                  .reformat(format=probe.stream.pix_fmt) for _ in range(PROBE_FRAMES)]
+        frames = [probe.to_frame(av.VideoFrame.from_ndarray(rng.integers(0, 255, shape, dtype=np.uint8),
+                                                            format="bgr24")) for _ in range(PROBE_FRAMES)]
         frame_time = 1 / Fraction(output.geometry["fps"]).limit_denominator(100_000)
         for index, frame in enumerate(frames):
             frame.pts, frame.time_base = index, frame_time

@@ -39,8 +39,9 @@ class VideoInfo:
 
     frames: int
     fps: float
-    width: int
+    width: int  # as stored (a portrait phone video may be stored sideways: see ``rotation``)
     height: int
+    rotation: int = 0  # display rotation, degrees counter-clockwise; frames are swapped upright
 
 
 def probe_video(path: Path) -> VideoInfo:
@@ -55,15 +56,16 @@ def probe_video(path: Path) -> VideoInfo:
     from mfsbench.swap.av_io import Decoded, demux, open_target
 
     container, streams = open_target(path)
+    decoded = Decoded()
     try:
         streams.others = []
-        first = next((bgr for bgr, _pts, _packet in demux(container, streams, Decoded()) if bgr is not None),
+        first = next((bgr for bgr, _pts, _packet in demux(container, streams, decoded) if bgr is not None),
                      None)
     finally:
         container.close()
     if first is None:
         raise BadInputError(f"no decodable frame in {path}; is it a valid, non-empty video?")
-    return VideoInfo(streams.expected_frames, streams.fps, first.shape[1], first.shape[0])
+    return VideoInfo(streams.expected_frames, streams.fps, first.shape[1], first.shape[0], decoded.rotation)
 
 
 def iter_frames(path: Path) -> Iterator[np.ndarray]:

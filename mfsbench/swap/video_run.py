@@ -248,10 +248,10 @@ def swap_video(pipeline: SwapPipeline, target: Path, out: Path, info: VideoInfo,
                 streams.width, streams.height = info.width, info.height
                 output = VideoOutput(working, settings, width=info.width, height=info.height,
                                      fps=streams.fps, time_base=streams.video.time_base, source=streams.video,
-                                     others=tuple(streams.others))
+                                     others=tuple(streams.others), rotation=info.rotation)
                 try:
                     _fill(output, pipeline, (container, streams), decoded=decoded, done=done,
-                          resume_from=resume_from, started=started)
+                          resume_from=resume_from, started=started, rotation=info.rotation)
                 finally:
                     output.close()
             finally:
@@ -280,9 +280,13 @@ def swap_video(pipeline: SwapPipeline, target: Path, out: Path, info: VideoInfo,
 
 
 def _fill(output: Any, pipeline: SwapPipeline, source: tuple[Any, Any], *, decoded: Any, done: VideoSwap,
-          resume_from: Path | None, started: float) -> None:
-    """The resumed frames (when resuming), then each new target frame swapped, other packets copied."""
-    from mfsbench.swap.av_io import demux
+          resume_from: Path | None, started: float, rotation: int = 0) -> None:
+    """The resumed frames (when resuming), then each new target frame swapped, other packets copied.
+
+    A frame is swapped upright (as a player shows it: a portrait phone video is stored sideways and
+    the detector finds no sideways face) and stored back as the target stores it, with its rotation.
+    """
+    from mfsbench.swap.av_io import demux, stored, upright
 
     if resume_from is not None:
         copy_started = time.perf_counter()
@@ -293,7 +297,7 @@ def _fill(output: Any, pipeline: SwapPipeline, source: tuple[Any, Any], *, decod
         if packet is not None:
             output.copy(packet)
         elif decoded.frames > done.copied:  # else: decoded only to reach the first frame still missing
-            output.write(pipeline.swap_frame(bgr), pts)
+            output.write(stored(pipeline.swap_frame(upright(bgr, rotation)), rotation), pts)
             done.frames += 1
             _progress(done.frames, done.frames_expected, started)
 
