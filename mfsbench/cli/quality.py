@@ -67,7 +67,22 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache", default=None,
                         help="SQLite cache (default OUT/quality_cache[.shard-i-of-n].sqlite)")
     parser.add_argument("--merge", nargs="+", default=None, metavar="STORE",
-                        help="merge shard caches into --cache and render the merged report (no evaluation)")
+                        help="merge shard caches (.sqlite) and/or published unit folders (--results-url) "
+                             "into --cache and render the merged report (no evaluation)")
+    parser.add_argument("--engine", choices=("local", "ray"), default="local",
+                        help="where work items run: local (this process, default) or ray (Ray tasks with "
+                             "retries; needs the 'ray' extra); ray publishes each item to --results-url")
+    parser.add_argument("--ray-address", default=None, metavar="ADDR",
+                        help="Ray cluster to join (host:port or ray://...; default $RAY_ADDRESS, else a "
+                             "local instance capped to this machine)")
+    parser.add_argument("--results-url", default=None, metavar="URL",
+                        help="folder or fsspec URL where each work item is published as "
+                             "<fingerprint>.parquet (default OUT/units with --engine ray; with --engine "
+                             "local, giving it runs the same published units in this process)")
+    parser.add_argument("--node-cache", default=None, metavar="PATH",
+                        help="each node's own SQLite cache for published runs ({host} is replaced by the "
+                             "node's host name; default OUT/quality_cache.node-{host}.sqlite; on a cluster "
+                             "use a local disk: SQLite cannot be shared across hosts)")
     parser.add_argument("--out", default="reports", help="folder for reports and records (default reports)")
     parser.add_argument("--allow-incomplete", action="store_true",
                         help="evaluate an FF++ copy with problems (missing split files or videos, broken "
@@ -233,8 +248,12 @@ def _merge(args: argparse.Namespace, out: Path) -> int:
     from mfsbench.quality.store import QualityStore, merge
 
     cache = Path(args.cache) if args.cache else out / "quality_cache.sqlite"
+    folders = [m for m in args.merge if "://" in m or Path(m).is_dir()]
+    stores = [m for m in args.merge if m not in folders]
     with hold_cache(cache, "quality --merge"):
-        counts = merge(cache, args.merge)
+        counts = merge(cache, stores)
+        if folders:
+            counts = _merge_folders(cache, folders)
         print(f"merged {len(args.merge)} store(s) into {cache}: {counts['items']} work items",
               file=sys.stderr)
         with QualityStore(cache) as store:
@@ -248,6 +267,23 @@ def _merge(args: argparse.Namespace, out: Path) -> int:
                 stem = "table2_quality" if number == 0 else f"table2_quality_{number}"
                 _render(store, out, fingerprint, evalset, stem=stem, show_problems=True)
     return 0
+
+
+def _merge_folders(cache: Path, urls: list[str]) -> dict[str, int]:
+    """Import every unit published under ``urls`` into ``cache``; returns its row counts."""
+    from mfsbench.engine.publish import ResultFolder
+    from mfsbench.quality.store import QualityStore
+    from mfsbench.quality.units import import_units
+
+    with QualityStore(cache) as store:
+        for url in urls:
+            folder = ResultFolder(url)
+            names = folder.names()
+            if not names:
+                raise BadInputError(f"no published unit under {url}; pass the --results-url of a run")
+            import_units(store, folder, names)
+            print(f"read {len(names)} published unit(s) from {url}", file=sys.stderr)
+        return store.counts()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -356,6 +392,11 @@ def _evaluate(args: argparse.Namespace, out: Path, root: Path, protocol: Any) ->
     cache = Path(args.cache) if args.cache else out / f"quality_cache{suffix}.sqlite"
     fingerprint, evalset = protocol.fingerprint(), evalset_key(evaluators)
     stem = "table2_quality" if shard == (0, 1) else f"table2_quality_shard-{shard[0]}-of-{shard[1]}"
+    if args.engine == "ray" or args.results_url:
+        return _evaluate_units(args, out, root, protocol, tree=tree, rows=rows, problems=problems,
+                               evaluators=evaluators, shard=shard, cache=cache, stem=stem)
+    if args.ray_address:
+        raise BadInputError("--ray-address needs --engine ray; drop it or add --engine ray")
     with hold_cache(cache, "quality"), QualityStore(cache) as store:
         runner = QualityRunner(protocol=protocol, tree=tree, store=store, rows=rows, evaluators=evaluators,
                                subset=protocol.subset, shard=shard, progress=not args.no_progress,
@@ -372,3 +413,90 @@ def _evaluate(args: argparse.Namespace, out: Path, root: Path, protocol: Any) ->
                             f"{out / stem}.md is marked incomplete. Fix them, or pass --allow-incomplete to "
                             "accept (a re-run renders from the cache in seconds)")
     return 0
+
+
+def _evaluate_units(args: argparse.Namespace, out: Path, root: Path, protocol: Any, *, tree: Any,
+                    rows: list[Any], problems: list[Any], evaluators: Any, shard: tuple[int, int],
+                    cache: Path, stem: str) -> int:
+    """The run as engine units: each work item published to ``--results-url``, then rendered here.
+
+    Units already published are skipped (the resume of a killed driver); the folder is then read
+    into ``cache`` and rendered by the same code as a local run.
+    """
+    import time
+
+    from mfsbench.engine import get_engine
+    from mfsbench.engine.publish import ResultFolder
+    from mfsbench.quality.lock import hold_cache
+    from mfsbench.quality.problems import found_while_decoding
+    from mfsbench.quality.runner import QualityRunner, RunSummary
+    from mfsbench.quality.store import QualityStore
+    from mfsbench.quality.units import QualityUnitTask, import_units, unit_name
+
+    url = args.results_url or str(out / "units")
+    node_cache = args.node_cache or str(out / "quality_cache.node-{host}.sqlite")
+    info = {"root": str(root), "dataset_problems": [p.to_dict() for p in problems]}
+    folder = ResultFolder(url)
+    started = time.perf_counter()
+    with hold_cache(cache, "quality"), QualityStore(cache) as store:
+        runner = QualityRunner(protocol=protocol, tree=tree, store=store,
+                               rows=rows, evaluators=evaluators, subset=protocol.subset, shard=shard,
+                               progress=False, info=info)
+        with store.transaction():
+            runner.write_header()
+        units = runner.units()
+        names = {unit: unit_name(runner.fp, runner.evalset, unit) for unit in units}
+        published = folder.names()
+        todo = [u for u in units if names[u] not in published]
+        paths = _evaluator_paths(args)
+        task = QualityUnitTask(
+            root=str(root.resolve()), splits_dir=str(Path(args.splits_dir).resolve()), protocol=protocol,
+            rows=tuple(rows), evaluators=args.evaluators,
+            evaluator_paths=tuple((k, str(v.resolve()) if v else None) for k, v in sorted(paths.items())),
+            subset=protocol.subset, node_cache=str(Path(node_cache).absolute()), results_url=url,
+            info_json=json.dumps(info, sort_keys=True))
+        summary = RunSummary(items_total=len(units), items_cached=len(units) - len(todo))
+        timings: dict[str, list[float]] = {}
+        computed = 0
+
+        def done(unit: Any, outcome: dict[str, Any]) -> None:
+            nonlocal computed
+            computed += int(outcome["computed"])
+            summary.items_run += 1
+            summary.frames_evaluated += outcome["frames"]
+            for stage, (seconds, calls) in outcome["timings"].items():
+                total = timings.setdefault(stage, [0.0, 0])
+                total[0] += seconds
+                total[1] += calls
+            if not args.no_progress:
+                print(f"unit {summary.items_run}/{len(todo)} published: {unit[0]}_{unit[1]} {unit[2]}",
+                      file=sys.stderr)
+
+        if todo:
+            engine = get_engine(args.engine, address=args.ray_address)
+            try:
+                engine.run(task, todo, done)
+            finally:
+                engine.close()
+        summary.seconds = time.perf_counter() - started
+        summary.timings = {k: (v[0], int(v[1])) for k, v in timings.items()}
+        missing = [u for u in units if names[u] not in folder.names()]
+        if missing:
+            raise BadInputError(f"{len(missing)} unit(s) were not published to {url} (first: {missing[0]}); "
+                                "re-run the same command to finish them")
+        import_units(store, folder, names.values())
+        print(f"{len(todo)} unit(s) run on {args.engine} ({computed} computed, {len(todo) - computed} from a "
+              f"node cache), {summary.items_cached} already published under {url}; "
+              f"{summary.frames_evaluated} frame(s) in {summary.seconds:.1f} s", file=sys.stderr)
+        found = found_while_decoding(store, runner.fp, runner.evalset, problems)
+        _print_problems(found, f"{root} (found while decoding)")
+        record = pipeline_record(summary, cache, shard) if summary.items_run else None
+        if record is not None:
+            record.info.update({"engine": args.engine, "results_url": url, "units_run": len(todo)})
+        _render(store, out, runner.fp, runner.evalset, stem=stem, extra=[record] if record else [])
+    if found and not args.allow_incomplete:
+        raise BadInputError(f"{len(found)} video(s) under {root} could not be used (listed above); "
+                            f"{out / stem}.md is marked incomplete. Fix them, or pass --allow-incomplete to "
+                            "accept (a re-run renders from the cache in seconds)")
+    return 0
+

@@ -105,14 +105,13 @@ class QualityRunner(PairExecutor):
         self.progress = progress
         self.info = dict(info or {})
         self.run_timer = StageTimer()
+        self._unit_gallery: Gallery | None = None
+        self._unit_plans: dict[str, VideoPlan] = {}
 
-    def run(self) -> RunSummary:
-        """Do (or resume) every work item of this shard; returns what was done and what was skipped."""
-        started = time.perf_counter()
-        self.run_timer = StageTimer()
-        summary = RunSummary()
+    def write_header(self) -> list[Any]:
+        """Store the run's header and Table 2's rows (what a report re-rendered from the store needs);
+        returns every pair of the subset."""
         all_pairs = self.tree.pairs(self.subset)
-        pairs = shard_pairs(all_pairs, self.shard)
         self.store.put_meta(f"run:{self.fp}:{self.evalset}", {
             "protocol_id": self.protocol.id, "dataset": "ffpp", "compression": self.protocol.compression,
             "subset": self.subset, "pairs": len(all_pairs), "evaluators": evaluator_meta(self.evaluators),
@@ -122,6 +121,15 @@ class QualityRunner(PairExecutor):
         })
         for position, row in enumerate(self.rows):
             self.store.put_row(self.fp, row.key, self.evalset, position, row.info())
+        return all_pairs
+
+    def run(self) -> RunSummary:
+        """Do (or resume) every work item of this shard; returns what was done and what was skipped."""
+        started = time.perf_counter()
+        self.run_timer = StageTimer()
+        summary = RunSummary()
+        all_pairs = self.write_header()
+        pairs = shard_pairs(all_pairs, self.shard)
         todo = [(p, r) for p in pairs for r in self.rows]
         summary.items_total = len(todo)
         missing = [(p, r) for p, r in todo
@@ -138,6 +146,49 @@ class QualityRunner(PairExecutor):
                     if video not in plans:
                         plans[video] = self.prepare_video(video)
                 summary.items_run += self.run_pair(pair, plans, gallery, summary)
+        summary.seconds = time.perf_counter() - started
+        summary.timings = self.run_timer.items()
+        return summary
+
+    # ------------------------------------------------------------------ units (mfsbench.engine)
+
+    def units(self) -> list[tuple[str, str, str]]:
+        """This shard's work items as engine units, ``(target, source, row key)``: the cache keys.
+
+        In decode order (each pair's reverse next, rows of a pair together), so an engine that runs
+        them in order reuses decoded frames as :meth:`run` does.
+        """
+        pairs = decode_order(shard_pairs(self.tree.pairs(self.subset), self.shard))
+        return [(p.target, p.source, r.key) for p in pairs for r in self.rows]
+
+    def run_unit(self, target: str, source: str, row_key: str) -> RunSummary:
+        """One work item (one row of one pair), computed into this runner's store unless cached there.
+
+        The gallery and the video plans are kept on the runner, so a worker that runs many units
+        builds them once (and the store caches them across processes of one node).
+        """
+        started = time.perf_counter()
+        self.run_timer = StageTimer()
+        summary = RunSummary(items_total=1)
+        if self.store.item_done(self.fp, row_key, self.evalset, target, source):
+            summary.items_cached = 1
+            return summary
+        pairs = {(p.target, p.source): p for p in self.tree.pairs(self.subset)}
+        rows = {r.key: r for r in self.rows}
+        if (target, source) not in pairs or row_key not in rows:
+            raise BadInputError(f"unit ({target}, {source}, {row_key}) is not a work item of this run; "
+                                "the driver and the workers must see the same dataset and rows")
+        if self._unit_gallery is None:
+            self._unit_gallery = self.build_gallery(sorted({s for _, s in pairs}))
+        for video in (target, source):
+            if video not in self._unit_plans:
+                self._unit_plans[video] = self.prepare_video(video)
+        every_row, self.rows = self.rows, [rows[row_key]]  # run_pair does the rows in self.rows
+        try:
+            summary.items_run = self.run_pair(pairs[(target, source)], self._unit_plans, self._unit_gallery,
+                                              summary)
+        finally:
+            self.rows = every_row
         summary.seconds = time.perf_counter() - started
         summary.timings = self.run_timer.items()
         return summary

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from mfsbench.errors import BadInputError
+from mfsbench.quality.plan import PREPARE_ROW
 
 #: How long a statement waits for another process's write transaction before "database is locked".
 BUSY_TIMEOUT_S = 30.0
@@ -337,6 +338,60 @@ class QualityStore:
     def bad_videos(self, protocol: str) -> list[tuple[str, str]]:
         return [(v, r or "") for v, r in self.db.execute(
             "SELECT video, reason FROM videos WHERE protocol=? AND status!='ok' ORDER BY video", (protocol,))]
+
+    def unit_rows(self, protocol: str, evalset: str, row: str, target: str,
+                  source: str) -> list[tuple[str, tuple[Any, ...]]]:
+        """Every stored row one work item's report needs, as (table, values): what a unit publishes.
+
+        The item itself (its frames, timings, status and evaluator outputs), the run header and
+        Table 2's rows, and what the item stands on: both videos' preparation (status, detections,
+        selections, the target-side outputs) and both videos' gallery entries. The union over a
+        run's units rebuilds a cache that renders the same report as the cache that computed them
+        (:meth:`import_rows`; shared rows are identical in every unit and inserted once).
+        """
+        videos = (target, source)
+        queries: list[tuple[str, str, tuple[Any, ...]]] = [
+            ("meta", "key=?", (f"run:{protocol}:{evalset}",)),
+            ("rows", "protocol=? AND evalset=?", (protocol, evalset)),
+            ("videos", "protocol=? AND video IN (?,?)", (protocol, *videos)),
+            ("detections", "protocol=? AND video IN (?,?)", (protocol, *videos)),
+            ("selections", "protocol=? AND video IN (?,?)", (protocol, *videos)),
+            ("outputs", "protocol=? AND row IN (?,?) AND target IN (?,?) AND source IN ('', 'gallery')",
+             (protocol, TARGET_ROW, GALLERY_ROW, *videos)),
+            ("items", "protocol=? AND row=? AND target IN (?,?)", (protocol, PREPARE_ROW, *videos)),
+            ("timings", "protocol=? AND row=? AND target IN (?,?)", (protocol, PREPARE_ROW, *videos)),
+        ]
+        item = "protocol=? AND row=? AND evalset=? AND target=? AND source=?"
+        queries += [(table, item, (protocol, row, evalset, target, source))
+                    for table in ("frame_results", "items", "timings")]
+        queries.append(("outputs", "protocol=? AND row=? AND target=? AND source=?",
+                        (protocol, row, target, source)))
+        found: list[tuple[str, tuple[Any, ...]]] = []
+        for table, where, args in queries:
+            found += [(table, tuple(values)) for values in
+                      self.db.execute(f"SELECT * FROM {table} WHERE {where} ORDER BY 1, 2", args)]
+        return found
+
+    def import_rows(self, rows: Iterable[tuple[str, Sequence[Any]]]) -> int:
+        """Insert published rows (``INSERT OR IGNORE``: a row already here is kept), in one commit.
+
+        Returns how many rows were new.
+
+        Raises:
+            BadInputError: a table this cache does not have (a unit file of another kind).
+        """
+        grouped: dict[str, list[tuple[Any, ...]]] = {}
+        for table, values in rows:
+            if table not in TABLES:
+                raise BadInputError(f"a published unit holds rows of {table!r}, not a quality cache table; "
+                                    "pass the --results-url of a quality run")
+            grouped.setdefault(table, []).append(tuple(values))
+        before = self.db.total_changes
+        with self._immediate():
+            for table, values in grouped.items():
+                marks = ",".join("?" * len(values[0]))
+                self.db.executemany(f"INSERT OR IGNORE INTO {table} VALUES ({marks})", values)
+        return self.db.total_changes - before
 
     def counts(self) -> dict[str, int]:
         """Rows per table: what the resume test compares."""

@@ -1,0 +1,110 @@
+"""A quality run as engine units (:mod:`mfsbench.engine`): one unit per work item, published as a file.
+
+Why: ``--shard i/n`` and one SQLite file make one machine the limit. Here each work item
+(target × source × row: the cache key of the store) is a unit that any worker can run:
+
+* the worker builds the evaluators, the dataset view and its runner **once per process**, from
+  paths and settings (:class:`QualityUnitTask` is small and picklable; models never travel);
+* it computes the item into a **node-local** SQLite cache (``--node-cache``; SQLite cannot be shared
+  across hosts), then publishes every stored row the item's report needs
+  (:meth:`~mfsbench.quality.store.QualityStore.unit_rows`) as ``<results-url>/<fingerprint>.parquet``;
+* the driver skips published units (a killed driver resumes where it stopped), then imports the
+  folder into its own cache (``INSERT OR IGNORE``) and renders Table 2 with the same code as a local
+  run, so the tables agree exactly.
+
+A worker killed after computing but before publishing leaves the item in its node cache: the retry
+finds it there and only publishes. A unit published twice (its worker died after the rename)
+replaces the file with the same content. Nothing is lost or counted twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mfsbench.engine import maybe_kill_self, worker_memo
+from mfsbench.engine.publish import ResultFolder
+
+#: ``--node-cache`` may name the host, so one shared folder holds one SQLite file per node.
+HOST_FIELD = "{host}"
+
+
+def unit_name(fingerprint: str, evalset: str, unit: Sequence[str]) -> str:
+    """The published file's name: a digest of everything the item's result depends on."""
+    target, source, row = unit
+    key = json.dumps([fingerprint, evalset, row, target, source])
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:40]
+
+
+@dataclass(frozen=True)
+class QualityUnitTask:
+    """What a worker needs to run any unit of one quality run: paths and settings, no models."""
+
+    root: str
+    splits_dir: str
+    protocol: Any
+    rows: tuple[Any, ...]
+    evaluators: str  # "official" | "offline"
+    evaluator_paths: tuple[tuple[str, str | None], ...]
+    subset: str
+    node_cache: str
+    results_url: str
+    info_json: str = "{}"
+
+    def memo_key(self) -> str:
+        """One worker per distinct task per process (a new run with other rows builds a new one)."""
+        payload = [self.root, self.splits_dir, self.protocol.fingerprint(), [r.key for r in self.rows],
+                   self.evaluators, self.evaluator_paths, self.subset, self.node_cache, self.info_json]
+        return hashlib.sha256(json.dumps(payload, default=str).encode("utf-8")).hexdigest()
+
+    def _build(self) -> Any:
+        """The runner on this node's cache, its header written (built once per worker process)."""
+        from mfsbench.quality.evaluators import build_evaluators
+        from mfsbench.quality.ffpp import FFppTree
+        from mfsbench.quality.runner import QualityRunner
+        from mfsbench.quality.store import QualityStore
+
+        paths = {k: Path(v) if v else None for k, v in self.evaluator_paths}
+        evaluators = build_evaluators(self.evaluators, **paths, flip_concat=self.protocol.id_flip_concat,
+                                      fid_crop_size=self.protocol.fid_crop_size)
+        tree = FFppTree(Path(self.root), Path(self.splits_dir), self.protocol.compression)
+        store = QualityStore(node_cache_path(self.node_cache))
+        runner = QualityRunner(protocol=self.protocol, tree=tree, store=store, rows=list(self.rows),
+                               evaluators=evaluators, subset=self.subset, progress=False,
+                               info=json.loads(self.info_json))
+        with store.transaction():
+            runner.write_header()
+        return runner, ResultFolder(self.results_url)
+
+    def __call__(self, unit: Sequence[str]) -> dict[str, Any]:
+        """Compute (or find in the node cache) one work item and publish it; returns its summary."""
+        runner, folder = worker_memo(self.memo_key(), self._build)
+        maybe_kill_self()
+        target, source, row = unit
+        summary = runner.run_unit(target, source, row)
+        name = unit_name(runner.fp, runner.evalset, unit)
+        rows = runner.store.unit_rows(runner.fp, runner.evalset, row, target, source)
+        folder.publish(name, rows, {"command": "quality", "protocol": runner.fp, "evalset": runner.evalset,
+                                    "row": row, "target": target, "source": source,
+                                    "host": socket.gethostname()})
+        return {"name": name, "computed": bool(summary.items_run), "frames": summary.frames_evaluated,
+                "seconds": summary.seconds, "timings": summary.timings}
+
+
+def node_cache_path(template: str) -> Path:
+    """``--node-cache`` with ``{host}`` replaced by this node's host name."""
+    return Path(template.replace(HOST_FIELD, socket.gethostname()))
+
+
+def import_units(store: Any, folder: ResultFolder, names: Iterable[str]) -> int:
+    """Read published units into ``store`` (their shared rows land once); returns new rows."""
+    added = 0
+    for name in sorted(names):
+        rows, _meta = folder.read(name)
+        added += store.import_rows(rows)
+    return added
