@@ -15,6 +15,11 @@ mis-shaped key is one error listing them). Each load returns a :class:`LoadedChe
 sha256, format, key count) so that results can name exactly which weights produced them.
 :func:`write_official` writes a module back in the official layout, which is how the tests prove
 the mapping is lossless: official → ours → official gives the same bytes.
+
+A ``.safetensors`` file (from ``mfsbench convert`` or the student ``mfsbench distill`` writes) holds the
+same tensors under mfsbench's names and fills the same part: :func:`load_safetensors` reads it
+without unpickling anything and sends it through the same strict load, and
+:func:`write_official_state` writes such tensors back in an official layout (``.pdparams``).
 """
 
 from __future__ import annotations
@@ -296,20 +301,25 @@ def load_cosface(module: nn.Module, path: str | os.PathLike[str]) -> LoadedCheck
 # --------------------------------------------------------------------------------------- writing
 
 
-def torch_to_paddle(module: nn.Module) -> OrderedDict[str, np.ndarray]:
+def torch_to_paddle(module: nn.Module, state: Mapping[str, torch.Tensor] | None = None
+                    ) -> OrderedDict[str, np.ndarray]:
     """Inverse of :func:`~mfsbench.checkpoints.mapping.paddle_to_torch` for one module.
 
     BN statistics get Paddle's ``_mean``/``_variance``, PReLU weights ``_weight`` (found by module
     type, since a torch ``weight`` name alone does not say it is a PReLU), 2-D arrays are transposed
     back to Paddle's ``[in, out]`` and ``num_batches_tracked`` (which Paddle lacks) is dropped.
+    ``state`` (default: the module's own) supplies the values, so a module built on the meta device
+    can give the structure of tensors read from a file.
     """
     prelus = {name for name, child in module.named_modules() if isinstance(child, nn.PReLU)}
     renames = {"running_mean": "_mean", "running_var": "_variance"}
     out: OrderedDict[str, np.ndarray] = OrderedDict()
-    for key, tensor in module.state_dict().items():
+    values = module.state_dict() if state is None else state
+    for key in module.state_dict():  # the module's order is the official files' order
         owner, _, leaf = key.rpartition(".")
         if leaf == "num_batches_tracked":
             continue
+        tensor = values[key]
         leaf = "_weight" if leaf == "weight" and owner in prelus else renames.get(leaf, leaf)
         array = tensor.detach().cpu().numpy().astype(np.float32)
         array = array.T if array.ndim == 2 else array
@@ -348,8 +358,115 @@ def write_official(model_part: nn.Module, path: str | os.PathLike[str], format: 
     return out
 
 
+# ----------------------------------------------------------------------------------- safetensors
+
+SAFETENSORS_SUFFIX = ".safetensors"
+
+
+def _safetensors_reason(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
+
+
+def read_safetensors_header(path: str | os.PathLike[str]) -> tuple[list[str], dict[str, str]]:
+    """The tensor names and metadata of a ``.safetensors`` file, reading its header only.
+
+    Raises:
+        BadInputError: the file is not a readable safetensors file (truncated, corrupt header).
+        MissingDependencyError: the ``safetensors`` package is absent (the ``convert`` extra).
+    """
+    from mfsbench.optional import require
+
+    st = require("safetensors", "safetensors", f"reading {path}")
+    try:
+        with st.safe_open(str(path), framework="pt") as handle:
+            return list(handle.keys()), dict(handle.metadata() or {})
+    except Exception as exc:  # the Rust reader raises its own SafetensorError: one line, not a traceback
+        raise BadInputError(f"{path} is not a readable .safetensors file ({_safetensors_reason(exc)}); "
+                            "get an intact copy or write it again") from None
+
+
+def read_safetensors(path: str | os.PathLike[str]) -> tuple[StateDict, dict[str, str]]:
+    """Every tensor of a ``.safetensors`` file and its metadata; nothing in the file executes.
+
+    Raises:
+        BadInputError: the file is unreadable or holds no tensors.
+    """
+    from mfsbench.optional import require
+
+    st = require("safetensors", "safetensors", f"reading {path}")
+    try:
+        with st.safe_open(str(path), framework="pt") as handle:
+            state = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 (not iterable)
+            metadata = dict(handle.metadata() or {})
+    except Exception as exc:  # the Rust reader raises its own SafetensorError: one line, not a traceback
+        raise BadInputError(f"{path} is not a readable .safetensors file ({_safetensors_reason(exc)}); "
+                            "get an intact copy or write it again") from None
+    if not state:
+        raise BadInputError(f"{path} holds no tensors; pass the weights file itself")
+    return state, metadata
+
+
+def load_safetensors(module: nn.Module, path: str | os.PathLike[str], format: str,
+                     *, model_name: str | None = None) -> LoadedCheckpoint:
+    """Load a ``.safetensors`` file into the part of ``module`` that ``format``'s official file fills.
+
+    The file must hold that part's tensors under mfsbench's names (what ``mfsbench convert`` and
+    ``mfsbench distill`` write); the load is as strict as the official one (names, shapes, finite
+    values). A student written by ``mfsbench distill`` names its zoo architecture in its metadata;
+    given ``model_name``, another architecture is refused even when the shapes happen to agree,
+    since an ablation can share shapes with the student it differs from in its forward pass.
+
+    Raises:
+        BadInputError: unreadable file, a student of another architecture, or keys that do not match.
+    """
+    fmt = get_format(format)
+    source = Path(path)
+    state, metadata = read_safetensors(source)
+    student = metadata.get("student")
+    if model_name is not None and student is not None and student != model_name:
+        raise BadInputError(f"{source} holds a distilled {student} student, not {model_name}; "
+                            f"load it as model {student}")
+    if metadata.get("format") not in (None, fmt.name):
+        raise BadInputError(f"{source} was converted from a {metadata['format']} file, not {fmt.name}; "
+                            f"pass the {fmt.filename} conversion instead")
+    load_strict(_target(module, fmt), state, f"{source} ({fmt.name} tensors)")
+    return LoadedCheckpoint(str(source), sha256_file(source), f"safetensors:{fmt.name}", len(state))
+
+
+def write_official_state(state: Mapping[str, torch.Tensor], structure: nn.Module,
+                         path: str | os.PathLike[str], format: str) -> Path:
+    """Write tensors under mfsbench's names in ``format``'s official layout (``.pdparams`` for now).
+
+    ``structure`` is the module the tensors belong to (it may live on the meta device): the tensors
+    are first checked against it strictly (names, shapes, finite values), and it tells which
+    weights are PReLU slopes, which Paddle names differently. Written to a temporary name and
+    renamed, so a failed write leaves nothing behind.
+
+    Raises:
+        BadInputError: a format whose official file is not a ``.pdparams``, or tensors that do not
+            match ``structure``.
+    """
+    fmt = get_format(format)
+    if fmt.read is not _read_pdparams:
+        raise BadInputError(f"writing {fmt.name} from .safetensors is not supported; "
+                            "choose mobilefaceswap_pdparams or arcface_pdparams")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*non-meta parameter in the checkpoint to a meta")
+        load_strict(structure, state, f"tensors for {fmt.name}")
+    out = Path(path)
+    temp = out.with_name(f".{out.name}.tmp")
+    try:
+        with temp.open("wb") as handle:
+            pickle.dump(torch_to_paddle(structure, state), handle, protocol=4)
+        os.replace(temp, out)
+    finally:
+        temp.unlink(missing_ok=True)
+    return out
+
+
 __all__ = [
     "FORMATS",
+    "SAFETENSORS_SUFFIX",
     "LoadedCheckpoint",
     "OfficialFormat",
     "convert_official",
@@ -360,8 +477,12 @@ __all__ = [
     "load_hopenet",
     "load_mobilefaceswap_pdparams",
     "load_official",
+    "load_safetensors",
     "load_simswap_generator",
     "read_official",
+    "read_safetensors",
+    "read_safetensors_header",
     "torch_to_paddle",
     "write_official",
+    "write_official_state",
 ]

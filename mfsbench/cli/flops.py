@@ -9,11 +9,12 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from typing import Any
 
 from mfsbench.cli.common import add_list_option, resolve_models, writable_dir
 from mfsbench.conventions import CONVENTIONS
 from mfsbench.records import append_records, new_run_id, read_records, stamp
-from mfsbench.registry import ModeName
+from mfsbench.registry import ModelSpec, ModeName
 from mfsbench.report import table1
 from mfsbench.report.render import render_reports
 
@@ -41,7 +42,33 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", default="reports", help="directory for records and reports (default: reports)"
     )
+    parser.add_argument("--checkpoint", action="append", default=[], metavar="[FORMAT=]PATH",
+                        help="weights of the one --models counted, as for swap (official files or "
+                             ".safetensors, e.g. a distilled student): loaded strictly to prove they fit "
+                             "the architecture counted, and recorded by sha256")
     parser.set_defaults(run=run)
+
+
+def _verify_checkpoints(specs: list[ModelSpec], flags: list[str]) -> list[dict[str, Any]]:
+    """Load ``flags`` into the one model counted (the swap command's strict loader), for the records.
+
+    Counts depend on shapes only, so the weights change no figure; loading them proves the file is
+    the architecture the figures describe, and the sha256 ties the counts to those weights.
+    """
+    if not flags:
+        return []
+    from mfsbench.errors import BadInputError
+
+    if len(specs) != 1 or not specs[0].runnable or specs[0].card is not None:
+        raise BadInputError("--checkpoint loads one zoo model's files: "
+                            "pass exactly one runnable --models with it")
+    from mfsbench.counting import cheap_init
+    from mfsbench.registry import create_model
+    from mfsbench.swap.checkpoints import load_checkpoints
+
+    with cheap_init():  # every weight is overwritten by the load
+        model = create_model(specs[0].name)
+    return [vars(c) for c in load_checkpoints(specs[0], model, flags)]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
         for spec in specs:
             if spec.runnable or spec.card is not None:
                 spec.check_size(args.size)
+    checkpoints = _verify_checkpoints(specs, args.checkpoint)
     out = writable_dir(args.out)
     modes: tuple[ModeName, ...] = ("image", "video") if args.mode == "both" else (args.mode,)
     store = out / "records.jsonl"
@@ -73,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
             records = stamp(measure(spec, size, args.convention, modes), run_id)
         for record in records:
             record.info["seconds"] = round(time.perf_counter() - started, 2)
+            if checkpoints:
+                record.info["checkpoints"] = checkpoints
         append_records(store, records)
         this_run += records
     rows = table1.latest_rows([r for r in this_run if "card" not in r.info], args.convention)
