@@ -29,7 +29,7 @@ def test_two_process_torchrun_takes_steps(face_photos: dict, tmp_path: Path) -> 
     toml = tmp_path / "small.toml"
     toml.write_text("[loss]\nperceptual_width = 8\n[run]\nlog_every = 1\nckpt_every = 1\n")
     out = tmp_path / "run"
-    cmd = [str(torchrun), "--nproc_per_node", "2", "--master_port", "29517", "-m", "mfsbench.cli", "distill",
+    cmd = [str(torchrun), "--nproc_per_node", "2", "--standalone", "-m", "mfsbench.cli", "distill",
            "--teacher", "test_simswap", "--student", "test_mobilefaceswap", "--data", str(data),
            "--min-eye-distance", str(TEST_MIN_EYE_PX), "--preset", "kd_only", "--out", str(out),
            "--steps", "2", "--batch-size", "4", "--config", str(toml), "--allow-random-weights"]
