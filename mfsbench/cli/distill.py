@@ -38,6 +38,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="teacher checkpoint(s), as `mfsbench swap --checkpoint`")
     parser.add_argument("--id-weights", help="ArcFace weights for the student's Id network, L_id and α")
     parser.add_argument("--perceptual-weights", help="VGG-16 state dict (.safetensors / .pth)")
+    parser.add_argument("--parser-weights", help="face-parsing BiSeNet checkpoint (79999_iter.pth); sets "
+                        "[loss] mask_source = parser (background labels: [loss] bg_labels)")
+    parser.add_argument("--quality-weights", help="quality regressor Q from `mfsbench distill-quality`; sets "
+                        "[reweight] quality = regressor (α = cos² × Q(teacher output))")
     parser.add_argument("--student-init", help="MobileFaceSwap_224.pdparams to fine-tune from")
     parser.add_argument("--allow-random-weights", action="store_true",
                         help="run with random frozen networks (pipeline checks only; said in every record)")
@@ -61,6 +65,12 @@ def overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         ("perf", "device"): args.device, ("perf", "precision"): args.precision,
         ("perf", "compile"): args.compile,
     }
+    if args.parser_weights is not None:
+        pairs[("loss", "parser_weights")] = args.parser_weights
+        pairs[("loss", "mask_source")] = "parser"
+    if args.quality_weights is not None:
+        pairs[("reweight", "quality_weights")] = args.quality_weights
+        pairs[("reweight", "quality")] = "regressor"
     out: dict[str, dict[str, Any]] = {}
     for (section, key), value in pairs.items():
         if value is not None:

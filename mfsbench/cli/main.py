@@ -31,6 +31,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ffpp-mini": ("ffpp_mini", "build a miniature FF++ tree of real faces (demos, tests)"),
     "card": ("card", "draft (init) or validate (check) a model card for your own ONNX swapper"),
     "distill": ("distill", "train a student from a teacher with the paper's objective and its ablations"),
+    "distill-quality": ("distill_quality", "train the quality regressor Q (Eq. 4) on teacher snapshots"),
+    "ray-node": ("ray_node", "start a Ray node that offers this host's phones as adb:<serial> resources"),
 }
 
 

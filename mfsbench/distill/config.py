@@ -39,6 +39,8 @@ class Key:
     source: Source
     why: str
     math: bool = True
+    #: added after runs existed: left out of the resume hash at its default, so those runs still resume
+    late: bool = False
 
 
 K = Key
@@ -85,8 +87,17 @@ SCHEMA: dict[str, dict[str, Key]] = {
                                "Johnson et al.'s VGG-16 layers; the paper names none"),
         "perceptual_width": K(64, "ours", "VGG-16's first width (64 = the real network; tests shrink it)"),
         "perceptual_weights": K("", "ours", "a VGG-16 state dict (torchvision key names)"),
-        "mask_source": K("ellipse", "ours", "background = outside a fixed face ellipse of the aligned crop; "
-                         "the paper's BiSeNet parse needs a parser this suite does not ship yet"),
+        "mask_source": K("ellipse", "ours", "'ellipse': background = outside a fixed face ellipse of the "
+                         "aligned crop (needs no weights); 'parser': the paper's BiSeNet parse of each "
+                         "target crop (needs parser_weights)"),
+        "parser_weights": K("", "ours", "the public face-parsing BiSeNet checkpoint (79999_iter.pth, 19 "
+                            "CelebAMask-HQ classes) for mask_source = 'parser'", late=True),
+        "bg_labels": K([0, 14, 15, 16, 17, 18], "ours", "parser labels counted as background (the paper: "
+                       "'the semantic labels corresponding to the background'): 0 background, 14 neck, "
+                       "15 necklace, 16 cloth, 17 hair, 18 hat", late=True),
+        "parser_size": K(512, "ours", "side the parser sees (the public parser's 512)", late=True),
+        "parser_width": K(64, "ours", "the parser's first width (64 = the real network; tests shrink it)",
+                          late=True),
         "lambda_ssim": K(0.0, "beyond", "OMGD's (1 − SSIM) to the KD reference, α-weighted (OMGD: 10); "
                          "0 = off"),
         "lambda_style": K(0.0, "beyond", "OMGD's Gram-matrix style loss on the perceptual VGG layers, "
@@ -104,7 +115,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "identity": K(True, "paper", "α = cos(z_src, z_teacher)², Eq. 4"),
         "clamp_negative": K(True, "ours", "cos < 0 → 0 before squaring (an anti-similar output must not "
                             "get weight)"),
-        "quality": K("off", "ours", "Q(I'g) needs teacher-training snapshots the SimSwap release lacks"),
+        "quality": K("off", "ours", "'off', or 'regressor': α also × Q(I'g) (Eq. 4), Q trained by `mfsbench "
+                     "distill-quality` on teacher-training snapshots, which the SimSwap release lacks"),
+        "quality_weights": K("", "ours", "Q's .safetensors from `mfsbench distill-quality`", late=True),
     },
     "adv": {
         "kind": K("patchgan", "ours", "the paper describes no discriminator"),
@@ -193,12 +206,22 @@ def apply_preset(config: dict[str, dict[str, Any]], preset: str) -> None:
     name = preset.removeprefix("ablation:")
     if not preset.startswith("ablation:") or name not in ABLATIONS:
         raise BadInputError(f"unknown preset {preset!r}; choose one of {', '.join(preset_names())}")
-    if name == "no_quality_reweighting" and config["reweight"]["quality"] == "off":
-        raise BadInputError(
-            "ablation:no_quality_reweighting cannot apply: image-quality reweighting is already off "
-            "(it needs a quality regressor trained on teacher snapshots); this run would equal --preset paper"
-        )
     merge(config, ABLATIONS[name], f"preset {preset}")
+
+
+def _finish_ablation(config: dict[str, dict[str, Any]], preset: str, before: str) -> None:
+    """``ablation:no_quality_reweighting`` switches off a quality reweighting the file or flags turned
+    on (``before``: the quality setting they left): it applies last, and refuses when there is nothing
+    to switch off (the run would equal ``--preset paper``)."""
+    if preset != "ablation:no_quality_reweighting":
+        return
+    if before == "off":
+        raise BadInputError(
+            "ablation:no_quality_reweighting cannot apply: image-quality reweighting is already off; "
+            "turn it on with [reweight] quality = \"regressor\" and quality_weights (a Q trained by "
+            "`mfsbench distill-quality`), or this run would equal --preset paper"
+        )
+    config["reweight"]["quality"] = "off"
 
 
 def load_toml(path: Path) -> dict[str, Any]:
@@ -219,6 +242,7 @@ def resolve(preset: str = "paper", file: Path | None = None,
         merge(config, load_toml(file), f"--config {file}")
     if overrides:
         merge(config, overrides, "command line")
+    _finish_ablation(config, preset, config["reweight"]["quality"])
     validate(config)
     return config
 
@@ -273,27 +297,48 @@ def _validate_beyond(config: dict[str, dict[str, Any]]) -> None:
 
 
 def _validate_sources(config: dict[str, dict[str, Any]]) -> None:
-    """The two inputs the paper uses that this suite cannot provide yet: refuse, never approximate."""
-    rw, loss = config["reweight"], config["loss"]
-    if rw["quality"] != "off":
-        raise BadInputError(
-            f"[reweight] quality = {rw['quality']!r}: image-quality reweighting needs a ResNet-18 quality "
-            "regressor trained on teacher-training snapshots, which this version cannot train or load; "
-            "set quality = \"off\""
-        )
-    if loss["mask_source"] != "ellipse":
-        raise BadInputError(f"[loss] mask_source = {loss['mask_source']!r} is not available (a BiSeNet face "
-                            "parser is not in this suite yet); use \"ellipse\"")
+    """The parser mask and the quality regressor: each needs its weights file (random parser only when
+    allowed); a missing file is refused here, before faces are detected."""
+    rw, loss, model = config["reweight"], config["loss"], config["model"]
+    if rw["quality"] not in ("off", "regressor"):
+        raise BadInputError(f"[reweight] quality must be \"off\" or \"regressor\", got {rw['quality']!r}")
+    if rw["quality"] == "regressor":
+        if not rw["quality_weights"]:
+            raise BadInputError("[reweight] quality = \"regressor\" needs the quality regressor's weights: "
+                                "train Q with `mfsbench distill-quality` and set [reweight] quality_weights "
+                                "(or --quality-weights), or set quality = \"off\"")
+        if not Path(rw["quality_weights"]).is_file():
+            raise BadInputError(f"[reweight] quality_weights {rw['quality_weights']} not found; train Q with "
+                                "`mfsbench distill-quality` or fix the path")
+    if loss["mask_source"] not in ("ellipse", "parser"):
+        raise BadInputError(f"[loss] mask_source must be \"ellipse\" or \"parser\", "
+                            f"got {loss['mask_source']!r}")
+    labels = loss["bg_labels"]
+    if not labels or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 19 for v in labels):
+        raise BadInputError(f"[loss] bg_labels must be a non-empty list of parser labels 0…18 (CelebAMask-HQ "
+                            f"order), got {labels!r}")
+    if loss["parser_size"] < 32 or loss["parser_width"] < 1:
+        raise BadInputError("[loss] parser_size must be ≥ 32 and parser_width ≥ 1")
+    if loss["mask_source"] == "parser":
+        weights = loss["parser_weights"]
+        if not weights and not model["allow_random_weights"]:
+            raise BadInputError("[loss] mask_source = \"parser\" needs the face parser's weights: set [loss] "
+                                "parser_weights (or --parser-weights) to the face-parsing BiSeNet checkpoint "
+                                "(79999_iter.pth), or use mask_source = \"ellipse\"")
+        if weights and not Path(weights).is_file():
+            raise BadInputError(f"[loss] parser_weights {weights} not found; fix the path or use "
+                                "mask_source = \"ellipse\"")
 
 
 def math_view(config: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Only the keys that change what is computed: what a resume must match.
 
-    A beyond-paper key at its (off) default is left out, so a run started before that key existed
-    hashes, and resumes, as it did.
+    A beyond-paper key at its (off) default, or a key added later (``late``) at its default, is left
+    out, so a run started before that key existed hashes, and resumes, as it did.
     """
     return {s: {k: v for k, v in values.items()
-                if SCHEMA[s][k].math and not (SCHEMA[s][k].source == "beyond" and v == SCHEMA[s][k].default)}
+                if SCHEMA[s][k].math and not ((SCHEMA[s][k].source == "beyond" or SCHEMA[s][k].late)
+                                              and v == SCHEMA[s][k].default)}
             for s, values in config.items()}
 
 

@@ -39,6 +39,10 @@ class Nets:
     vgg: nn.Module | None
     loaded: list[dict[str, Any]] = field(default_factory=list)
     random: list[str] = field(default_factory=list)
+    #: the frozen BiSeNet face parser (``mask_source = "parser"``): run once per crop, before training
+    parser: nn.Module | None = None
+    #: the frozen image-quality regressor Q (``[reweight] quality = "regressor"``)
+    quality: nn.Module | None = None
 
 
 def _freeze(module: nn.Module) -> nn.Module:
@@ -103,9 +107,40 @@ def _build_vgg(loss: dict[str, Any], nets: Nets) -> nn.Module:
     return _freeze(vgg)
 
 
+def uses_background(config: dict[str, dict[str, Any]]) -> bool:
+    """Whether any term reads the background mask (the mask loss, or face-region KD)."""
+    return config["loss"]["lambda_mask"] > 0 or config["loss"]["kd_region"] == "face"
+
+
+def _build_parser(loss: dict[str, Any], nets: Nets) -> nn.Module:
+    from mfsbench.distill.parser import BiSeNet, load_parser
+
+    if loss["parser_weights"]:
+        parser, record = load_parser(loss["parser_weights"], loss["parser_width"])
+        nets.loaded.append(record)
+    else:
+        parser = BiSeNet(19, loss["parser_width"])
+        nets.random.append("parser")
+    return _freeze(parser)
+
+
+def _build_frozen_helpers(config: dict[str, dict[str, Any]], nets: Nets) -> None:
+    """VGG (L_per), the face parser (parser background) and Q (quality reweighting), each only if used."""
+    loss = config["loss"]
+    if loss["lambda_per"] > 0:
+        nets.vgg = _build_vgg(loss, nets)
+    if uses_background(config) and loss["mask_source"] == "parser":
+        nets.parser = _build_parser(loss, nets)
+    if config["reweight"]["quality"] == "regressor":
+        from mfsbench.distill.quality import load_quality
+
+        nets.quality, record = load_quality(config["reweight"]["quality_weights"])
+        nets.loaded.append(record)
+
+
 def build_nets(config: dict[str, dict[str, Any]]) -> Nets:
     """Student (seeded), teacher, VGG; loads every named file; refuses random ones unless allowed."""
-    m, loss = config["model"], config["loss"]
+    m = config["model"]
     student, student_spec = build_student(m["student"], config["run"]["seed"])
     teacher_spec = get_spec(m["teacher"])
     if "identity" not in teacher_spec.stage_names or teacher_spec.family in STUDENT_FAMILIES[:2]:
@@ -140,14 +175,13 @@ def build_nets(config: dict[str, dict[str, Any]]) -> Nets:
         else:
             nets.loaded.append({"role": "id_net", "path": "copied from the teacher's Id network"})
 
-    if loss["lambda_per"] > 0:
-        nets.vgg = _build_vgg(loss, nets)
+    _build_frozen_helpers(config, nets)
 
     if nets.random and not m["allow_random_weights"]:
         raise BadInputError(
             f"no weights given for {', '.join(nets.random)}: a student distilled from random networks "
             "proves only that the pipeline runs; pass the weights (--teacher-weights, --id-weights, "
-            "--perceptual-weights) or --allow-random-weights"
+            "--perceptual-weights, --parser-weights) or --allow-random-weights"
         )
     _freeze(teacher)
     _freeze(student.id_net)

@@ -4,10 +4,12 @@
 
 * L_rec = ‖I'g − Ig‖₁ and L_per = Σ_i (1/N_i)‖F_i(I'g) − F_i(Ig)‖² (VGG-16), student Ig vs teacher
   I'g (Eq. 3), per sample, so that α weights each sample;
-* α = max(cos(z_src, z'), 0)² with z' = F_id(I'g) (Eq. 4, image-quality factor off), computed under
-  ``no_grad``: it depends on the teacher output and the source only, never on the student;
+* α = max(cos(z_src, z'), 0)² × Q(I'g) with z' = F_id(I'g) (Eq. 4; Q, the frozen quality regressor of
+  :mod:`mfsbench.distill.quality`, only with ``[reweight] quality = "regressor"``, else 1), computed
+  under ``no_grad``: it depends on the teacher output and the source only, never on the student;
 * L_id = 1 − cos(F_id(I_s), F_id(Ig)) (Eq. 5); the frozen ArcFace passes gradients to Ig only;
-* L_mask = mean |M_g| over background pixels (Eq. 6: only M_t[bg] = 0 is constrained). The mask head
+* L_mask = mean |M_g| over background pixels (Eq. 6: only M_t[bg] = 0 is constrained; background from
+  the BiSeNet parse of the target with ``mask_source = "parser"``, else a fixed ellipse). The mask head
   reads the detached bottleneck, so this trains the mask head and nothing else;
 * L_adv = −E[D(Ig)] (hinge), D trained separately (:mod:`mfsbench.distill.discriminator`).
 
@@ -72,6 +74,8 @@ class Parts:
     vgg: nn.Module | None
     disc: nn.Module | None
     student_fn: Callable[..., tuple[Tensor, Tensor]] = student_forward
+    #: the frozen quality regressor Q (``[reweight] quality = "regressor"``), output in [0, 1], no grad
+    quality: nn.Module | None = None
 
 
 @dataclass
@@ -122,6 +126,11 @@ def teacher_view(config: dict[str, Any], parts: Parts, batch: Batch, z_src: Tens
             with section("identity"):
                 z_t, _ = parts.id_net(id_input(out))
             alpha = identity_alpha(cosine(z_src, z_t), rw["clamp_negative"])
+        if rw["quality"] == "regressor":
+            if parts.quality is None:
+                raise ValueError("[reweight] quality = \"regressor\" needs Parts.quality (the regressor)")
+            with section("quality"):
+                alpha = alpha * parts.quality(out).detach().float().clamp(0.0, 1.0)
     return TeacherView(out, alpha, features if layers else None)
 
 

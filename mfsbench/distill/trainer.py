@@ -35,8 +35,8 @@ from mfsbench.distill.student import student_forward
 from mfsbench.errors import BadInputError
 from mfsbench.records import Record, append_records, environment, new_run_id, stamp
 
-SECTIONS = ("data", "teacher", "identity", "perceptual", "student_forward", "backward", "discriminator",
-            "optimizer")
+SECTIONS = ("data", "teacher", "identity", "quality", "perceptual", "student_forward", "backward",
+            "discriminator", "optimizer")
 
 
 class Timer:
@@ -113,6 +113,11 @@ class Distiller:
         self.opt = torch.optim.Adam(self.params, lr=optim["lr"], betas=tuple(optim["betas"]))
         self.parts = self._parts()
         self.background = background_mask(data.train.shape[-1]).to(self.device)
+        #: per-crop background masks from the face parser (N×1×S×S uint8), made once here, never per step
+        self.parser_masks: Tensor | None = None
+        self.mask_info: dict[str, Any] = {"source": "parser" if nets.parser is not None else "ellipse"}
+        if nets.parser is not None:
+            self._parse_crops()
         self.step = 0
         self.history: list[dict[str, float]] = []
         self.evals: list[dict[str, float]] = []
@@ -124,6 +129,20 @@ class Distiller:
         self.preset = "paper"
 
     # ------------------------------------------------------------------ setup
+    def _parse_crops(self) -> None:
+        """Run the frozen parser once over every training crop (eval, no_grad); keep the masks."""
+        from mfsbench.distill.parser import background_masks
+
+        loss, parser = self.config["loss"], self.nets.parser
+        assert parser is not None
+        start = time.perf_counter()
+        parser.to(self.device)
+        self.parser_masks = background_masks(parser, self.data.train, list(loss["bg_labels"]),
+                                             loss["parser_size"])
+        parser.cpu()
+        self.mask_info.update({"bg_labels": list(loss["bg_labels"]), "parse_s": time.perf_counter() - start,
+                               "background_fraction": float(self.parser_masks.float().mean())})
+
     def _parts(self) -> Parts:
         perf, nets = self.config["perf"], self.nets
         teacher, id_net, vgg = nets.teacher, nets.student.id_net, nets.vgg
@@ -136,7 +155,8 @@ class Distiller:
             teacher, id_net = torch.compile(teacher), torch.compile(id_net)
             vgg = torch.compile(vgg) if vgg is not None else None
             student_fn = torch.compile(student_forward)
-        return Parts(nets.student, teacher, id_net, vgg, self.disc, student_fn)
+        quality = nets.quality.to(self.device) if nets.quality is not None else None
+        return Parts(nets.student, teacher, id_net, vgg, self.disc, student_fn, quality)
 
     # ------------------------------------------------------------------ data
     def batch(self, step: int) -> Batch:
@@ -148,7 +168,10 @@ class Distiller:
         targets, srcs, same, flip_t, flip_s = (t[rows] for t in (targets, srcs, same, flip_t, flip_s))
         target = to_float(self.data.train[targets], flip_t).to(self.device)
         source = to_float(self.data.train[srcs], flip_s).to(self.device)
-        background = self.background.expand(len(targets), -1, -1, -1)
+        if self.parser_masks is not None:
+            background = to_float(self.parser_masks[targets] * 255, flip_t).to(self.device)
+        else:
+            background = self.background.expand(len(targets), -1, -1, -1)
         pair_ids = targets + len(self.data) * same.long()
         return Batch(source, target, background, same.to(self.device), pair_ids)
 
@@ -297,6 +320,7 @@ class Distiller:
             "config_sources": sources(self.config), "config_hash": math_hash(self.config),
             "random_weights": list(self.nets.random), "weights": self.nets.loaded,
             "train_faces": len(self.data), "heldout_faces": len(self.data.heldout), "world_size": self.world,
+            "background_mask": self.mask_info,
         }
 
     def record(self, stage: str, metrics: dict[str, float]) -> None:
