@@ -67,7 +67,7 @@ class RayEngine:
         """Submit a bounded window of units, hand back each outcome as it lands."""
         ray = self.ray
         env = _forwarded_env()
-        remote = self._remote.options(runtime_env={"env_vars": env}) if env else self._remote
+        base = {"runtime_env": {"env_vars": env}} if env else {}
         task_ref = ray.put(task)  # one copy of the (small) task for every unit
         pending = list(reversed(units))
         running: dict[Any, Any] = {}
@@ -76,7 +76,7 @@ class RayEngine:
         while pending or running:
             while pending and len(running) < limit and failure is None:
                 unit = pending.pop()
-                running[remote.remote(task_ref, unit)] = unit
+                running[_submit(self._remote, base, task, unit, task_ref)] = unit
             if not running:
                 break
             (ready,), _ = ray.wait(list(running), num_returns=1)
@@ -99,6 +99,14 @@ class RayEngine:
         if self._owns and self.ray.is_initialized():
             self.ray.shutdown()
         self._owns = False
+
+
+def _submit(remote: Any, base: dict[str, Any], task: Any, unit: Any, task_ref: Any) -> Any:
+    """Submit one unit with ``base`` options plus those the task asks for it (``task.ray_options(unit)``:
+    e.g. a phone's ``adb:<serial>`` resource, :func:`mfsbench.engine.phones.phone_options`)."""
+    per_unit = getattr(task, "ray_options", None)
+    options = {**base, **(per_unit(unit) if callable(per_unit) else {})}
+    return (remote.options(**options) if options else remote).remote(task_ref, unit)
 
 
 def _cause(exc: Any) -> BaseException:
