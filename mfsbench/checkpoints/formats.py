@@ -56,12 +56,20 @@ StateDict = dict[str, torch.Tensor]
 
 @dataclass(frozen=True)
 class LoadedCheckpoint:
-    """What was loaded, for records: the file, its sha256, the format and how many tensors it held."""
+    """What was loaded, for records: the file, its sha256, the format and how many tensors it held,
+    and whether it is a known official file (:func:`mfsbench.checkpoints.known.provenance`)."""
 
     path: str
     sha256: str
     format: str
     keys: int
+    provenance: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.provenance is None:
+            from mfsbench.checkpoints.known import provenance
+
+            object.__setattr__(self, "provenance", provenance(Path(self.path).name, self.sha256))
 
 
 @dataclass(frozen=True)
