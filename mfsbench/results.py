@@ -69,12 +69,17 @@ def _column_order(columns: Iterable[str]) -> list[str]:
     return scalars + nested
 
 
-def records_frame(records: Sequence[Record], *, sources: Sequence[str] | None = None) -> pd.DataFrame:
+def records_frame(records: Sequence[Record], *, sources: Sequence[str] | None = None,
+                  exact_numbers: bool = False) -> pd.DataFrame:
     """The records as a DataFrame; ``sources`` (one per record) adds a ``source`` column naming the store.
 
     Column types: all-number columns are float64 (integers stay exact below 2**53, which holds every
     count the suite records), all-boolean columns pandas' nullable ``boolean``, all-text columns
     ``string``, anything else JSON text; a missing value is a null, never 0 or "".
+
+    ``exact_numbers`` keeps number columns as the Python values recorded (``object`` dtype, None for
+    missing): the reports render from this frame and print each figure as its record holds it (a
+    paper figure recorded as ``306`` stays ``306``, not ``306.0``).
     """
     pd = _pandas()
     rows = [record_row(record) for record in records]
@@ -90,7 +95,9 @@ def records_frame(records: Sequence[Record], *, sources: Sequence[str] | None = 
     for name in columns:
         values = [row.get(name) for row in rows]
         kinds = {_kind(v) for v in values if v is not None}
-        if kinds == {"number"}:
+        if kinds == {"number"} and exact_numbers:
+            data[name] = pd.array(values, dtype=object)
+        elif kinds == {"number"}:
             data[name] = pd.array([float("nan") if v is None else float(v) for v in values], dtype="float64")
         elif kinds == {"bool"}:
             data[name] = pd.array(values, dtype="boolean")
