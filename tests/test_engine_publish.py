@@ -109,3 +109,14 @@ def test_kill_hook_is_inert_once_its_marker_exists(tmp_path: Path, monkeypatch: 
     maybe_kill_self()  # the marker says the kill already happened: this process lives on
     monkeypatch.delenv(KILL_ONCE_ENV)
     maybe_kill_self()
+
+
+def test_ray_engine_without_ray_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from mfsbench.errors import MissingDependencyError
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError, as without the extra
+    wanted = r"--engine ray needs the Python package 'ray'.*mfsbench\[ray\]"
+    with pytest.raises(MissingDependencyError, match=wanted):
+        get_engine("ray")

@@ -105,6 +105,9 @@ def test_ray_and_local_tables_are_byte_identical(tree: tuple[Path, Path], local_
     again = _cli(*quality(tree, tmp_path, "--engine", "ray"))  # everything published: nothing runs
     assert again.code == 0 and _units_run(again.err) == 0
     assert (tmp_path / "table2_quality.csv").read_bytes() == local_csv
+    merged = _cli("quality", "--merge", str(tmp_path / "units"), "--out", str(tmp_path / "merged"))
+    assert merged.code == 0, merged.err  # the folder alone renders the same table
+    assert (tmp_path / "merged" / "table2_quality.csv").read_bytes() == local_csv
 
 
 def test_a_sigkilled_worker_is_retried_and_counted_once(tree: tuple[Path, Path], local_csv: bytes,
