@@ -152,3 +152,14 @@ def test_a_killed_driver_resumes_with_only_the_missing_units(tree: tuple[Path, P
     assert result.code == 0, result.err
     assert _units_run(result.err) == UNITS - done
     assert (tmp_path / "table2_quality.csv").read_bytes() == local_csv
+
+
+def test_flops_on_ray_writes_the_local_table(ray_instance: object, tmp_path: Path) -> None:
+    """One Ray task per model; the records land in the model order, so Table 1's files are identical."""
+    models = ("--models", "deepfakes_64,facecontroller_224", "--format", "csv")
+    local = _cli("flops", *models, "--out", str(tmp_path / "local"))
+    remote = _cli("flops", *models, "--out", str(tmp_path / "ray"), "--engine", "ray")
+    assert local.code == remote.code == 0, remote.err
+    assert remote.out == local.out
+    for name in ("table1_complexity.csv", "table1_complexity.md"):
+        assert (tmp_path / "ray" / name).read_bytes() == (tmp_path / "local" / name).read_bytes()

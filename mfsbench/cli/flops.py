@@ -13,7 +13,7 @@ from typing import Any
 
 from mfsbench.cli.common import add_list_option, resolve_models, writable_dir
 from mfsbench.conventions import CONVENTIONS
-from mfsbench.records import append_records, new_run_id, read_records, stamp
+from mfsbench.records import append_records, environment, new_run_id, read_records, stamp
 from mfsbench.registry import ModelSpec, ModeName
 from mfsbench.report import table1
 from mfsbench.report.render import render_reports
@@ -46,7 +46,66 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="weights of the one --models counted, as for swap (official files or "
                              ".safetensors, e.g. a distilled student): loaded strictly to prove they fit "
                              "the architecture counted, and recorded by sha256")
+    parser.add_argument("--engine", choices=("local", "ray"), default="local",
+                        help="where models are counted: local (one after another here, default) or ray "
+                             "(one Ray task per model; needs the 'ray' extra)")
+    parser.add_argument("--ray-address", default=None, metavar="ADDR",
+                        help="Ray cluster to join with --engine ray (default $RAY_ADDRESS, else a local "
+                             "instance capped to this machine)")
     parser.set_defaults(run=run)
+
+
+class CountUnit:
+    """One model counted (the unit of ``--engine ray``): settings only, the model is built by the worker."""
+
+    def __init__(self, size: int | None, convention: str, modes: tuple[ModeName, ...]) -> None:
+        self.size, self.convention, self.modes = size, convention, modes
+
+    def __call__(self, spec: ModelSpec) -> list[Any]:
+        """The unstamped records of ``spec``, with the seconds its count took on the worker."""
+        from mfsbench.flops import measure
+
+        started = time.perf_counter()
+        if spec.card is not None:
+            from mfsbench.cards.count import measure_card
+
+            records = measure_card(spec, self.modes)
+        else:
+            records = measure(spec, self.size or spec.native_size, self.convention, self.modes)
+        for record in records:
+            record.info["seconds"] = round(time.perf_counter() - started, 2)
+            record.env = environment()  # the worker's machine, not the driver's
+        return records
+
+
+def _count_on_engine(args: argparse.Namespace, specs: list[ModelSpec], modes: tuple[ModeName, ...],
+                     run_id: str, checkpoints: list[dict[str, Any]]) -> list[Any]:
+    """Every model as one engine unit; records appended as each lands, returned in ``specs`` order."""
+    from mfsbench.engine import get_engine
+
+    store = writable_dir(args.out) / "records.jsonl"
+    engine = get_engine(args.engine, address=args.ray_address)
+    done: dict[str, list[Any]] = {}
+
+    written = 0
+
+    def publish(spec: ModelSpec, records: list[Any]) -> None:
+        """Append in ``specs`` order (the reports follow the store's order, as a local run's do), each
+        model as soon as every model before it has landed."""
+        nonlocal written
+        for record in stamp(records, run_id):
+            if checkpoints:
+                record.info["checkpoints"] = checkpoints
+        done[spec.name] = records
+        while written < len(specs) and specs[written].name in done:
+            append_records(store, done[specs[written].name])
+            written += 1
+
+    try:
+        engine.run(CountUnit(args.size, args.convention, modes), specs, publish)
+    finally:
+        engine.close()
+    return [record for spec in specs for record in done.get(spec.name, [])]
 
 
 def _verify_checkpoints(specs: list[ModelSpec], flags: list[str]) -> list[dict[str, Any]]:
@@ -88,8 +147,9 @@ def run(args: argparse.Namespace) -> int:
     modes: tuple[ModeName, ...] = ("image", "video") if args.mode == "both" else (args.mode,)
     store = out / "records.jsonl"
     run_id = new_run_id()
-    this_run = []
-    for spec in specs:
+    by_engine = args.engine == "ray" or bool(args.ray_address)  # the loop below is the local path
+    this_run = _count_on_engine(args, specs, modes, run_id, checkpoints) if by_engine else []
+    for spec in [] if by_engine else specs:
         started = time.perf_counter()
         size = args.size or spec.native_size
         print(f"counting {spec.name} @ {size} ...", file=sys.stderr, flush=True)
