@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
@@ -88,8 +89,11 @@ def local_csv(tree: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory)
 
 
 @pytest.fixture(scope="module")
-def ray_instance() -> object:
+def ray_instance() -> Iterator[object]:
+    """One local instance for the module, capped as CI must be (2 CPUs, 100 MB object store)."""
     ray = pytest.importorskip("ray")
+    if ray.is_initialized():  # left by another module: start from a known instance
+        ray.shutdown()
     ray.init(num_cpus=2, object_store_memory=100 * 2**20, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
