@@ -10,16 +10,14 @@ mapping to the paper's row is certain (``specs/paper_tables.md``).
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import re
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,6 +27,10 @@ from mfsbench.quality.gallery import group_map
 from mfsbench.quality.problems import DatasetProblem, counts, found_while_decoding, report_lines, run_problems
 from mfsbench.quality.store import TARGET_ROW, QualityStore
 from mfsbench.records import Record
+from mfsbench.report.frames import csv_text, markdown_lines
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -316,34 +318,16 @@ def render_markdown(header: Header, rows: Sequence[Table2Row]) -> str:
     for video, reason in header.bad_videos:
         lines.append(f"- unusable video {video} (counted, not fatal): {reason}")
     lines.append("")
-    columns = ["Row", header.column("identity"), "ID top-1 grouped % ↑", "target retrieved %",
-               "ID mean cos ↑", header.column("pose"),
-               header.column("features"), "N (FD/FID)", "frames ok", "frames skipped",
-               "paper Id (as reported)", "paper Pose (as reported)", "paper FID (as reported)", "paper row"]
-    lines.append("| " + " | ".join(columns) + " |")
-    lines.append("|" + "---|" * len(columns))
-    for row in rows:
-        paper = row.paper
-        cells = [f"{row.label} [`{row.key}`]", format_number(row.id_top1_pct),
-                 format_number(row.id_top1_grouped_pct), format_number(row.target_retrieval_pct),
-                 format_number(row.id_cos, 3),
-                 format_number(row.pose_err), format_number(row.fd), str(row.fd_n), str(row.frames_ok),
-                 str(row.frames_skipped),
-                 _paper(paper.id_retrieval) if paper else "-", _paper(paper.pose) if paper else "-",
-                 _paper(paper.fid) if paper else "-", paper.where if paper else "-"]
-        lines.append("| " + " | ".join(cells) + " |")
+    lines += markdown_lines(_display_frame(header, rows_frame(header, rows)))
     lines.append("")
     lines += CALIBRATION_NOTES
     lines.append("Paper figures are MobileFaceSwap's, as reported, measured with CosFace, Hopenet and FID on "
                  "the paper's own protocol; they compare with a row only when the same evaluators, "
                  "protocol and official checkpoints were used. Random-weight rows check the pipeline, "
                  "they are not results.")
-    skipped = [(row, reason, n) for row in rows for reason, n in sorted(row.skipped.items()) if n]
-    if skipped:
-        lines += ["", "## Frames skipped, by reason", "",
-                  "| Row | Reason | Frames | Videos (target_source) |", "|---|---|---|---|"]
-        lines += [f"| `{row.key}` | {reason} | {n} | {_video_list(row.skipped_videos.get(reason, set()))} |"
-                  for row, reason, n in skipped]
+    skipped = _skipped_frame(rows)
+    if not skipped.empty:
+        lines += ["", "## Frames skipped, by reason", "", *markdown_lines(skipped)]
     return "\n".join(lines) + "\n"
 
 
@@ -355,31 +339,94 @@ CSV_FIELDS = ("row", "label", "kind", "model", "mode", "weights", "protocol_id",
               "dataset_problems")
 
 
-def render_csv(header: Header, rows: Sequence[Table2Row]) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(CSV_FIELDS)
+def rows_frame(header: Header, rows: Sequence[Table2Row]) -> pd.DataFrame:
+    """Table 2 as data: one line per row aggregated from the store, the CSV's columns, values as
+    computed (floats, counts, None where a metric has no value); both the CSV and the markdown table
+    are rendered from it."""
+    pd = _pandas()
     evs = header.run.get("evaluators", {})
+    names = {metric: (evs.get(metric) or {}).get("name", "") for metric in ("identity", "pose", "features")}
+    frame = pd.DataFrame([vars(row) for row in rows], columns=[f.name for f in fields(Table2Row)],
+                         dtype=object)
+    papers = [row.paper for row in rows]
 
-    def name(metric: str) -> str:
-        return (evs.get(metric) or {}).get("name", "")
+    def paper(attribute: str) -> list[Any]:
+        return [None if p is None else getattr(p, attribute) for p in papers]
 
-    for row in rows:
-        paper = row.paper
-        writer.writerow([
-            row.key, row.label, row.kind, row.model, row.mode or "", row.weights, header.protocol_id,
-            header.fingerprint, name("identity"), name("pose"), name("features"),
-            _blank(row.id_top1_pct), _blank(row.id_top1_grouped_pct), _blank(row.target_retrieval_pct),
-            _blank(row.id_cos), _blank(row.pose_err), _blank(row.fd),
-            row.fd_n, row.frames_ok, row.frames_skipped, row.items_ok, row.items_skipped, _blank(row.gmacs),
-            _blank(paper and paper.id_retrieval), _blank(paper and paper.pose), _blank(paper and paper.fid),
-            paper.where if paper else "", len(header.problems),
-        ])
-    return buffer.getvalue()
+    def numbers(column: str | list[Any]) -> list[float | None]:
+        values = frame[column] if isinstance(column, str) else column
+        return [None if v is None else float(v) for v in values]
+
+    table = pd.DataFrame({
+        "row": frame["key"], "label": frame["label"], "kind": frame["kind"], "model": frame["model"],
+        "mode": [m or "" for m in frame["mode"]], "weights": frame["weights"],
+        "protocol_id": header.protocol_id, "protocol_fingerprint": header.fingerprint,
+        "identity_evaluator": names["identity"], "pose_evaluator": names["pose"],
+        "features_evaluator": names["features"],
+        "id_retrieval_pct": numbers("id_top1_pct"),
+        "id_retrieval_grouped_pct": numbers("id_top1_grouped_pct"),
+        "target_retrieval_pct": numbers("target_retrieval_pct"), "id_cos_mean": numbers("id_cos"),
+        "pose_error": numbers("pose_err"), "feature_distance": numbers("fd"),
+        "feature_distance_n": frame["fd_n"], "frames_ok": frame["frames_ok"],
+        "frames_skipped": frame["frames_skipped"], "items_ok": frame["items_ok"],
+        "items_skipped": frame["items_skipped"], "gmacs": numbers("gmacs"),
+        "paper_id": numbers(paper("id_retrieval")), "paper_pose": numbers(paper("pose")),
+        "paper_fid": numbers(paper("fid")), "paper_row": [w or "" for w in paper("where")],
+        "dataset_problems": len(header.problems),
+    }, columns=list(CSV_FIELDS), index=range(len(rows)), dtype=object)
+    return table
 
 
-def _blank(value: float | None) -> str:
-    return "" if value is None else repr(float(value))
+def _display_frame(header: Header, table: pd.DataFrame) -> pd.DataFrame:
+    """The markdown table: :func:`rows_frame` with each figure formatted and labelled for reading."""
+    pd = _pandas()
+
+    def shown(column: str, digits: int = 2) -> list[str]:
+        return [format_number(v, digits) for v in table[column]]
+
+    def cited(column: str) -> list[str]:
+        return [_paper(v) for v in table[column]]
+
+    return pd.DataFrame({
+        "Row": [f"{label} [`{key}`]" for label, key in zip(table["label"], table["row"], strict=True)],
+        header.column("identity"): shown("id_retrieval_pct"),
+        "ID top-1 grouped % ↑": shown("id_retrieval_grouped_pct"),
+        "target retrieved %": shown("target_retrieval_pct"),
+        "ID mean cos ↑": shown("id_cos_mean", 3),
+        header.column("pose"): shown("pose_error"),
+        header.column("features"): shown("feature_distance"),
+        "N (FD/FID)": [str(v) for v in table["feature_distance_n"]],
+        "frames ok": [str(v) for v in table["frames_ok"]],
+        "frames skipped": [str(v) for v in table["frames_skipped"]],
+        "paper Id (as reported)": cited("paper_id"),
+        "paper Pose (as reported)": cited("paper_pose"),
+        "paper FID (as reported)": cited("paper_fid"),
+        "paper row": [w or "-" for w in table["paper_row"]],
+    }, dtype=object)
+
+
+def _skipped_frame(rows: Sequence[Table2Row]) -> pd.DataFrame:
+    """Frames skipped per (row, reason), reasons sorted within a row, with the videos each names."""
+    pd = _pandas()
+    long = pd.DataFrame([(row.key, reason, n, _video_list(row.skipped_videos.get(reason, set())))
+                         for row in rows for reason, n in row.skipped.items()],
+                        columns=["key", "Reason", "Frames", "Videos (target_source)"], dtype=object)
+    long = long[long["Frames"].astype(bool)].copy()
+    long["order"] = long["key"].map({row.key: i for i, row in enumerate(rows)})
+    long = long.sort_values(["order", "Reason"], kind="stable")
+    long.insert(0, "Row", [f"`{key}`" for key in long["key"]])
+    return long.drop(columns=["key", "order"]).reset_index(drop=True)
+
+
+def render_csv(header: Header, rows: Sequence[Table2Row]) -> str:
+    return csv_text(rows_frame(header, rows))
+
+
+def _pandas() -> Any:
+    """pandas, imported when a table is rendered (it costs ~0.5 s)."""
+    import pandas
+
+    return pandas
 
 
 def plot_flops_vs_id(header: Header, rows: Sequence[Table2Row], path: Path) -> Path | None:
