@@ -1,8 +1,9 @@
-"""Table 1 rendered from the records DataFrame (issue 19 item 5) prints what the hand-written loops printed.
+"""Tables 1 and 2 rendered from DataFrames (issue 19 item 5) print what the hand-written loops printed.
 
 The expected texts below were produced by the row-loop implementation this one replaced, on records
 chosen to reach every branch: a newer record replacing an older one (keeping its place), an error, a
-cited row, a stage-only model, a NaN figure, a skipped mode, another convention, a non-flops record.
+cited row, a stage-only model, a NaN figure, a skipped mode, another convention, a non-flops record;
+for Table 2, skipped frames, a paper row, NaN and -0 figures, a disabled evaluator, quoting.
 """
 
 from __future__ import annotations
@@ -143,3 +144,66 @@ def test_the_one_writer_matches_the_csv_module_and_keeps_recorded_numbers() -> N
     text = frame[["model", "status"]].head(2)
     assert markdown_lines(text) == ["| model | status |", "|---|---|", "| a | ok |", "| a | ok |"]
     assert fixed_width(text) == "model  status\n-----  ------\na      ok\na      ok"
+
+
+# ---------------------------------------------------------------------------------------------- Table 2
+
+
+def _table2_store() -> tuple[object, list]:
+    from mfsbench.report import table2
+
+    run = {"evaluators": {"identity": {"name": "cosface", "sha256": "ab"}, "pose": None,
+                          "features": {"name": "fd_x"}}, "disabled": {"pose": "no hopenet"},
+           "dataset": "mini", "pairs": 3}
+    header = table2.Header("prot", "fp", "ev", run, 5, [("v1", "bad")], [("v2", "none")], 2, ["s1"])
+    ours = table2.Table2Row("mobilefaceswap_224", "Ours", "zoo", "mobilefaceswap_224", "image", "sha", 8.07,
+                            10, 2, 3, 1, 95.5, 96.0, 1.0, 0.81234, float("nan"), -1e-9, 4)
+    ours.skip("no face in frame 12", "000", "003", 2)
+    ours.skip("decode error 000_003 frames 4-9", "000", "003", 1)
+    ours.skip("no face in frame 13", "001", "004", 3)
+    method = table2.Table2Row("ffpp:Deepfakes", "DF", "method", "deepfakes_64", None, "-", None)
+    oracle = table2.Table2Row("test_x", 'T, "quoted"', "oracle", "x", "video", "random-weights:0", 2)
+    oracle.skipped["zero"] = 0  # a reason that skipped nothing is not listed
+    return header, [ours, method, oracle]
+
+
+#: What the hand-written csv.writer / row loops printed for :func:`_table2_store`.
+EXPECTED_TABLE2_CSV = (
+    'row,label,kind,model,mode,weights,protocol_id,protocol_fingerprint,identity_eval'
+    'uator,pose_evaluator,features_evaluator,id_retrieval_pct,id_retrieval_grouped_pc'
+    't,target_retrieval_pct,id_cos_mean,pose_error,feature_distance,feature_distance_'
+    'n,frames_ok,frames_skipped,items_ok,items_skipped,gmacs,paper_id,paper_pose,pape'
+    'r_fid,paper_row,dataset_problems\n'
+    'mobilefaceswap_224,Ours,zoo,mobilefaceswap_224,image,sha,prot,fp,cosface,,fd_x,9'
+    '5.5,96.0,1.0,0.81234,nan,-1e-09,4,10,2,3,1,8.07,95.98,1.32,6.79,"Table 2 row 12,'
+    ' Ours (SimSwap teacher)",0\n'
+    'ffpp:Deepfakes,DF,method,deepfakes_64,,-,prot,fp,cosface,,fd_x,,,,,,,0,0,0,0,0,,,,,,0\n'
+    'test_x,"T, ""quoted""",oracle,x,video,random-weights:0,prot,fp,cosface,,fd_x,,,,'
+    ',,,0,0,0,0,0,2.0,,,,,0\n'
+)
+EXPECTED_TABLE2_TABLES = [
+    '| Row | ID retrieval % ↑ (cosface) | ID top-1 grouped % ↑ | target retrieved % |'
+    ' ID mean cos ↑ | Pose error ↓ (disabled) | FD ↓ (fd_x, not FID) | N (FD/FID) | f'
+    'rames ok | frames skipped | paper Id (as reported) | paper Pose (as reported) | '
+    'paper FID (as reported) | paper row |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+    '| Ours [`mobilefaceswap_224`] | 95.50 | 96.00 | 1.00 | 0.812 | nan | 0.00 | 4 | '
+    '10 | 2 | 95.98 | 1.32 | 6.79 | Table 2 row 12, Ours (SimSwap teacher) |',
+    '| DF [`ffpp:Deepfakes`] | - | - | - | - | - | - | 0 | 0 | 0 | - | - | - | - |',
+    '| T, "quoted" [`test_x`] | - | - | - | - | - | - | 0 | 0 | 0 | - | - | - | - |',
+    '| Row | Reason | Frames | Videos (target_source) |',
+    '|---|---|---|---|',
+    '| `mobilefaceswap_224` | decode error <target>_<source> frame(s) N | 1 | 000_003 |',
+    '| `mobilefaceswap_224` | no face in frame(s) N | 5 | 000_003, 001_004 |',
+]
+
+
+def test_table2_from_frames_equals_the_row_loop_output() -> None:
+    from mfsbench.report import table2
+
+    header, rows = _table2_store()
+    assert table2.render_csv(header, rows) == EXPECTED_TABLE2_CSV
+    markdown = table2.render_markdown(header, rows)
+    assert [line for line in markdown.splitlines() if line.startswith("|")] == EXPECTED_TABLE2_TABLES
+    empty = table2.render_markdown(header, [])
+    assert "## Frames skipped" not in empty and table2.render_csv(header, []).count("\n") == 1
