@@ -66,6 +66,14 @@ def _export(specs: list[ModelSpec], size_arg: int | None, tool: str, work: Path)
     models = []
     for spec in specs:
         size = size_arg or spec.native_size
+        if spec.card is not None:  # the card's own ONNX file is pushed as it is (checked: ort only)
+            from mfsbench.device.card import weights_described
+
+            path = spec.card.swapper_path
+            models.append(PhoneModel(spec.name, path, size, {
+                "display_name": spec.display_name, "format": "onnx", "size_mb": path.stat().st_size / 1e6,
+                "weights": weights_described(spec), **spec.card.record_info()}))
+            continue
         _say(f"device --adb: exporting {spec.name} @ {size} to {exporter.name} fp32 ...")
         module, example = stage_module(spec, create_model(spec.name), "frame", size)
         artifact = exporter.export(module, example, work / spec.name, "fp32",
@@ -74,6 +82,22 @@ def _export(specs: list[ModelSpec], size_arg: int | None, tool: str, work: Path)
                                  {"display_name": spec.display_name, "format": artifact.format,
                                   "size_mb": artifact.size_mb}))
     return models
+
+
+def check_card_for_phone(spec: ModelSpec, tool: str) -> None:
+    """A card runs on a phone through onnxruntime_perf_test (its ONNX file, pushed as it is); a
+    TFLite benchmark_model cannot take it.
+
+    Raises:
+        BadInputError: a card with a TFLite binary, or a card without a pinned sha256.
+    """
+    from mfsbench.device.card import require_sha256
+    from mfsbench.export.card import NO_TFLITE
+
+    require_sha256(spec)
+    if tool != "ort":
+        raise BadInputError(f"card {spec.name} cannot run under a TFLite benchmark_model: {NO_TFLITE}; "
+                            "pass --benchmark-binary onnxruntime_perf_test to time its ONNX file")
 
 
 def run_adb(args: argparse.Namespace) -> int:
@@ -94,6 +118,8 @@ def run_adb(args: argparse.Namespace) -> int:
             raise BadInputError(f"{spec.name} has no frame stage to export and time")
         if args.size is not None:
             spec.check_size(args.size)
+        if spec.card is not None:
+            check_card_for_phone(spec, tool_of(binary))
     out = writable_dir(args.out)
     adb = Adb(timeout_s=args.adb_timeout)
     serials = _serials(adb, args.serial)

@@ -55,6 +55,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=int, default=None,
                         help="frame size (default: each model's native size)")
     parser.add_argument("--faces", default=None, help="folder of face photos for parity and int8 calibration")
+    parser.add_argument("--accept-license", action="store_true",
+                        help="confirm your use complies with the licence of non-commercial model cards "
+                             "(or set MFSBENCH_ACCEPT_LICENSE); the licence id is stamped into every record")
     parser.add_argument("--format", choices=("table", "md", "csv", "json"), default="table",
                         help="what this run prints on stdout; the files under OUT are written either way "
                              "(default: table)")
@@ -85,6 +88,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.accept_license:  # before any --models item is resolved: a card checks its licence there
+        from mfsbench.cards.license import accept_licenses
+
+        accept_licenses()
     if args.adb:
         from device_runners.android.cli import run_adb
 
@@ -100,17 +107,15 @@ def run(args: argparse.Namespace) -> int:
     if args.threads < 1 or args.runs < 1 or args.warmup < 0 or args.min_seconds < 0 or args.peak_seconds < 0:
         raise BadInputError("--threads and --runs must be ≥ 1; --warmup, --min-seconds and "
                             "--peak-seconds ≥ 0")
-    specs = resolve_models(args.models or DEFAULT_MODELS)
-    for spec in specs:
-        if "frame" not in spec.stage_names:
-            raise BadInputError(f"{spec.name} has no frame stage to export and time")
-        if args.size is not None:
-            spec.check_size(args.size)
+    specs = _checked_specs(args)
     faces = Path(args.faces) if args.faces else None
     if faces is not None and not faces.is_dir():
         raise BadInputError(f"--faces {faces} is not a folder of photos")
     if args.checkpoint and len(specs) != 1:
         raise BadInputError("--checkpoint loads one model's files: pass exactly one --models with it")
+    if args.checkpoint and specs[0].card is not None:
+        raise BadInputError(f"--checkpoint with card {specs[0].name}: a card's weights are its ONNX file "
+                            "(files.swapper); drop --checkpoint")
     weights = WeightsRef(seed=None if args.checkpoint else args.seed, checkpoints=tuple(args.checkpoint))
     out = writable_dir(args.out)
     store = out / "records.jsonl"
@@ -147,6 +152,22 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {record.model} {record.info.get('backend')} {record.info.get('precision')}: "
               f"{record.error}", file=sys.stderr)
     return 1 if errors else 0
+
+
+def _checked_specs(args: argparse.Namespace) -> list[ModelSpec]:
+    """The ``--models`` specs, each with a frame stage, the asked size, and (a card) a pinned sha256."""
+    from mfsbench.device.card import require_sha256
+    from mfsbench.errors import BadInputError
+
+    specs = resolve_models(args.models or DEFAULT_MODELS)
+    for spec in specs:
+        if "frame" not in spec.stage_names:
+            raise BadInputError(f"{spec.name} has no frame stage to export and time")
+        if args.size is not None:
+            spec.check_size(args.size)
+        if spec.card is not None:
+            require_sha256(spec)
+    return specs
 
 
 def _sweep(specs: list[ModelSpec], cells: list[tuple[str, str]], settings: SweepSettings, size: int | None,

@@ -68,6 +68,8 @@ class CellJob:
     profile_runs: int = 20
     #: label of the format for the parity record ("onnx", "openvino", "tflite", "module")
     format: str = "module"
+    #: what the reference outputs in ``data`` came from (a model card's: ONNX Runtime fp32)
+    reference: str = "torch fp32"
 
 
 @dataclass
@@ -218,7 +220,7 @@ def measure(job: CellJob) -> CellOutcome:
     checked_by = (f"{runtime.name} Python API, same IR and precision request (benchmark_app returns no "
                   "outputs)" if job.runtime == "benchmark_app" else f"{runtime.name} (the timed session)")
     parity = compare_outputs(refs, got, job.output_names, fmt=job.format, precision=job.tolerance,
-                             runtime=checked_by)
+                             runtime=checked_by, reference=job.reference)
     outcome.parity = {"max_abs_err": parity.max_abs_err, "psnr_db": parity.psnr_db,
                       "runtime": parity.runtime, "samples": parity.samples,
                       "outputs": [asdict(o) for o in parity.outputs]}

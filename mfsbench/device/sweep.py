@@ -267,12 +267,22 @@ def face_sample_sets(spec: ModelSpec, size: int, faces_dir: Path | None, limit: 
     from mfsbench.export.stages import face_crops_per_photo, frame_stage_inputs
 
     images, source = _photos(faces_dir)
-    per_photo = [c for c in face_crops_per_photo(spec, size, images, limit=limit, mirror=True) if c]
+    if spec.card is not None:  # the card's template, size and pixel spec (mfsbench.device.card)
+        from mfsbench.device.card import card_crops_per_photo, card_inputs, identity_vector
+
+        crops = card_crops_per_photo(spec, images, limit=limit, mirror=True)
+        identity = identity_vector(spec)[0]
+    else:
+        crops = face_crops_per_photo(spec, size, images, limit=limit, mirror=True)
+    per_photo = [c for c in crops if c]
     if not per_photo:
         raise BadInputError(f"no face found in {source}; pass --faces DIR with face photos")
 
     def tuples(groups: list[list[np.ndarray]]) -> list[tuple[Any, ...]]:
-        return frame_stage_inputs(spec, size, [c for group in groups for c in group][:limit])
+        chosen = [c for group in groups for c in group][:limit]
+        if spec.card is not None:
+            return card_inputs(spec, chosen, identity)
+        return frame_stage_inputs(spec, size, chosen)
 
     if len(per_photo) == 1:
         both = tuples(per_photo)
@@ -300,7 +310,8 @@ class ModelUnderTest:
     spec: ModelSpec
     size: int
     weights: WeightsRef
-    module: nn.Module
+    #: the torch frame stage (None for a model card: its ONNX file is the stage)
+    module: nn.Module | None
     example: tuple[Tensor, ...]
     weights_described: str
     samples: FaceSamples
@@ -311,6 +322,32 @@ class ModelUnderTest:
     gmacs_paper: float
     #: (format, export precision) → the exported artefact: one export serves every runtime running it
     artifacts: dict[tuple[str, str], Any] = field(default_factory=dict)
+    #: a model card's ONNX file and its sha256: the fp32 artefact, and the source of derivatives
+    card_source: Path | None = None
+    card_sha256: str = ""
+    #: what the parity reference is (torch fp32 for the zoo, ONNX Runtime fp32 for a card)
+    reference: str = "torch fp32"
+
+
+def prepare_card(spec: ModelSpec, samples: FaceSamples, work_dir: Path) -> ModelUnderTest:
+    """A card's frame stage: its ONNX file, ONNX Runtime fp32 references of it on the parity crops,
+    and the card counter's MACs of that graph (see :mod:`mfsbench.device.card`)."""
+    from mfsbench.device.card import frame_macs, graph_input_names, ort_references, weights_described
+    from mfsbench.device.cell import write_parity_data
+
+    loaded = spec.card
+    assert loaded is not None
+    names = graph_input_names(spec)
+    refs = ort_references(loaded.swapper_path, names, samples.parity)
+    work = work_dir / spec.name
+    work.mkdir(parents=True, exist_ok=True)
+    data = work / "parity.npz"
+    write_parity_data(data, [tuple(np.asarray(a, np.float32) for a in s) for s in samples.parity], refs)
+    macs = frame_macs(spec)
+    return ModelUnderTest(spec, spec.native_size, WeightsRef(seed=None), None, (), weights_described(spec),
+                          samples, data, names, tuple(o.name for o in loaded.outputs), macs, macs / 1e9,
+                          card_source=loaded.swapper_path, card_sha256=loaded.sha256["swapper"],
+                          reference="onnxruntime fp32 on the card's original file")
 
 
 def prepare_model(spec: ModelSpec, size: int, weights: WeightsRef, samples: FaceSamples,
@@ -360,21 +397,25 @@ def measure_model(
     if not todo:
         return []
     isa = cpu_isa() if isa is None else isa
-    model = prepare_model(spec, size, weights or WeightsRef(), samples, work_dir)
+    model = (prepare_card(spec, samples, work_dir) if spec.card is not None
+             else prepare_model(spec, size, weights or WeightsRef(), samples, work_dir))
     base_info: dict[str, Any] = {
         "display_name": spec.display_name, "size": size, "stage": "frame",
         "weights": model.weights_described, "parity_inputs": samples.note,
         "parity_crops": samples.describe(), "gmacs_paper": model.gmacs_paper,
         "macs_executed": model.macs_executed, "peaks": peaks_to_record(peaks) if peaks else None,
-        "sweep": settings.describe(),
+        "sweep": settings.describe(), "parity_reference": model.reference,
+        **(_card_info(spec) if spec.card is not None else {}),
     }
+    shapes = ({k: list(v) for k, v in spec.card.static_inputs().items()} if spec.card is not None
+              else {"target": [1, 3, size, size]})
     records: list[Record] = []
     try:
         for runtime, precision in todo:
             info = {**base_info, "backend": runtime, "precision": precision}
             record = Record(COMMAND, spec.name, stage="frame", mode="video", convention="macs",
-                            input_shapes={"target": [1, 3, size, size]}, info=info)
-            plan = plan_for(runtime, precision)
+                            input_shapes=shapes, info=info)
+            plan = _card_plan(plan_for(runtime, precision)) if spec.card else plan_for(runtime, precision)
             if isinstance(plan, str):
                 record.status, record.error = "skipped", plan
             else:
@@ -402,13 +443,53 @@ def measure_model(
     return records
 
 
+def _card_info(spec: ModelSpec) -> dict[str, Any]:
+    """What every record of a card's cells carries beside the zoo's fields: licence, files and
+    digests, where the MACs come from, and what fed the identity input."""
+    from mfsbench.device.card import identity_vector
+
+    assert spec.card is not None
+    return {
+        **spec.card.record_info(),
+        "gmacs_paper": None,  # no paper convention for a user's graph
+        "macs_source": (f"card counter (mfsbench.cards.count) on {spec.card.swapper_path.name}, the graph "
+                        "every cell's file is (or is derived from)"),
+        "identity_input": identity_vector(spec)[1],
+        "whole_graph": not spec.card.card.separable,
+    }
+
+
+def _card_plan(plan: CellPlan | str) -> CellPlan | str:
+    """A zoo plan as a card cell runs it, or why a card has no such cell."""
+    from mfsbench.export.card import DERIVATIVES, NO_TFLITE
+
+    if isinstance(plan, str):
+        return plan
+    if plan.export_format is None:
+        return f"{plan.runtime} runs torch modules; a model card is an ONNX graph with no torch module"
+    if plan.export_format == "tflite":
+        return f"no LiteRT cell for a card: {NO_TFLITE}"
+    if plan.export_precision != "fp32" and (plan.export_format, plan.export_precision) not in DERIVATIVES:
+        return f"a card's ONNX file has no {plan.export_format} {plan.export_precision} derivative"
+    return plan
+
+
 def _artifact(model: ModelUnderTest, plan: CellPlan, work_dir: Path) -> Any:
-    """The exported file a plan runs, exported once per (format, export precision)."""
+    """The exported file a plan runs, exported once per (format, export precision); for a card, its
+    own file or a derivative in the per-user cache (:mod:`mfsbench.export.card`)."""
     from mfsbench.export.base import get_exporter
 
     assert plan.export_format is not None
     key = (plan.export_format, plan.export_precision)
+    if key not in model.artifacts and model.card_source is not None:
+        from mfsbench.export.card import card_artifact
+
+        model.artifacts[key] = card_artifact(
+            model.card_source, model.card_sha256, plan.export_format, plan.export_precision,
+            input_names=model.input_names, output_names=model.output_names,
+            calibration=model.samples.calibration if plan.export_precision == "int8" else None)
     if key not in model.artifacts:
+        assert model.module is not None
         calibration = model.samples.calibration if plan.export_precision == "int8" else None
         model.artifacts[key] = get_exporter(plan.export_format).export(
             model.module, model.example, work_dir / model.spec.name, plan.export_precision,
@@ -450,7 +531,7 @@ def _measure_cell(
         output_names=list(model.output_names), samples=len(model.samples.parity),
         threads=settings.threads, warmup=settings.warmup, runs=settings.runs,
         min_seconds=settings.min_seconds, max_seconds=settings.max_seconds, profile=settings.profile,
-        profile_runs=settings.profile_runs, format=fmt,
+        profile_runs=settings.profile_runs, format=fmt, reference=model.reference,
     )
     outcome = run_cell(job, work_dir / "cells")
     record.metrics.update(outcome.metrics)

@@ -42,6 +42,8 @@ class ParityResult:
     runtime: str
     samples: int
     outputs: list[OutputParity] = field(default_factory=list)
+    #: what the outputs were compared with (torch fp32; ONNX Runtime fp32 for a model card)
+    reference: str = "torch fp32"
 
     @property
     def max_abs_err(self) -> float:
@@ -62,7 +64,7 @@ class ParityResult:
             return None
         sign = "above" if metric == "max_abs_err" else "below"
         return (
-            f"{self.format} {self.precision} parity vs torch: {metric} {value:.3g} is {sign} the "
+            f"{self.format} {self.precision} parity vs {self.reference}: {metric} {value:.3g} is {sign} the "
             f"tolerance {bound:g}"
         )
 
@@ -78,10 +80,10 @@ def _psnr(mse: float, peak: float) -> float:
 
 def compare_outputs(
     want: Sequence[Sequence[np.ndarray]], got: Sequence[Sequence[np.ndarray]], output_names: Sequence[str],
-    *, fmt: str, precision: str, runtime: str,
+    *, fmt: str, precision: str, runtime: str, reference: str = "torch fp32",
 ) -> ParityResult:
-    """Compare per-sample output lists ``got`` (the runtime's) with ``want`` (torch fp32)."""
-    result = ParityResult(fmt, precision, runtime, len(want))
+    """Compare per-sample output lists ``got`` (the runtime's) with ``want`` (``reference``'s)."""
+    result = ParityResult(fmt, precision, runtime, len(want), reference=reference)
     for index, name in enumerate(output_names):
         ref = [np.asarray(w[index], np.float32) for w in want]
         out = [np.asarray(g[index], np.float32).reshape(r.shape) for g, r in zip(got, ref, strict=True)]

@@ -204,6 +204,14 @@ def render_markdown(records: Sequence[Record]) -> str:
         notes.append("Random weights: a randomly initialised fusion mask is nearly constant (≈ 0.5), "
                      "so parity here checks the arithmetic of the runtime, not trained behaviour; pass "
                      "--checkpoint for the official weights.")
+    cards = {r.model: r for r in cells if r.info.get("card")}
+    for model, record in cards.items():  # a card has no torch stage: say what replaced it
+        info = record.info
+        notes.append(f"{model}: model card {info['card']} (licence {info.get('license')}, "
+                     f"{'commercial use allowed' if info.get('license_commercial') else 'non-commercial'}); "
+                     f"weights {info.get('weights')}; its ONNX file is the fp32 artefact (derivatives in "
+                     f"the per-user cache); parity against {info.get('parity_reference')}, not torch; "
+                     f"{info.get('identity_input')}; GMACs run: {info.get('macs_source')}.")
     if any(r.info.get("backend") == "benchmark_app" for r in cells):
         notes.append("benchmark_app rows: OpenVINO's own tool on the same IR and precision request "
                      "(median as p50, its avg/min/max, its own thread count; no percentiles, std or raw "

@@ -1,0 +1,158 @@
+"""`mfsbench device` with a model card: the card's ONNX file timed on ONNX Runtime and OpenVINO.
+
+The card's graph is built at test time (:mod:`tests.cards_fixtures`, inswapper_128's names and
+shapes, 512×512 ``emap`` last), so no real weights are needed. What is checked: records name the
+weights by the file's sha256 and the card, parity is taken against ONNX Runtime fp32 on the
+original file within 1e-4, MACs are the card counter's, the licence is stamped; bad cards and a
+missing consent are one line, exit 2; derivatives go to the per-user cache, never beside the card.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from mfsbench.cards import license as card_license
+from mfsbench.cards.count import count_stages
+from mfsbench.cards.load import load_card
+from mfsbench.records import read_records
+from tests.cards_fixtures import INSWAPPER_LIKE_MACS, inswapper_like
+from tests.face_assets import face_photos_fixture  # noqa: F401
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "cards"
+
+
+@pytest.fixture(autouse=True)
+def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No licence consent, and a cache of derived artefacts under the test's folder."""
+    monkeypatch.setattr(card_license, "_accepted", set())
+    monkeypatch.delenv(card_license.ACCEPT_ENV, raising=False)
+    monkeypatch.delenv("MFSBENCH_CARDS", raising=False)
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("MFSBENCH_ARTIFACT_CACHE", str(cache))
+    return cache
+
+
+def _card(folder: Path, *, sha: str | None = "auto") -> Path:
+    """The shipped inswapper_128 example card, pointed at a test graph, with its real sha256."""
+    folder.mkdir(parents=True, exist_ok=True)
+    graph = inswapper_like(folder / "inswapper_128.onnx")
+    digest = hashlib.sha256(graph.read_bytes()).hexdigest()
+    lines = []
+    for line in (EXAMPLES / "inswapper_128.toml").read_text().splitlines():
+        if line.startswith("sha256"):
+            if sha is None:
+                continue
+            lines.append(f'sha256 = "{digest if sha == "auto" else sha}"')
+            continue
+        lines.append(line.replace("${MFS_MODELS}/inswapper_128.onnx", "inswapper_128.onnx"))
+    card = folder / "inswapper_128.toml"
+    card.write_text("\n".join(lines) + "\n")
+    return card
+
+
+@pytest.mark.cli
+def test_device_times_a_card_on_onnxruntime_and_openvino(run_cli, tmp_path: Path, isolated: Path,
+                                                         face_photos) -> None:
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("openvino")
+    folder = tmp_path / "models"
+    card = _card(folder)
+    out = tmp_path / "out"
+    result = run_cli("device", "--models", str(card), "--backends", "onnxruntime", "openvino", "litert",
+                     "torch-eager", "--precision", "fp32", "--accept-license", "--runs", "3", "--warmup", "1",
+                     "--min-seconds", "0", "--peak-seconds", "0.2", "--out", str(out))
+    assert result.code == 0, result.err
+    records = read_records(out / "records.jsonl")
+    cells = {r.info["backend"]: r for r in records}
+    digest = hashlib.sha256((folder / "inswapper_128.onnx").read_bytes()).hexdigest()
+    macs = count_stages(load_card(card))["frame"][0].macs
+    assert macs == INSWAPPER_LIKE_MACS  # the counter itself, checked by hand in tests/cards_fixtures.py
+    for backend in ("onnxruntime", "openvino"):
+        record = cells[backend]
+        assert record.status == "ok", record.error
+        assert record.model == "inswapper_128" and record.info["precision"] == "fp32"
+        assert record.info["weights"] == f"sha256 {digest}, card {card}"
+        assert record.info["artifact_sha256"] == digest  # the user's file itself ran, no export step
+        assert record.info["license"] == "LicenseRef-InsightFace-NonCommercial"
+        assert record.info["files"]["swapper"]["verified"] is True
+        assert record.info["parity_reference"].startswith("onnxruntime fp32")
+        assert 0 <= record.metrics["max_abs_err"] <= 1e-4
+        assert record.info["executed_precision"] == "fp32"
+        assert record.info["macs_executed"] == macs and record.metrics["gmacs"] == pytest.approx(macs / 1e9)
+        assert "seed 0" in record.info["identity_input"] and "held out" in record.info["parity_inputs"]
+        assert record.input_shapes == {"target": [1, 3, 128, 128], "source": [1, 512]}
+        assert record.metrics["p50_ms"] > 0 and record.metrics["efficiency"] <= 1.0
+    assert cells["litert"].status == "skipped" and "onnx2tf" in (cells["litert"].error or "")
+    eager = cells["torch-eager"]
+    assert eager.status == "skipped" and "no torch module" in (eager.error or "")
+    # fp32 needs no derivative: nothing was written beside the card or into the cache
+    assert sorted(p.name for p in folder.iterdir()) == ["inswapper_128.onnx", "inswapper_128.toml"]
+    assert not isolated.exists() or not any(isolated.rglob("*.onnx"))
+
+
+def test_card_derivatives_go_to_the_cache_and_are_reused(tmp_path: Path, isolated: Path) -> None:
+    """ORT int8 (QDQ) and OpenVINO fp16-weights of the card's file land in the per-user cache."""
+    np = pytest.importorskip("numpy")
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("openvino")
+    from mfsbench.export.card import card_artifact
+
+    folder = tmp_path / "models"
+    card = _card(folder)
+    loaded = load_card(card)
+    rng = np.random.default_rng(1)
+    calibration = [(rng.random((3, 128, 128), dtype=np.float32), rng.standard_normal((1, 512)).astype("f4"))
+                   for _ in range(4)]
+    names, outputs = ("target", "source"), ("output",)
+    made = {}
+    for fmt, precision in (("onnx", "int8"), ("openvino", "fp16")):
+        artifact = card_artifact(loaded.swapper_path, loaded.sha256["swapper"], fmt, precision,
+                                 input_names=names, output_names=outputs,
+                                 calibration=calibration if precision == "int8" else None)
+        assert artifact.path.is_relative_to(isolated), artifact.path
+        assert loaded.sha256["swapper"][:16] in str(artifact.path)
+        assert artifact.details["cache"].startswith("written to")
+        made[fmt] = artifact
+    assert made["onnx"].details["format"] == "QDQ" and made["openvino"].details["weights"] == "fp16"
+    assert (made["openvino"].path.with_suffix(".bin")).is_file()
+    again = card_artifact(loaded.swapper_path, loaded.sha256["swapper"], "onnx", "int8", input_names=names,
+                          output_names=outputs, calibration=calibration)
+    assert again.path == made["onnx"].path and again.details["cache"].startswith("reused")
+    assert sorted(p.name for p in folder.iterdir()) == ["inswapper_128.onnx", "inswapper_128.toml"]
+    fp32 = card_artifact(loaded.swapper_path, loaded.sha256["swapper"], "openvino", "fp32",
+                         input_names=names, output_names=outputs)
+    assert fp32.path == loaded.swapper_path  # OpenVINO reads the card's ONNX file directly
+
+
+@pytest.mark.cli
+@pytest.mark.parametrize(
+    ("sha", "flags", "needle"),
+    [
+        ("0" * 64, ("--accept-license",), "does not match `files.swapper.sha256`"),
+        (None, ("--accept-license",), "`files.swapper.sha256` is missing"),
+        ("auto", (), "--accept-license"),
+    ],
+)
+def test_device_refuses_bad_cards_in_one_line(run_cli, tmp_path: Path, sha: str | None,
+                                              flags: tuple[str, ...], needle: str) -> None:
+    card = _card(tmp_path / "models", sha=sha)
+    result = run_cli("device", "--models", str(card), "--backends", "onnxruntime", "--precision", "fp32",
+                     *flags, "--out", str(tmp_path / "out"))
+    assert result.code == 2, result.err
+    assert needle in result.err and len(result.err.strip().splitlines()) == 1
+    assert not (tmp_path / "out" / "records.jsonl").exists()
+
+
+@pytest.mark.cli
+def test_device_adb_refuses_a_card_under_a_tflite_binary(run_cli, tmp_path: Path) -> None:
+    card = _card(tmp_path / "models")
+    binary = tmp_path / "benchmark_model"
+    binary.write_bytes(b"\x7fELF")
+    result = run_cli("device", "--adb", "--models", str(card), "--benchmark-binary", str(binary),
+                     "--accept-license", "--out", str(tmp_path / "out"))
+    assert result.code == 2, result.err
+    assert "onnx2tf" in result.err and "onnxruntime_perf_test" in result.err
+    assert len(result.err.strip().splitlines()) == 1
