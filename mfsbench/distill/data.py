@@ -158,6 +158,8 @@ class CropSet:
         self.heldout = stacked[:holdout]
         self.train = stacked[holdout:]
         self.names = names
+        #: the cache folder of these crops: per-crop products (the parser's masks) are cached beside them
+        self.folder = folder
 
     def __len__(self) -> int:
         return len(self.train)

@@ -13,6 +13,8 @@ averaged with one all-reduce per step (the teacher is frozen and never wrapped).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import sys
 import time
 from collections import defaultdict
@@ -21,6 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -32,6 +35,7 @@ from mfsbench.distill.evaluate import image_metrics, plot_curves, write_grid
 from mfsbench.distill.nets import Nets
 from mfsbench.distill.objective import Batch, Parts, TeacherView, id_input, objective, teacher_view
 from mfsbench.distill.student import student_forward
+from mfsbench.distill.sync_norm import globalize_batchnorm
 from mfsbench.errors import BadInputError
 from mfsbench.records import Record, append_records, environment, new_run_id, stamp
 
@@ -99,7 +103,12 @@ class Distiller:
         nets.teacher.to(self.device)
         if nets.vgg is not None:
             nets.vgg.to(self.device)
+        if world > 1 and config["data"]["batch_size"] % world:
+            raise BadInputError(f"--batch-size {config['data']['batch_size']} does not split into {world} "
+                                "equal shares; use a multiple of the number of processes")
         student.swap.train()
+        if world > 1:  # every rank normalises its rows with the global batch's statistics
+            globalize_batchnorm(student.swap)
         student.id_net.eval()
         torch.manual_seed(config["run"]["seed"] + 2)
         self.disc: nn.Module | None = None
@@ -130,18 +139,46 @@ class Distiller:
 
     # ------------------------------------------------------------------ setup
     def _parse_crops(self) -> None:
-        """Run the frozen parser once over every training crop (eval, no_grad); keep the masks."""
+        """Run the frozen parser once over every training crop (eval, no_grad) and keep the masks; with
+        parser weights from a file, the masks are cached beside the crops (bit-packed), keyed by the
+        weights' sha256, the labels, the parser settings and the crops, so a resume does not parse again."""
         from mfsbench.distill.parser import background_masks
 
         loss, parser = self.config["loss"], self.nets.parser
         assert parser is not None
         start = time.perf_counter()
-        parser.to(self.device)
-        self.parser_masks = background_masks(parser, self.data.train, list(loss["bg_labels"]),
-                                             loss["parser_size"])
-        parser.cpu()
+        cache = self._parse_cache()
+        shape = (len(self.data.train), 1, *self.data.train.shape[2:])
+        if cache is not None and cache.is_file():
+            packed = np.load(cache)
+            masks = np.unpackbits(packed, axis=-1, count=shape[-1]).reshape(shape)
+            self.parser_masks = torch.from_numpy(np.ascontiguousarray(masks))
+            self.mask_info["cache"] = f"read {cache}"
+        else:
+            parser.to(self.device)
+            self.parser_masks = background_masks(parser, self.data.train, list(loss["bg_labels"]),
+                                                 loss["parser_size"])
+            parser.cpu()
+            if cache is not None and self.rank == 0:
+                tmp = cache.with_name(cache.name + ".tmp.npy")
+                np.save(tmp, np.packbits(self.parser_masks.numpy(), axis=-1))
+                tmp.replace(cache)
+                self.mask_info["cache"] = f"wrote {cache}"
         self.mask_info.update({"bg_labels": list(loss["bg_labels"]), "parse_s": time.perf_counter() - start,
                                "background_fraction": float(self.parser_masks.float().mean())})
+
+    def _parse_cache(self) -> Path | None:
+        """Where this parse is cached: None for a random parser or crops without a cache folder."""
+        folder = getattr(self.data, "folder", None)
+        sha = next((w.get("sha256") for w in self.nets.loaded if w.get("role") == "parser"), None)
+        if folder is None or sha is None:
+            return None
+        loss = self.config["loss"]
+        key = json.dumps({"sha256": sha, "labels": sorted(set(loss["bg_labels"])),
+                          "size": loss["parser_size"], "width": loss["parser_width"],
+                          "crops": self.data.names[-len(self.data.train):],
+                          "shape": list(self.data.train.shape)}, sort_keys=True)
+        return Path(folder) / f"parse-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npy"
 
     def _parts(self) -> Parts:
         perf, nets = self.config["perf"], self.nets
@@ -216,16 +253,30 @@ class Distiller:
                 self.d_opt.step()
                 d_loss = float(loss_d.detach())
         self.step += 1
-        alpha = extras["alpha"].detach().float()
-        entry = {"step": float(self.step), "loss_total": float(total.detach()), "grad_norm": grad_norm,
-                 "alpha_mean": float(alpha.mean()), "alpha_min": float(alpha.min()),
-                 "alpha_frac_below_0_1": float((alpha < 0.1).float().mean()),
+        logged = self._global_batch({"loss_total": total.detach(),
+                                     **{f"loss_{k}": v.detach() for k, v in terms.items()}},
+                                    extras["alpha"].detach().float())
+        entry = {"step": float(self.step), "grad_norm": grad_norm, **logged,
                  "step_s": time.perf_counter() - step_start}
-        entry.update({f"loss_{k}": float(v.detach()) for k, v in terms.items()})
         if d_loss is not None:
             entry["loss_d"] = d_loss
         self.history.append(entry)
         return entry
+
+    def _global_batch(self, means: dict[str, Tensor], alpha: Tensor) -> dict[str, float]:
+        """The step's loss terms and α statistics over the global batch: under torchrun each rank holds
+        its rows, and a record must describe the step that ran, not rank 0's half of it."""
+        stats = {**means, "alpha_mean": alpha.mean(), "alpha_frac_below_0_1": (alpha < 0.1).float().mean()}
+        low = alpha.min()
+        if self.world > 1:
+            import torch.distributed as dist
+
+            flat = torch.stack([v.float().reshape(()) for v in stats.values()])
+            dist.all_reduce(flat)  # equal rows per rank: the mean of the ranks' means
+            stats = dict(zip(stats, flat / self.world, strict=True))
+            low = low.clone()
+            dist.all_reduce(low, op=dist.ReduceOp.MIN)
+        return {**{k: float(v) for k, v in stats.items()}, "alpha_min": float(low)}
 
     def _allreduce(self, params: list[nn.Parameter]) -> None:
         if self.world == 1:
