@@ -25,7 +25,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mfsbench.cli.outputs import check_output_file, check_records_file, refuse_overwriting_inputs
 from mfsbench.errors import BadInputError
@@ -38,12 +38,19 @@ if TYPE_CHECKING:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="zoo model with a swap pipeline")
+    parser.add_argument("--model", required=True,
+                        help="zoo model with a swap pipeline, or a model card (card.toml path or a card id "
+                             "in $MFSBENCH_CARDS) run with ONNX Runtime")
     parser.add_argument("--source", required=True, help="photo of the identity to inject")
     parser.add_argument("--target", required=True, help="image or video to swap into")
     parser.add_argument("--out", required=True, help="output image or video path")
     parser.add_argument("--checkpoint", action="append", default=[],
-                        help="official checkpoint, PATH or FORMAT=PATH (repeat per file the model needs)")
+                        help="official checkpoint, PATH or FORMAT=PATH (repeat per file the model needs); "
+                             "for a card: the suite ArcFace's weights (arcface_tar= or arcface_pdparams=) "
+                             "that make its identity embedding")
+    parser.add_argument("--accept-license", action="store_true",
+                        help="confirm your use complies with the licence of a non-commercial model card "
+                             "(or set MFSBENCH_ACCEPT_LICENSE)")
     parser.add_argument("--detector", default="default", help="face detector backend (default: offline)")
     parser.add_argument("--detector-model", default=None, help="model file for detectors that need one")
     parser.add_argument("--detector-option", action="append", default=[], metavar="KEY=INT",
@@ -95,6 +102,14 @@ def _build_detector(args: argparse.Namespace, *, video: bool) -> tuple[str, dict
     return name, options, get_detector(name, **options)
 
 
+class _Weights:
+    """What a card's identity encoder ran with, in the record's ``checkpoints`` list."""
+
+    def __init__(self, encoder: dict[str, object]) -> None:
+        self.encoder = encoder.get("encoder")
+        self.weights = encoder.get("weights")
+
+
 def _detector_options(flags: list[str]) -> dict[str, int]:
     options = {}
     for flag in flags:
@@ -136,18 +151,48 @@ def _swap_image(pipeline: SwapPipeline, target: Path, out: Path, records: Path, 
     return VideoSwap(frames=1, path=out)
 
 
+def _build_model(spec: Any, args: argparse.Namespace) -> tuple[Any, list[Any], dict[str, Any]]:
+    """The model (a zoo network, or a card's ONNX runner), the weights it loaded ([] = random) and
+    what the record says about the runtime. For a card, ``--checkpoint`` is its identity encoder's."""
+    if spec.card is not None:
+        from mfsbench.swap.runners import card_runner
+
+        runner = card_runner(spec, args.checkpoint, allow_random=args.allow_random_weights)
+        runtime = runner.describe()
+        encoder = runtime.get("identity_encoder") or {}
+        return runner, ([] if encoder.get("random_weights") else [_Weights(encoder)]), runtime
+    from mfsbench.registry import create_model
+    from mfsbench.swap.checkpoints import load_checkpoints
+
+    model = create_model(spec.name)
+    return model, load_checkpoints(spec, model, args.checkpoint), {"runtime": "torch"}
+
+
+def _resolve_spec(args: argparse.Namespace) -> Any:
+    """``--model``'s spec, a card's after its sha256 and licence checks (``--accept-license`` first)."""
+    from mfsbench.registry import get_spec
+    from mfsbench.swap.adapters import adapter_for
+
+    if args.accept_license:
+        from mfsbench.cards.license import accept_licenses
+
+        accept_licenses()
+    spec = get_spec(args.model)
+    adapter_for(spec)
+    if spec.card is not None and args.size not in (None, spec.native_size):
+        raise BadInputError(f"--size {args.size}: the card {spec.card.card.path} runs at its `target.size` "
+                            f"{spec.native_size} only; drop --size")
+    return spec
+
+
 def run(args: argparse.Namespace) -> int:
     from mfsbench.faces.detectors import read_image
-    from mfsbench.registry import create_model, get_spec
-    from mfsbench.swap.adapters import adapter_for
-    from mfsbench.swap.checkpoints import load_checkpoints
     from mfsbench.swap.pipeline import STAGES, SwapPipeline
     from mfsbench.swap.selection import ReferenceIdentity, Selection
     from mfsbench.swap.video import is_video, probe_video
     from mfsbench.swap.video_run import output_options, resumable_partial, swap_video
 
-    spec = get_spec(args.model)
-    adapter_for(spec)
+    spec = _resolve_spec(args)
     size = args.size or spec.native_size
     spec.check_size(size)
     source_path, target_path, out_path = Path(args.source), Path(args.target), Path(args.out)
@@ -163,7 +208,7 @@ def run(args: argparse.Namespace) -> int:
     check_records_file(Path(args.records))
     if is_video(target_path) != is_video(out_path):
         raise BadInputError("--target and --out must both be videos or both be images")
-    if not args.checkpoint and not args.allow_random_weights:
+    if spec.card is None and not args.checkpoint and not args.allow_random_weights:
         raise BadInputError(
             f"{spec.name} needs its official checkpoints (--checkpoint PATH ...); "
             "pass --allow-random-weights to check the pipeline with untrained weights"
@@ -174,8 +219,7 @@ def run(args: argparse.Namespace) -> int:
         raise BadInputError("--resume continues an interrupted video swap; an image has nothing to resume")
     resume_from = resumable_partial(target_path, out_path, info) if args.resume and info else None
     encoding = output_options(args) if info is not None else None  # --codec/--crf checked before any work
-    model = create_model(spec.name)
-    loaded = load_checkpoints(spec, model, args.checkpoint)
+    model, loaded, runtime = _build_model(spec, args)
     detector_name, options, detector = _build_detector(args, video=info is not None)
     reference = ReferenceIdentity.from_photo(reference_path, detector) if reference_path else None
     pipeline = SwapPipeline(spec, model, detector, size, args.detect_every, selection=selection,
@@ -190,7 +234,7 @@ def run(args: argparse.Namespace) -> int:
             command="swap", model=spec.name, mode="image", input_shapes={"frame": [1, 3, size, size]},
             info={"source": str(source_path), "target": str(target_path), "out": None,
                   "detector": detector_name, "random_weights": not loaded, **selection.describe(),
-                  "checkpoints": [vars(c) for c in loaded]}))
+                  "checkpoints": [vars(c) for c in loaded], **runtime}))
     else:
         done = swap_video(pipeline, target_path, out_path, info, started, resume_from=resume_from,
                           options=encoding)
@@ -226,7 +270,7 @@ def run(args: argparse.Namespace) -> int:
               "detector_options": {k: v for k, v in options.items() if k != "model_path"},
               "detect_every": args.detect_every, "random_weights": not loaded,
               **selection.describe(), "chosen_tracks": pipeline.chosen_tracks,
-              "checkpoints": [vars(c) for c in loaded],
+              "checkpoints": [vars(c) for c in loaded], **runtime,
               "video": None if info is None else vars(info), **(done.record_info() if info else {})},
     )
     if faceless_video:

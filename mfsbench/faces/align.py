@@ -194,6 +194,37 @@ def align(image: np.ndarray, landmarks: np.ndarray, method: str, size: int) -> t
 align_face = align
 
 
+def align_to_points(image: np.ndarray, landmarks: np.ndarray, points: np.ndarray,
+                    size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Warp ``image`` onto explicit template ``points`` (pixels of a ``size`` crop), similarity fit.
+
+    Why a separate path: a model card pins its own template (``specs/plugin_models.md`` §1: the same
+    weights are run with different points by different tools), and the community swappers were
+    trained on InsightFace's ``norm_crop`` / FaceFusion's ``estimateAffinePartial2D`` crops, which
+    are similarity fits (no shear), unlike MobileFaceSwap's 6-DoF fit. The border is replicated as
+    FaceFusion's ``warp_face_by_face_landmark_5`` does, so a face near the frame edge does not feed
+    black into the network.
+
+    Returns:
+        ``(crop, matrix)`` as :func:`align`.
+
+    Raises:
+        BadInputError: bad size or unusable landmarks.
+    """
+    if size <= 0:
+        raise BadInputError(f"alignment size must be positive, got {size}")
+    lmk = _points(landmarks, "landmarks")
+    template = _points(points, "template points")
+    if lmk.shape != (5, 2) or template.shape != (5, 2):
+        raise BadInputError(f"alignment needs 5 landmarks and 5 template points, got {lmk.shape} and "
+                            f"{template.shape}")
+    cv2 = cv2_module()
+    matrix = estimate_similarity(lmk, template)
+    crop = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REPLICATE)
+    return crop, matrix
+
+
 def hopenet_crop(image: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     """Hopenet's loose head crop from a detector box (``deep-head-pose`` dlib video script).
 

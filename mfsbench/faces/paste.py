@@ -101,3 +101,49 @@ def paste_back(frame: np.ndarray, swapped_crop: np.ndarray, matrix: np.ndarray,
                                  borderMode=cv2.BORDER_CONSTANT, borderValue=0)[:, :, np.newaxis]
     blended = warped * warped_mask + frame.astype(np.float32) * (1.0 - warped_mask)
     return blended.clip(0, 255).astype(np.uint8)
+
+
+def box_mask(size: int, blur: float) -> np.ndarray:
+    """A model card's ``box`` paste mask in crop space (FaceFusion's static box mask), float32 [0, 1].
+
+    The crop's border of ``blur_area = max(int(size·0.5·blur) // 2, 1)`` pixels is zeroed and the
+    mask Gaussian-blurred with sigma ``int(size·0.5·blur)·0.25``, so the pasted crop fades into the
+    frame instead of showing its square outline. ``blur`` is the card's ``run.paste.blur`` (0..1).
+    """
+    cv2 = cv2_module()
+    amount = int(size * 0.5 * blur)
+    area = max(amount // 2, 1)
+    mask = np.ones((size, size), np.float32)
+    mask[:area, :] = 0.0
+    mask[-area:, :] = 0.0
+    mask[:, :area] = 0.0
+    mask[:, -area:] = 0.0
+    if amount > 0:
+        mask = cv2.GaussianBlur(mask, (0, 0), amount * 0.25)
+    return mask
+
+
+def paste_linear(frame: np.ndarray, swapped_crop: np.ndarray, matrix: np.ndarray,
+                 mask_crop: np.ndarray) -> np.ndarray:
+    """Composite ``swapped_crop`` into ``frame`` with ``mask_crop`` used as is (a linear blend).
+
+    Why not :func:`paste_back`: that one rebuilds MobileFaceSwap's eroded mask from the network's
+    mask head; a card states its own mask (:func:`box_mask`), which must not be eroded again.
+
+    Raises:
+        BadInputError: mismatched shapes.
+    """
+    cv2 = cv2_module()
+    if frame.ndim != 3 or swapped_crop.ndim != 3 or frame.shape[2] != swapped_crop.shape[2]:
+        raise BadInputError(f"frame {frame.shape} and crop {swapped_crop.shape} must both be H×W×C images "
+                            "with the same channels")
+    if mask_crop.shape[:2] != swapped_crop.shape[:2]:
+        raise BadInputError(f"mask {mask_crop.shape[:2]} and crop {swapped_crop.shape[:2]} differ in size")
+    back = inverse_matrix(matrix)
+    size = (frame.shape[1], frame.shape[0])
+    warped = cv2.warpAffine(swapped_crop.astype(np.float32), back, size, flags=cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    warped_mask = cv2.warpAffine(np.asarray(mask_crop, np.float32), back, size, flags=cv2.INTER_LINEAR,
+                                 borderMode=cv2.BORDER_CONSTANT, borderValue=0)[:, :, np.newaxis]
+    blended = warped * warped_mask + frame.astype(np.float32) * (1.0 - warped_mask)
+    return blended.clip(0, 255).round().astype(np.uint8)

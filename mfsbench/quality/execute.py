@@ -79,8 +79,13 @@ class PairExecutor(GalleryBuilder):
 
             spec = get_spec(row.model)
             torch.manual_seed(row.seed)  # random-weights:<seed> rows are reproducible across runs/shards
-            model = create_model(spec.name)
-            load_checkpoints(spec, model, list(row.checkpoints))
+            if spec.card is not None:  # a model card: its ONNX graph in ONNX Runtime, the encoder's weights
+                from mfsbench.swap.runners import card_runner
+
+                model: Any = card_runner(spec, list(row.checkpoints), allow_random=not row.checkpoints)
+            else:
+                model = create_model(spec.name)
+                load_checkpoints(spec, model, list(row.checkpoints))
             pipeline = SwapPipeline(spec, model, _Replay(), spec.native_size)
             self._pipelines[row.key] = pipeline
         return pipeline
@@ -113,7 +118,7 @@ class PairExecutor(GalleryBuilder):
             replay.faces = [item.target_faces[index]]
             out[index] = pipeline.swap_frame(frame)
         timer.merge(pipeline.timer, skip=("detect",))  # replayed landmarks: detection was timed when it ran
-        pipeline.frame_net = None  # the next item has another source
+        pipeline.reset()  # the next item has another source
         return out, None
 
     def _method_frames(self, row: RowPlan, item: PairInputs,

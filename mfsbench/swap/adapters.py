@@ -93,9 +93,16 @@ ADAPTERS: dict[str, SwapAdapter] = {
 def adapter_for(spec: ModelSpec) -> SwapAdapter:
     """The adapter of a spec's family.
 
+    A model card (``spec.card``) is swappable whatever its family: its card says how it runs.
+
     Raises:
         BadInputError: for a model that has no face-swap pipeline (and says which ones do).
     """
+    if spec.card is not None:
+        # a card runs through :class:`~mfsbench.swap.runners.OnnxCardRunner`, which applies the card's own
+        # template, pixels and paste-back; this adapter describes only the suite ArcFace's source crop
+        # (its identity encoder when the card names no encoder file)
+        return SwapAdapter(spec.family, "arcface", 224, "linear", has_mask=False)
     adapter = ADAPTERS.get(spec.family)
     if adapter is None or "identity" not in spec.stage_names or "frame" not in spec.stage_names:
         swappable = ", ".join(sorted(k for k in ADAPTERS if k != "test"))

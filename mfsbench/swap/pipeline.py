@@ -14,24 +14,22 @@ where the video starts keeps being the one swapped, and the detector runs only e
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
-import torch
-from torch import nn
 
 from mfsbench.device.timing import StageTimer
 from mfsbench.errors import BadInputError, MissingDependencyError
-from mfsbench.faces.align import align_face
 from mfsbench.faces.detectors import FaceDetector, like_photo
-from mfsbench.faces.paste import paste_back
 from mfsbench.faces.types import Face
 from mfsbench.models.base import SwapNet
 from mfsbench.registry import ModelSpec
-from mfsbench.swap.adapters import SwapAdapter, adapter_for
+from mfsbench.swap.adapters import SwapAdapter
+from mfsbench.swap.runners import StageRunner, TorchRunner
 from mfsbench.swap.selection import IDENTITY_CHECKS, ReferenceIdentity, Selection, indexed, most_prominent
 from mfsbench.swap.tracking import DEFAULT_DETECT_EVERY, FaceTracker, Track
 
 STAGES = ("detect", "track", "select", "align", "identity", "frame_network", "paste_back")
-
 
 
 def largest_face(faces: list[Face]) -> Face:
@@ -40,9 +38,15 @@ def largest_face(faces: list[Face]) -> Face:
 
 
 class SwapPipeline:
-    """One model, one detector, one frame size; inject a source, then swap frames."""
+    """One model, one detector, one frame size; inject a source, then swap frames.
 
-    def __init__(self, spec: ModelSpec, model: SwapNet, detector: FaceDetector, size: int,
+    The model is a zoo network (run by :class:`~mfsbench.swap.runners.TorchRunner`) or any
+    :class:`~mfsbench.swap.runners.StageRunner`, such as a model card's ONNX graph
+    (:class:`~mfsbench.swap.runners.OnnxCardRunner`): the detection, tracking, selection and timing
+    here are the same for both.
+    """
+
+    def __init__(self, spec: ModelSpec, model: SwapNet | StageRunner, detector: FaceDetector, size: int,
                  detect_every: int = DEFAULT_DETECT_EVERY, *, selection: Selection | None = None,
                  reference: ReferenceIdentity | None = None) -> None:
         """``detect_every=k`` runs the detector on every k-th frame only (and on a frame where a
@@ -60,13 +64,11 @@ class SwapPipeline:
         self.detect_every = detect_every
         self._frame_index = 0
         self.spec = spec
-        self.adapter: SwapAdapter = adapter_for(spec)
-        self.model = model.eval()
+        self.runner: StageRunner = TorchRunner(spec, model, size) if isinstance(model, SwapNet) else model
         self.detector = detector
         self.tracker = FaceTracker(getattr(detector, "landmarks_in_box", None))
         self.size = size
         self.timer = StageTimer()
-        self.frame_net: nn.Module | None = None
         self.frames_without_face = 0
         self.frames_swapped = 0
         self.faces_swapped = 0
@@ -75,6 +77,25 @@ class SwapPipeline:
         self.chosen_tracks: list[int] = []  # every track id --face one swapped, in order
         self._chosen_identity: ReferenceIdentity | None = None
         self._chosen_seen: tuple[np.ndarray, Face] | None = None  # its last detection, for _refind
+
+    @property
+    def adapter(self) -> SwapAdapter:
+        """The zoo family's adapter (torch runner only)."""
+        return self.runner.adapter  # type: ignore[attr-defined]
+
+    @property
+    def model(self) -> Any:
+        """The zoo network (torch runner only)."""
+        return self.runner.model  # type: ignore[attr-defined]
+
+    @property
+    def frame_net(self) -> Any:
+        """The torch frame network built by :meth:`inject` (None before, or for another runner)."""
+        return getattr(self.runner, "frame_net", None)
+
+    def reset(self) -> None:
+        """Forget the injected source (the next item has another)."""
+        self.runner.reset()
 
     def _detect(self, image: np.ndarray) -> list[Face]:
         with self.timer.time("detect"):
@@ -90,17 +111,9 @@ class SwapPipeline:
         if not faces:
             raise BadInputError("no face found in --source; use a photo with a clearly visible face")
         with self.timer.time("align"):
-            crop, _ = align_face(
-                source, largest_face(faces).landmarks5, self.adapter.align, self.adapter.source_size
-            )
-        with self.timer.time("identity"), torch.no_grad():
-            stage = self.model.identity_stage()
-            assert stage is not None  # adapter_for guarantees an identity stage
-            identity = stage(self.adapter.source_tensor(crop))
-            # channels-last lets oneDNN run the depthwise/pointwise convs without layout reorders:
-            # measured 22 → 15 ms per 224 frame for the student on 2 cores, same outputs
-            frame_net = self.model.frame_stage(identity).eval()
-            self.frame_net = frame_net.to(memory_format=torch.channels_last)
+            crop = self.runner.align_source(source, largest_face(faces).landmarks5)
+        with self.timer.time("identity"):
+            self.runner.inject(crop)
 
     def swap_frame(self, frame: np.ndarray) -> np.ndarray:
         """Swap the selected face(s) of ``frame`` (the next frame of a video, or a still); a frame
@@ -109,7 +122,7 @@ class SwapPipeline:
         Raises:
             BadInputError: ``--face-index`` past the faces of the first frame with a face.
         """
-        if self.frame_net is None:
+        if not self.runner.ready:
             raise RuntimeError("inject() a source before swapping frames")
         index = self._frame_index
         self._frame_index += 1
@@ -192,20 +205,18 @@ class SwapPipeline:
     def _swap_face(self, out: np.ndarray, face: Face) -> None:
         """Swap one face of ``out`` in place, pasting back into the face's region only."""
         with self.timer.time("align"):
-            crop, matrix = align_face(out, face.landmarks5, self.adapter.align, self.size)
-        with self.timer.time("frame_network"), torch.no_grad():
-            result = self.frame_net(  # type: ignore[misc]
-                self.adapter.frame_tensor(crop).contiguous(memory_format=torch.channels_last)
-            )
+            crop, matrix = self.runner.align_target(out, face.landmarks5)
+        with self.timer.time("frame_network"):
+            result = self.runner.run_frame(crop)
         with self.timer.time("paste_back"):
-            swapped, mask = self.adapter.output(result)
+            swapped, mask = self.runner.decode(result)
             x0, y0, x1, y1 = _crop_region(matrix, crop.shape[:2], out.shape[:2])
             if x1 > x0 and y1 > y0:
                 # the warped crop covers only this region: pasting into it alone gives the same pixels
                 # (its mask is 0 elsewhere) at a fraction of the full-frame warps' cost
                 shifted = matrix.astype(np.float64).copy()
                 shifted[:, 2] += shifted[:, :2] @ np.array([x0, y0], np.float64)
-                out[y0:y1, x0:x1] = paste_back(out[y0:y1, x0:x1], swapped, shifted, mask)
+                out[y0:y1, x0:x1] = self.runner.paste(out[y0:y1, x0:x1], swapped, shifted, mask)
 
 
 def _crop_region(matrix: np.ndarray, crop_shape: tuple[int, ...], frame_shape: tuple[int, ...]

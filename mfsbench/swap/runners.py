@@ -1,0 +1,431 @@
+"""The swap pipeline's two stages behind one small interface: a torch zoo model or a card's ONNX graph.
+
+Why a runner: :class:`~mfsbench.swap.pipeline.SwapPipeline` owns detection, tracking, selection and
+timing; only four things differ between a zoo network and a user's ONNX swapper: how a face is
+aligned (template, fit, size), how the identity is made once per source (the *identity stage*), how
+an aligned crop runs through the per-frame network (the *frame stage*) and how its output is pasted
+back. :class:`TorchRunner` is the zoo path as it always was (:mod:`mfsbench.swap.adapters`);
+:class:`OnnxCardRunner` runs a model card with ONNX Runtime from the card's own facts
+(``specs/plugin_models.md`` §1–3): target input name, size, colour order, scale, mean/std; the
+identity from an encoder, an optional projection (inswapper's ``emap``: ``latent = normalize(emb) @
+emap``, then normalised) and normalisation; output range, de-normalisation and colour; the card's
+template (name or 5 points, similarity fit) and its ``box`` paste mask. A video runs the identity
+stage once and the frame stage per frame, exactly as a zoo model does.
+
+The identity encoder of a card (``identity.encoder``) is either a graph among the card's
+``[files]`` (run with InsightFace's ArcFace convention: the ``arcface_112_v2`` crop, ``(x − 127.5) /
+127.5`` RGB) or the suite's own ArcFace (:class:`~mfsbench.models.arcface.ArcFaceIRSE`, the zoo's
+Id network) with the user's ``arcface_tar`` / ``arcface_pdparams`` weights, or seeded random
+weights with ``--allow-random-weights``. The record says which ran and with what weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from mfsbench.errors import BadInputError
+from mfsbench.faces.align import align_face, align_to_points
+from mfsbench.optional import require
+
+if TYPE_CHECKING:
+    from mfsbench.cards.load import LoadedCard
+    from mfsbench.models.base import SwapNet
+    from mfsbench.registry import ModelSpec
+
+#: Encoder weight formats the suite's ArcFace takes (:mod:`mfsbench.checkpoints.formats`).
+ENCODER_FORMATS = ("arcface_tar", "arcface_pdparams")
+#: Seed of the suite's ArcFace when it runs with random weights (``--allow-random-weights``).
+RANDOM_ENCODER_SEED = 0
+
+
+class StageRunner(Protocol):
+    """What the pipeline needs from a model: align, identity stage, frame stage, paste-back."""
+
+    runtime: str
+
+    def align_source(self, image: np.ndarray, landmarks5: np.ndarray) -> np.ndarray:
+        """The source face cropped the way the identity stage expects."""
+        ...
+
+    def inject(self, source_crop: np.ndarray) -> None:
+        """Run the identity stage once for a source crop; the frame stage then uses it."""
+        ...
+
+    @property
+    def ready(self) -> bool:
+        """Whether a source was injected (the frame stage can run)."""
+        ...
+
+    def reset(self) -> None:
+        """Forget the injected identity (the next source follows)."""
+        ...
+
+    def align_target(self, image: np.ndarray, landmarks5: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(crop, matrix)``: the target face as the frame stage expects it."""
+        ...
+
+    def run_frame(self, crop: np.ndarray) -> Any:
+        """The frame stage on one aligned crop (raw output)."""
+        ...
+
+    def decode(self, result: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Raw output → (BGR uint8 crop, float mask in [0, 1] of the crop's size)."""
+        ...
+
+    def paste(self, frame: np.ndarray, crop: np.ndarray, matrix: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Composite the swapped crop into ``frame`` (a new uint8 array)."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """What the record says about what ran."""
+        ...
+
+
+class TorchRunner:
+    """A zoo network in torch: the family's adapter does the pre- and post-processing."""
+
+    runtime = "torch"
+
+    def __init__(self, spec: ModelSpec, model: SwapNet, size: int) -> None:
+        from mfsbench.swap.adapters import adapter_for
+
+        self.adapter = adapter_for(spec)
+        self.model = model.eval()
+        self.size = size
+        self.frame_net: Any = None
+
+    def align_source(self, image: np.ndarray, landmarks5: np.ndarray) -> np.ndarray:
+        return align_face(image, landmarks5, self.adapter.align, self.adapter.source_size)[0]
+
+    def inject(self, source_crop: np.ndarray) -> None:
+        import torch
+
+        with torch.no_grad():
+            stage = self.model.identity_stage()
+            assert stage is not None  # adapter_for guarantees an identity stage
+            identity = stage(self.adapter.source_tensor(source_crop))
+            # channels-last lets oneDNN run the depthwise/pointwise convs without layout reorders:
+            # measured 22 → 15 ms per 224 frame for the student on 2 cores, same outputs
+            frame_net = self.model.frame_stage(identity).eval()
+            self.frame_net = frame_net.to(memory_format=torch.channels_last)
+
+    @property
+    def ready(self) -> bool:
+        return self.frame_net is not None
+
+    def reset(self) -> None:
+        self.frame_net = None
+
+    def align_target(self, image: np.ndarray, landmarks5: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return align_face(image, landmarks5, self.adapter.align, self.size)
+
+    def run_frame(self, crop: np.ndarray) -> Any:
+        import torch
+
+        with torch.no_grad():
+            tensor = self.adapter.frame_tensor(crop).contiguous(memory_format=torch.channels_last)
+            return self.frame_net(tensor)
+
+    def decode(self, result: Any) -> tuple[np.ndarray, np.ndarray]:
+        return self.adapter.output(result)
+
+    def paste(self, frame: np.ndarray, crop: np.ndarray, matrix: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        from mfsbench.faces.paste import paste_back
+
+        return paste_back(frame, crop, matrix, mask)
+
+    def describe(self) -> dict[str, Any]:
+        return {"runtime": self.runtime}
+
+
+# ------------------------------------------------------------------------------------ identity encoders
+
+
+@dataclass
+class IdentityEncoder:
+    """A face → raw embedding network with its own crop; ``info`` goes into the record."""
+
+    name: str
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def align(self, image: np.ndarray, landmarks5: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def embed(self, crop: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+class SuiteArcFace(IdentityEncoder):
+    """The zoo's Id network (ArcFace IR-SE-101): 224 ``arcface`` crop → 112 linear → ImageNet RGB."""
+
+    def __init__(self, model: Any, info: dict[str, Any]) -> None:
+        super().__init__("arcface_irse101", info)
+        from mfsbench.swap.adapters import ADAPTERS
+
+        self.model = model.eval()
+        self.adapter = ADAPTERS["mobilefaceswap"]  # the same source crop and normalisation
+
+    def align(self, image: np.ndarray, landmarks5: np.ndarray) -> np.ndarray:
+        return align_face(image, landmarks5, self.adapter.align, self.adapter.source_size)[0]
+
+    def embed(self, crop: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.no_grad():
+            embedding, _ = self.model(self.adapter.source_tensor(crop))
+        return embedding[0].numpy().astype(np.float32)
+
+
+class OnnxArcFace(IdentityEncoder):
+    """A card's own encoder graph, InsightFace's ArcFace convention (``arcface_112_v2``, ±1 RGB)."""
+
+    def __init__(self, name: str, path: Path, info: dict[str, Any]) -> None:
+        super().__init__(name, info)
+        from mfsbench.cards.templates import template_points
+
+        self.session = _session(path)
+        self.input = self.session.get_inputs()[0].name
+        self.points = template_points("arcface_112_v2", 112)
+
+    def align(self, image: np.ndarray, landmarks5: np.ndarray) -> np.ndarray:
+        return align_to_points(image, landmarks5, self.points, 112)[0]
+
+    def embed(self, crop: np.ndarray) -> np.ndarray:
+        rgb = crop[:, :, ::-1].astype(np.float32)
+        tensor = ((rgb - 127.5) / 127.5).transpose(2, 0, 1)[None]
+        output = self.session.run(None, {self.input: np.ascontiguousarray(tensor)})[0]
+        return np.asarray(output[0], np.float32)
+
+
+def build_encoder(loaded: LoadedCard, checkpoints: list[str], *, allow_random: bool) -> IdentityEncoder:
+    """The identity encoder a card's ``identity.encoder`` resolves to (see the module docstring).
+
+    Raises:
+        BadInputError: no encoder weights and no ``--allow-random-weights``, or weights that do not load.
+    """
+    card = loaded.card
+    named = card.identity.encoder
+    if named is not None and named in loaded.paths:
+        if checkpoints:
+            raise BadInputError(f"{card.path}: the identity encoder is the card's file `files.{named}`; "
+                                "drop --checkpoint (it is for the suite's ArcFace)")
+        path = loaded.paths[named]
+        return OnnxArcFace(named, path, {"encoder": named, "card_encoder": named, "runtime": "onnxruntime",
+                                         "weights": {"path": str(path), "sha256": loaded.sha256[named]},
+                                         "random_weights": False})
+    import torch
+
+    from mfsbench.models.arcface import ArcFaceIRSE
+
+    if not checkpoints and not allow_random:
+        raise BadInputError(
+            f"{card.id}: its identity comes from an ArcFace encoder ({named or 'unnamed'}); pass the suite's "
+            f"ArcFace weights (--checkpoint {'|'.join(ENCODER_FORMATS)}=PATH) or --allow-random-weights "
+            "to check the pipeline with an untrained encoder")
+    with torch.random.fork_rng():
+        torch.manual_seed(RANDOM_ENCODER_SEED)
+        model = ArcFaceIRSE().eval()
+    loaded_ckpts = [vars(_load_encoder(model, flag)) for flag in checkpoints]
+    weights: Any = loaded_ckpts or f"random-weights:{RANDOM_ENCODER_SEED}"
+    info = {"encoder": "arcface_irse101", "card_encoder": named, "runtime": "torch", "weights": weights,
+            "random_weights": not loaded_ckpts}
+    return SuiteArcFace(model, info)
+
+
+def _load_encoder(model: Any, flag: str) -> Any:
+    from mfsbench.checkpoints.formats import load_official
+
+    name, sep, rest = flag.partition("=")
+    path = Path(rest if sep and name in ENCODER_FORMATS else flag)
+    if not path.is_file():
+        raise BadInputError(f"checkpoint not found: {path}; check the path")
+    if sep and name in ENCODER_FORMATS:
+        fmt = name
+    elif path.suffix == ".tar":
+        fmt = "arcface_tar"
+    elif path.suffix == ".pdparams":
+        fmt = "arcface_pdparams"
+    else:
+        raise BadInputError(f"cannot tell which ArcFace checkpoint {path} is; pass it as FORMAT=PATH with "
+                            f"FORMAT one of {', '.join(ENCODER_FORMATS)}")
+    return load_official(model, path, fmt)
+
+
+# ------------------------------------------------------------------------------------------- cards
+
+
+def _session(path: Path) -> Any:
+    """An ONNX Runtime CPU session, or one line naming the file and why it cannot run."""
+    ort = require("onnxruntime", "onnxruntime", "running model cards")
+    try:
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # errors only: an unused initializer (inswapper's emap) is expected
+        return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BadInputError(f"ONNX Runtime cannot load {path}: {first}") from None
+
+
+def _l2(vector: np.ndarray) -> np.ndarray:
+    norm = float(np.linalg.norm(vector))
+    if norm == 0.0 or not np.isfinite(norm):
+        raise BadInputError("the identity embedding has no direction (norm 0 or not finite); "
+                            "check the encoder weights and the source photo")
+    return vector / norm
+
+
+class OnnxCardRunner:
+    """A model card's swapper graph in ONNX Runtime (see the module docstring)."""
+
+    runtime = "onnxruntime"
+
+    def __init__(self, loaded: LoadedCard, encoder: IdentityEncoder | None) -> None:
+        from mfsbench.cards.templates import template_points
+        from mfsbench.faces.paste import box_mask
+
+        self.loaded = loaded
+        card = self.card = loaded.card
+        if card.identity.kind == "embedding" and encoder is None:
+            raise BadInputError(f"{card.path}: an embedding identity needs an identity encoder")
+        self.encoder = encoder
+        self.session = _session(loaded.swapper_path)
+        inputs = {i.name: i for i in self.session.get_inputs()}
+        if card.target_io.name not in inputs:
+            raise BadInputError(f"{card.path}: field `io.target.name` {card.target_io.name!r} is not an "
+                                f"input of {loaded.swapper_path.name} (inputs: {', '.join(inputs)}); "
+                                "use the graph's name")
+        self.source_name = card.source_io.name if card.source_io.name in inputs else None
+        self.dtype = np.float16 if card.target_io.dtype == "float16" else np.float32
+        self.points = template_points(card.template, card.size)
+        self.size = card.size
+        pixel = card.pixel
+        self._mean = np.asarray(pixel.mean, np.float32)
+        self._std = np.asarray(pixel.std, np.float32)
+        self.mask = box_mask(card.size, card.paste_blur)
+        self.projection = self._projection()
+        self.source: np.ndarray | None = None
+
+    def _projection(self) -> Any:
+        """The projection's matrix (an initializer), its converter session, or None."""
+        projection = self.card.identity.projection
+        if projection.kind == "initializer":
+            onnx = require("onnx", "onnx", "reading a card's projection initializer")
+            from onnx import numpy_helper
+
+            initializers = list(onnx.load(str(self.loaded.swapper_path)).graph.initializer)
+            chosen = (initializers[projection.index] if projection.index is not None
+                      else next(i for i in initializers if i.name == projection.name))
+            matrix = numpy_helper.to_array(chosen).astype(np.float32)
+            if matrix.ndim != 2:
+                raise BadInputError(f"{self.card.path}: field `identity.projection` names initializer "
+                                    f"{chosen.name!r} of shape {list(matrix.shape)}; it must be a 2-D matrix")
+            return matrix
+        if projection.kind == "onnx":
+            return _session(self.loaded.paths[projection.file or ""])
+        return None
+
+    # ------------------------------------------------------------------------- identity stage
+
+    def align_source(self, image: np.ndarray, landmarks5: np.ndarray) -> np.ndarray:
+        if self.card.identity.kind == "image":
+            return align_to_points(image, landmarks5, self.points, self.size)[0]
+        assert self.encoder is not None
+        return self.encoder.align(image, landmarks5)
+
+    def inject(self, source_crop: np.ndarray) -> None:
+        identity = self.card.identity
+        if identity.kind == "image":  # the source image itself is the graph's source input, every frame
+            self.source = self._pixels(source_crop)
+            return
+        assert self.encoder is not None
+        vector = self.encoder.embed(source_crop).astype(np.float64)
+        if identity.input_norm == "l2":
+            vector = _l2(vector)
+        projection = self.projection
+        if isinstance(projection, np.ndarray):
+            if projection.shape[0] != vector.shape[0]:
+                raise BadInputError(f"{self.card.path}: the projection is {list(projection.shape)} but the "
+                                    f"encoder {self.encoder.name} gives {vector.shape[0]} values")
+            vector = vector @ projection.astype(np.float64)
+        elif projection is not None:
+            spec = self.card.identity.projection
+            name = spec.input or projection.get_inputs()[0].name
+            vector = np.asarray(projection.run(None, {name: vector[None].astype(np.float32)})[spec.output],
+                                np.float64).reshape(-1)
+        if identity.post_norm == "l2":
+            vector = _l2(vector)
+        width = self.card.source_io.shape[-1]
+        if width > 0 and vector.shape[0] != width:
+            raise BadInputError(f"{self.card.path}: the identity has {vector.shape[0]} values but "
+                                f"`io.source.shape` wants {width}; check `identity.projection`")
+        self.source = vector[None].astype(self.dtype)
+
+    @property
+    def ready(self) -> bool:
+        return self.source is not None
+
+    def reset(self) -> None:
+        self.source = None
+
+    # ---------------------------------------------------------------------------- frame stage
+
+    def align_target(self, image: np.ndarray, landmarks5: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return align_to_points(image, landmarks5, self.points, self.size)
+
+    def _pixels(self, crop_bgr: np.ndarray) -> np.ndarray:
+        """Crop → 1×3×S×S tensor: the card's colour order, ``(x / scale − mean) / std``."""
+        pixel = self.card.pixel
+        image = crop_bgr[:, :, ::-1] if pixel.color == "RGB" else crop_bgr
+        values = (image.astype(np.float32) / pixel.scale - self._mean) / self._std
+        return np.ascontiguousarray(values.transpose(2, 0, 1)[None], dtype=self.dtype)
+
+    def run_frame(self, crop: np.ndarray) -> Any:
+        feeds = {self.card.target_io.name: self._pixels(crop)}
+        if self.source_name is not None:
+            feeds[self.source_name] = self.source
+        return self.session.run(None, feeds)
+
+    def decode(self, result: Any) -> tuple[np.ndarray, np.ndarray]:
+        out = self.card.output
+        image = np.asarray(result[out.index][0], np.float32).transpose(1, 2, 0)
+        if not np.isfinite(image).all():
+            raise BadInputError(f"{self.loaded.swapper_path.name} returned NaN or infinite values "
+                                "(an fp16 graph on this runtime?); use the fp32 export")
+        if out.denorm:
+            image = image * self._std + self._mean
+        low, high = out.range
+        image = np.clip((image - low) / (high - low), 0.0, 1.0)
+        if out.color == "RGB":
+            image = image[:, :, ::-1]
+        crop = np.ascontiguousarray(np.round(image * 255.0).astype(np.uint8))
+        if crop.shape[:2] != self.mask.shape:
+            raise BadInputError(f"{self.loaded.swapper_path.name} returned a {crop.shape[1]}×{crop.shape[0]} "
+                                f"crop; the card's `target.size` is {self.size}")
+        return crop, self.mask
+
+    def paste(self, frame: np.ndarray, crop: np.ndarray, matrix: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        from mfsbench.faces.paste import paste_linear
+
+        return paste_linear(frame, crop, matrix, mask)
+
+    def describe(self) -> dict[str, Any]:
+        info: dict[str, Any] = {"runtime": self.runtime, **self.loaded.record_info(),
+                                "identity_kind": self.card.identity.kind}
+        if self.encoder is not None:
+            info["identity_encoder"] = self.encoder.info
+        return info
+
+
+def card_runner(spec: ModelSpec, checkpoints: list[str], *, allow_random: bool) -> OnnxCardRunner:
+    """The runner of a card spec, with its identity encoder (see :func:`build_encoder`)."""
+    loaded = spec.card
+    assert loaded is not None
+    encoder = (build_encoder(loaded, checkpoints, allow_random=allow_random)
+               if loaded.card.identity.kind == "embedding" else None)
+    if encoder is None and checkpoints:
+        raise BadInputError(f"{spec.name}: the card's identity is the source image; drop --checkpoint")
+    return OnnxCardRunner(loaded, encoder)
