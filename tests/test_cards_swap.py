@@ -272,3 +272,35 @@ def test_quality_gives_a_card_a_table2_row(run_cli, tmp_path: Path, monkeypatch:
     row = rows[str(card)]
     assert row["kind"] == "zoo" and int(row["frames_ok"]) > 0 and row["id_retrieval_pct"] != ""
     assert float(row["pose_error"]) > 0 and row["weights"] == "random-weights:0"  # the suite ArcFace's
+
+
+def test_a_converter_projection_and_a_crop_through_the_simswap_card(tmp_path: Path) -> None:
+    """SimSwap's card: the raw embedding through the converter graph, then L2; the target crop is
+    ImageNet-normalised RGB; the swapper's [0, 1] RGB output comes back as BGR uint8."""
+    from mfsbench.cards.load import load_card
+    from mfsbench.swap.runners import IdentityEncoder, OnnxCardRunner
+    from tests.cards_fixtures import converter, simswap_like
+
+    simswap_like(tmp_path / "simswap_256.onnx")
+    converter(tmp_path / "crossface_simswap.onnx")  # an identity matrix: output = input
+    card = tmp_path / "simswap_256.toml"
+    card.write_text((EXAMPLES / "simswap_256.toml").read_text().replace("${MFS_MODELS}/", ""))
+    embedding = np.random.default_rng(5).standard_normal(512).astype(np.float32) * 3.0
+
+    class Fixed(IdentityEncoder):
+        def embed(self, crop: np.ndarray) -> np.ndarray:
+            return embedding
+
+    runner = OnnxCardRunner(load_card(card), Fixed("fixed"))
+    runner.inject(np.zeros((224, 224, 3), np.uint8))
+    np.testing.assert_allclose(runner.source[0], embedding / np.linalg.norm(embedding), rtol=1e-5, atol=1e-6)
+    crop = np.zeros((256, 256, 3), np.uint8)
+    crop[..., 2] = 255  # pure red in BGR
+    tensor = runner._pixels(crop)
+    np.testing.assert_allclose(tensor[0, :, 0, 0], (np.array([1.0, 0.0, 0.0]) - (0.485, 0.456, 0.406))
+                               / np.array((0.229, 0.224, 0.225)), rtol=1e-5)
+    swapped, mask = runner.decode(runner.run_frame(crop))
+    assert swapped.shape == (256, 256, 3) and swapped.dtype == np.uint8 and mask.shape == (256, 256)
+    assert mask[128, 128] == pytest.approx(1.0) and mask[0, 0] < 0.05  # the box mask: edges fade out
+    raw = runner.run_frame(crop)[0][0].transpose(1, 2, 0)[:, :, ::-1]  # RGB → BGR
+    np.testing.assert_array_equal(swapped, np.round(np.clip(raw, 0, 1) * 255).astype(np.uint8))
