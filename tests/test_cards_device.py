@@ -20,8 +20,10 @@ from mfsbench.cards.load import load_card
 from mfsbench.records import read_records
 from tests.cards_fixtures import INSWAPPER_LIKE_MACS, inswapper_like
 from tests.face_assets import face_photos_fixture  # noqa: F401
+from tests.loopback_adb import adb_server, loopback  # noqa: F401  (fixtures)
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "cards"
+ADB_DATA = Path(__file__).parent / "data" / "adb"
 
 
 @pytest.fixture(autouse=True)
@@ -156,3 +158,55 @@ def test_device_adb_refuses_a_card_under_a_tflite_binary(run_cli, tmp_path: Path
     assert result.code == 2, result.err
     assert "onnx2tf" in result.err and "onnxruntime_perf_test" in result.err
     assert len(result.err.strip().splitlines()) == 1
+
+
+@pytest.mark.adb
+@pytest.mark.cli
+def test_device_adb_pushes_a_cards_onnx_to_onnxruntime_perf_test(adb_server, loopback, run_cli,  # noqa: F811
+                                                                 tmp_path: Path) -> None:
+    device = loopback()
+    folder = tmp_path / "models"
+    card = _card(folder)
+    digest = hashlib.sha256((folder / "inswapper_128.onnx").read_bytes()).hexdigest()
+    binary = tmp_path / "onnxruntime_perf_test"
+    binary.write_text("#!/bin/sh\nfor last in \"$@\"; do :; done\n[ -f \"$last\" ] || exit 2\n"
+                      f"cat <<'EOF'\n{(ADB_DATA / 'onnxruntime_perf_test.txt').read_text()}EOF\n")
+    binary.chmod(0o755)
+    out = tmp_path / "out"
+    result = run_cli("device", "--adb", "--serial", device.serial, "--models", str(card),
+                     "--benchmark-binary", str(binary), "--accept-license", "--out", str(out))
+    assert result.code == 0, result.err
+    (record,) = read_records(out / "records.jsonl")
+    assert record.status == "ok" and record.model == "inswapper_128"
+    assert record.info["model_sha256"] == digest == record.info["device_sha256"]  # the user's file ran
+    assert record.info["weights"] == f"sha256 {digest}, card {card}"
+    assert record.info["license"] == "LicenseRef-InsightFace-NonCommercial" and record.info["tool"] == "ort"
+
+
+def test_card_inputs_follow_the_card_and_a_whole_graph_says_so(tmp_path: Path) -> None:
+    """The target tensor is the card's pixel spec applied to a BGR crop; the identity vector is seeded,
+    L2-normalised for post_norm = l2, and a non-separable card's sentence says it is timed whole."""
+    np = pytest.importorskip("numpy")
+    from mfsbench.cards.spec import resolve
+    from mfsbench.device.card import card_inputs, identity_vector
+
+    card = _card(tmp_path / "models")
+    text = card.read_text().replace('pixel = { color = "RGB", scale = 255.0, mean = [0.0, 0.0, 0.0], '
+                                    'std = [1.0, 1.0, 1.0] }',
+                                    'pixel = { color = "BGR", scale = 127.5, mean = [1.0, 1.0, 1.0], '
+                                    'std = [0.5, 0.5, 0.5] }')
+    assert text != card.read_text()
+    card.write_text(text.replace("separable = true", "separable = false"))
+    spec = resolve(str(card), check_license=False)
+    vector, sentence = identity_vector(spec)
+    again, _ = identity_vector(spec)
+    assert vector.shape == (1, 512) and np.array_equal(vector, again)
+    assert float(np.linalg.norm(vector)) == pytest.approx(1.0, abs=1e-5)
+    assert "seed 0" in sentence and "not separable" in sentence and "timed as a whole" in sentence
+    crop = np.zeros((128, 128, 3), np.uint8)
+    crop[..., 0] = 255  # blue in BGR
+    (sample,) = card_inputs(spec, [crop], vector)
+    target, source = sample
+    assert target.shape == (3, 128, 128) and source is vector
+    # BGR order kept: channel 0 is blue = 255 → (255/127.5 − 1)/0.5 = 2; the others (0 − 1)/0.5 = −2
+    assert target[0].min() == pytest.approx(2.0) and target[1].max() == pytest.approx(-2.0)
