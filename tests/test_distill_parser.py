@@ -121,6 +121,9 @@ def test_parser_mask_needs_weights_or_permission(tmp_path: Path) -> None:
         cfg.resolve("paper", None, {"loss": {"mask_source": "parser"}})
     with pytest.raises(BadInputError, match="not found"):
         cfg.resolve("paper", None, {"loss": {"mask_source": "parser", "parser_weights": str(tmp_path / "x")}})
+    allowed = cfg.resolve("paper", None, {"loss": {"mask_source": "parser"},
+                                          "model": {"allow_random_weights": True}})
+    assert allowed["loss"]["mask_source"] == "parser"  # a random parser, listed as random in the records
     with pytest.raises(BadInputError, match="bg_labels"):
         cfg.resolve("paper", None, {"loss": {"bg_labels": [0, 19]}})
     with pytest.raises(BadInputError, match="mask_source"):

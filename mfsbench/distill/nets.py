@@ -5,6 +5,11 @@ suite: :mod:`mfsbench.checkpoints`). A network left at random weights is allowed
 ``allow_random_weights`` and is listed in :attr:`Nets.random` so every record can say so: a random
 teacher or ArcFace trains a student that proves the pipeline runs, not that it reproduces the paper.
 
+The face parser (``mask_source = "parser"``, :mod:`mfsbench.distill.parser`) and the quality
+regressor Q (``[reweight] quality = "regressor"``, :mod:`mfsbench.distill.quality`) are built only
+when a term uses them, and are recorded like the others (path, sha256). Q is never random: it exists
+only as a file ``mfsbench distill-quality`` trained.
+
 Which ArcFace is F_id (Eq. 4–5) the paper does not say; ours is the student's own Id network
 (ArcFace IR-SE-101, as in SimSwap), from ``[model] id_weights``, or else copied from the teacher's Id
 network when the two have the same shapes (the SimSwap teacher's ArcFace is the same network).
