@@ -304,3 +304,29 @@ def test_a_converter_projection_and_a_crop_through_the_simswap_card(tmp_path: Pa
     assert mask[128, 128] == pytest.approx(1.0) and mask[0, 0] < 0.05  # the box mask: edges fade out
     raw = runner.run_frame(crop)[0][0].transpose(1, 2, 0)[:, :, ::-1]  # RGB → BGR
     np.testing.assert_array_equal(swapped, np.round(np.clip(raw, 0, 1) * 255).astype(np.uint8))
+
+
+@pytest.mark.slow
+def test_zoo_model_with_runtime_onnxruntime_matches_torch_and_reuses_its_export(
+        run_cli, face_photos, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MFSBENCH_SWAP_CACHE", str(tmp_path / "cache"))
+    source, target = face_photos["biden"].path, face_photos["obama2"].path
+    outs = {}
+    torch = pytest.importorskip("torch")
+    for runtime in ("torch", "onnxruntime", "onnxruntime"):
+        torch.manual_seed(0)  # the same random weights each run (in-process CLI): one cache key
+        out = tmp_path / f"{runtime}.png"
+        result = run_cli("swap", "--model", "test_mobilefaceswap", "--source", str(source), "--target",
+                         str(target), "--out", str(out), "--allow-random-weights", "--size", "224",
+                         "--runtime", runtime, "--records", str(tmp_path / "r.jsonl"))
+        assert result.code == 0, result.err
+        outs[runtime] = cv2.imread(str(out)).astype(int)
+    torch_run, first, again = read_records(tmp_path / "r.jsonl")
+    assert torch_run.info["runtime"] == "torch"
+    assert first.info["runtime"] == again.info["runtime"] == "onnxruntime"
+    assert first.info["onnx_exports"] == 1 and again.info["onnx_exports"] == 0  # the cached export
+    assert first.info["frame_stage_onnx"] == again.info["frame_stage_onnx"]
+    assert Path(first.info["frame_stage_onnx"]).parent == tmp_path / "cache"
+    assert first.info["parity_max_abs"] < 1e-4
+    assert np.abs(outs["torch"] - outs["onnxruntime"]).max() <= 1  # fp32 parity, rounding at most
+    assert np.abs(outs["torch"] - cv2.imread(str(target)).astype(int)).max() > 10  # it did swap

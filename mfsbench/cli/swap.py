@@ -48,6 +48,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="official checkpoint, PATH or FORMAT=PATH (repeat per file the model needs); "
                              "for a card: the suite ArcFace's weights (arcface_tar= or arcface_pdparams=) "
                              "that make its identity embedding")
+    parser.add_argument("--runtime", choices=("torch", "onnxruntime"), default=None,
+                        help="what runs the frame stage: torch (zoo default) or onnxruntime (a zoo model's "
+                             "frame stage exported once per identity to the per-user cache; a card always "
+                             "runs in onnxruntime)")
     parser.add_argument("--accept-license", action="store_true",
                         help="confirm your use complies with the licence of a non-commercial model card "
                              "(or set MFSBENCH_ACCEPT_LICENSE)")
@@ -151,21 +155,28 @@ def _swap_image(pipeline: SwapPipeline, target: Path, out: Path, records: Path, 
     return VideoSwap(frames=1, path=out)
 
 
-def _build_model(spec: Any, args: argparse.Namespace) -> tuple[Any, list[Any], dict[str, Any]]:
-    """The model (a zoo network, or a card's ONNX runner), the weights it loaded ([] = random) and
-    what the record says about the runtime. For a card, ``--checkpoint`` is its identity encoder's."""
+def _build_model(spec: Any, args: argparse.Namespace, size: int) -> tuple[Any, list[Any]]:
+    """The model (a zoo network, its ONNX Runtime runner, or a card's ONNX runner) and the weights it
+    loaded ([] = random). For a card, ``--checkpoint`` is its identity encoder's weights."""
     if spec.card is not None:
+        if args.runtime == "torch":
+            raise BadInputError(f"{spec.name} is a model card: it runs in onnxruntime only; "
+                                "drop --runtime torch")
         from mfsbench.swap.runners import card_runner
 
         runner = card_runner(spec, args.checkpoint, allow_random=args.allow_random_weights)
-        runtime = runner.describe()
-        encoder = runtime.get("identity_encoder") or {}
-        return runner, ([] if encoder.get("random_weights") else [_Weights(encoder)]), runtime
+        encoder = runner.describe().get("identity_encoder") or {}
+        return runner, ([] if encoder.get("random_weights") else [_Weights(encoder)])
     from mfsbench.registry import create_model
     from mfsbench.swap.checkpoints import load_checkpoints
 
     model = create_model(spec.name)
-    return model, load_checkpoints(spec, model, args.checkpoint), {"runtime": "torch"}
+    loaded = load_checkpoints(spec, model, args.checkpoint)
+    if args.runtime == "onnxruntime":
+        from mfsbench.swap.runners import OnnxZooRunner
+
+        return OnnxZooRunner(spec, model, size), loaded
+    return model, loaded
 
 
 def _resolve_spec(args: argparse.Namespace) -> Any:
@@ -219,7 +230,7 @@ def run(args: argparse.Namespace) -> int:
         raise BadInputError("--resume continues an interrupted video swap; an image has nothing to resume")
     resume_from = resumable_partial(target_path, out_path, info) if args.resume and info else None
     encoding = output_options(args) if info is not None else None  # --codec/--crf checked before any work
-    model, loaded, runtime = _build_model(spec, args)
+    model, loaded = _build_model(spec, args, size)
     detector_name, options, detector = _build_detector(args, video=info is not None)
     reference = ReferenceIdentity.from_photo(reference_path, detector) if reference_path else None
     pipeline = SwapPipeline(spec, model, detector, size, args.detect_every, selection=selection,
@@ -234,7 +245,7 @@ def run(args: argparse.Namespace) -> int:
             command="swap", model=spec.name, mode="image", input_shapes={"frame": [1, 3, size, size]},
             info={"source": str(source_path), "target": str(target_path), "out": None,
                   "detector": detector_name, "random_weights": not loaded, **selection.describe(),
-                  "checkpoints": [vars(c) for c in loaded], **runtime}))
+                  "checkpoints": [vars(c) for c in loaded], **pipeline.runner.describe()}))
     else:
         done = swap_video(pipeline, target_path, out_path, info, started, resume_from=resume_from,
                           options=encoding)
@@ -270,7 +281,7 @@ def run(args: argparse.Namespace) -> int:
               "detector_options": {k: v for k, v in options.items() if k != "model_path"},
               "detect_every": args.detect_every, "random_weights": not loaded,
               **selection.describe(), "chosen_tracks": pipeline.chosen_tracks,
-              "checkpoints": [vars(c) for c in loaded], **runtime,
+              "checkpoints": [vars(c) for c in loaded], **pipeline.runner.describe(),
               "video": None if info is None else vars(info), **(done.record_info() if info else {})},
     )
     if faceless_video:
