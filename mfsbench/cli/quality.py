@@ -6,6 +6,10 @@ across machines and ``--merge SHARD.sqlite ...`` combines their caches into ``--
 the merged table. Reports: ``OUT/table2_quality.{md,csv}``, ``OUT/table2_quality_flops_vs_id.png``,
 records in ``OUT/records.jsonl``.
 
+Beyond one machine: ``--engine ray`` (``--ray-address ADDR`` for a cluster) runs each work item as a
+Ray task that publishes ``<--results-url>/<fingerprint>.parquet``; the driver skips published items
+and renders from the folder (``--merge FOLDER`` does too). See :mod:`mfsbench.quality.units`.
+
 An incomplete FF++ copy (a split file missing, broken or missing videos, ids in two splits) is
 refused, every problem listed, unless ``--allow-incomplete``: then the report is marked incomplete
 with what was left out. One run at a time per cache: a second one on the same cache is refused,
