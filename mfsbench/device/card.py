@@ -49,6 +49,9 @@ def identity_vector(spec: ModelSpec, seed: int = IDENTITY_SEED) -> tuple[np.ndar
         vector /= np.linalg.norm(vector.reshape(vector.shape[0], -1), axis=1).reshape(
             (-1,) + (1,) * (vector.ndim - 1))
     how = "standard normal, L2-normalised (identity.post_norm = l2)" if normed else "standard normal"
+    if card.source_io.name not in {info.name for info in spec.card.inputs}:  # type: ignore[union-attr]
+        return vector, (f"the graph has no identity input {card.source_io.name!r}: its identity is part of "
+                        "the graph, which is timed as it is")
     whole = "" if card.separable else (
         "; the card's identity and frame stages are not separable: the graph is timed as a whole")
     return vector, (f"identity input {card.source_io.name!r} {list(shape)}: one fixed vector, seed {seed}, "
