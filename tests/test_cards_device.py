@@ -16,6 +16,7 @@ import pytest
 
 from mfsbench.cards import license as card_license
 from mfsbench.cards.count import count_stages
+from mfsbench.cards.graph import count_file
 from mfsbench.cards.load import load_card
 from mfsbench.records import read_records
 from tests.cards_fixtures import INSWAPPER_LIKE_MACS, inswapper_like
@@ -84,6 +85,7 @@ def test_device_times_a_card_on_onnxruntime_and_openvino(run_cli, tmp_path: Path
         assert 0 <= record.metrics["max_abs_err"] <= 1e-4
         assert record.info["executed_precision"] == "fp32"
         assert record.info["macs_executed"] == macs and record.metrics["gmacs"] == pytest.approx(macs / 1e9)
+        assert record.info["macs_source"].endswith(f"{folder / 'inswapper_128.onnx'}, which ran")
         assert "seed 0" in record.info["identity_input"] and "held out" in record.info["parity_inputs"]
         assert record.input_shapes == {"target": [1, 3, 128, 128], "source": [1, 512]}
         assert record.metrics["p50_ms"] > 0 and record.metrics["efficiency"] <= 1.0
@@ -119,6 +121,8 @@ def test_card_derivatives_go_to_the_cache_and_are_reused(tmp_path: Path, isolate
         assert artifact.details["cache"].startswith("written to")
         made[fmt] = artifact
     assert made["onnx"].details["format"] == "QDQ" and made["openvino"].details["weights"] == "fp16"
+    # the QDQ graph that an int8 cell runs has the card's matrix MACs (what its efficiency divides)
+    assert count_file(made["onnx"].path, loaded.static_inputs()).macs == INSWAPPER_LIKE_MACS
     assert (made["openvino"].path.with_suffix(".bin")).is_file()
     again = card_artifact(loaded.swapper_path, loaded.sha256["swapper"], "onnx", "int8", input_names=names,
                           output_names=outputs, calibration=calibration)
