@@ -330,3 +330,33 @@ def test_zoo_model_with_runtime_onnxruntime_matches_torch_and_reuses_its_export(
     assert first.info["parity_max_abs"] < 1e-4
     assert np.abs(outs["torch"] - outs["onnxruntime"]).max() <= 1  # fp32 parity, rounding at most
     assert np.abs(outs["torch"] - cv2.imread(str(target)).astype(int)).max() > 10  # it did swap
+
+
+def test_an_image_identity_card_feeds_the_aligned_source_crop(tmp_path: Path) -> None:
+    """``identity.kind = "image"``: no encoder; the source crop, normalised like the target, is the
+    graph's source input on every frame."""
+    from mfsbench.swap.runners import card_runner
+
+    _save([helper.make_node("Add", ["target", "source"], ["sum"]),
+           helper.make_node("Mul", ["sum", "half"], ["output"])],
+          [helper.make_tensor_value_info("target", TensorProto.FLOAT, [1, 3, 128, 128]),
+           helper.make_tensor_value_info("source", TensorProto.FLOAT, [1, 3, 128, 128])],
+          [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 3, 128, 128])],
+          [numpy_helper.from_array(np.array(0.5, np.float32), "half")], tmp_path / "blend.onnx")
+    card = _card(tmp_path, swapper="blend.onnx", edits={
+        'source = { name = "source", shape = [1, 512], dtype = "float32" }':
+            'source = { name = "source", shape = [1, 3, 128, 128], dtype = "float32" }',
+        'kind = "embedding"': 'kind = "image"',
+        'projection = { kind = "initializer", index = -1 }': "",
+    })
+    card_license.accept_licenses()
+    from mfsbench.registry import get_spec
+
+    spec = get_spec(str(card))
+    assert spec.stage_names == ("frame",)  # no separable identity stage
+    runner = card_runner(spec, [], allow_random=False)
+    source = np.full((128, 128, 3), 200, np.uint8)
+    runner.inject(runner.align_source(source, runner.points))  # landmarks on the template: the crop itself
+    swapped, _ = runner.decode(runner.run_frame(np.full((128, 128, 3), 100, np.uint8)))
+    assert np.abs(swapped.astype(int) - 150).max() <= 1  # (target + source) / 2
+    assert runner.describe()["identity_kind"] == "image" and "identity_encoder" not in runner.describe()
