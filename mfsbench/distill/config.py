@@ -52,6 +52,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "eval_every": K(100, "ours", "held-out evaluation every M steps (and before step 1 and at the end)",
                         math=False),
         "ckpt_every": K(100, "ours", "atomic checkpoint every N steps", math=False),
+        "eval_identity": K(True, "ours", "held-out identity cosine with dlib's ResNet descriptor, not the "
+                           "training ArcFace (needs the faces extra)", math=False),
         "keep_last": K(3, "ours", "checkpoints kept", math=False),
     },
     "model": {

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
+
+from mfsbench.distill.extras import ssim_per_sample
 
 
 def psnr(a: Tensor, b: Tensor) -> Tensor:
@@ -22,29 +23,11 @@ def psnr(a: Tensor, b: Tensor) -> Tensor:
     return 10 * torch.log10(1 / mse.clamp(min=1e-10))
 
 
-def _gaussian(size: int = 11, sigma: float = 1.5) -> Tensor:
-    x = torch.arange(size, dtype=torch.float32) - size // 2
-    g = torch.exp(-(x**2) / (2 * sigma**2))
-    g = g / g.sum()
-    return g[:, None] * g[None, :]
-
-
 def ssim(a: Tensor, b: Tensor) -> Tensor:
-    """Per-image SSIM (Wang et al. 2004: Gaussian 11×11, σ 1.5, C1 = 0.01², C2 = 0.03²), mean over RGB."""
-    a, b = a.clamp(0, 1).float(), b.clamp(0, 1).float()
-    channels = a.shape[1]
-    window = _gaussian().to(a.device)[None, None].repeat(channels, 1, 1, 1)
-
-    def blur(x: Tensor) -> Tensor:
-        return F.conv2d(x, window, groups=channels)
-
-    mu_a, mu_b = blur(a), blur(b)
-    var_a = blur(a * a) - mu_a**2
-    var_b = blur(b * b) - mu_b**2
-    cov = blur(a * b) - mu_a * mu_b
-    c1, c2 = 0.01**2, 0.03**2
-    value = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
-    return value.flatten(1).mean(1)
+    """Per-image SSIM (Wang et al. 2004: Gaussian 11×11, σ 1.5, C1 = 0.01², C2 = 0.03²), mean over RGB,
+    of the images clamped to [0, 1] as a saved image would be (the loss form is
+    :func:`mfsbench.distill.extras.ssim_per_sample`)."""
+    return ssim_per_sample(a.clamp(0, 1), b.clamp(0, 1))
 
 
 def image_metrics(student: Tensor, teacher: Tensor) -> dict[str, float]:
@@ -53,6 +36,49 @@ def image_metrics(student: Tensor, teacher: Tensor) -> dict[str, float]:
         "ssim": float(ssim(student, teacher).mean()),
         "l1": float((student.clamp(0, 1) - teacher.clamp(0, 1)).abs().mean()),
     }
+
+
+#: the face box of an aligned crop, as fractions of its side: where the 68-point predictor looks
+#: (both templates put the eyes near 0.46 and the mouth near 0.82 of the height)
+ALIGNED_FACE_BOX = (0.12, 0.18, 0.88, 0.98)
+
+
+class HeldOutIdentity:
+    """Identity cosine of held-out swaps with an evaluator that is *not* the training ArcFace.
+
+    Scoring the student with the network it was trained against rewards fooling that network (the
+    reason ``specs/plugin_models.md`` cites for ``forbid_id_evaluator``); dlib's ResNet descriptor
+    (the suite's offline identity evaluator, ``mfsbench/quality/offline.py``) is independent of it.
+    A crop is already aligned, so its face box is fixed (:data:`ALIGNED_FACE_BOX`) and no detector
+    runs. Source descriptors are computed once per run.
+    """
+
+    name = "dlib_resnet128"
+
+    def __init__(self) -> None:
+        from mfsbench.quality.offline import DlibResnetIdentity
+
+        self._evaluator = DlibResnetIdentity(flip_concat=False)
+        self._sources: Tensor | None = None
+
+    def _embed(self, images: Tensor) -> Tensor:
+        from mfsbench.faces.types import Face
+
+        side = images.shape[-1]
+        box = np.array(ALIGNED_FACE_BOX, np.float64) * side
+        face = Face(box=box, score=1.0, landmarks5=np.zeros((5, 2)))
+        rows = []
+        for image in images.clamp(0, 1):
+            bgr = np.ascontiguousarray((image.permute(1, 2, 0).cpu().numpy()[:, :, ::-1] * 255).round()
+                                       .astype(np.uint8))
+            rows.append(torch.from_numpy(self._evaluator.descriptor(bgr, face)))
+        return torch.stack(rows).float()
+
+    def cosines(self, sources: Tensor, outputs: Tensor) -> Tensor:
+        """cos(source, output) per held-out pair (descriptors are unit vectors)."""
+        if self._sources is None:
+            self._sources = self._embed(sources)
+        return (self._sources * self._embed(outputs)).sum(1)
 
 
 def write_grid(path: Path, rows: list[list[Tensor]]) -> Path:

@@ -31,12 +31,12 @@ from mfsbench.distill import checkpoint as ckpt
 from mfsbench.distill.config import math_hash, sources
 from mfsbench.distill.data import CropSet, background_mask, draw_batch, to_float
 from mfsbench.distill.discriminator import PatchDiscriminator, d_hinge_loss
-from mfsbench.distill.evaluate import image_metrics, plot_curves, write_grid
+from mfsbench.distill.evaluate import HeldOutIdentity, image_metrics, plot_curves, write_grid
 from mfsbench.distill.nets import Nets
 from mfsbench.distill.objective import Batch, Parts, TeacherView, id_input, objective, teacher_view
 from mfsbench.distill.student import student_forward
 from mfsbench.distill.sync_norm import globalize_batchnorm
-from mfsbench.errors import BadInputError
+from mfsbench.errors import BadInputError, MissingDependencyError
 from mfsbench.records import Record, append_records, environment, new_run_id, stamp
 
 SECTIONS = ("data", "teacher", "identity", "quality", "perceptual", "student_forward", "backward",
@@ -134,6 +134,8 @@ class Distiller:
         self.timer = Timer(self.device)
         self.run_id = new_run_id()
         self._eval_teacher: Tensor | None = None
+        self._id_eval: HeldOutIdentity | bool | None = None  # False: unavailable (dlib missing)
+        self._id_teacher: float | None = None
         #: the --preset name, for records (the resolved config says what it changed)
         self.preset = "paper"
 
@@ -322,6 +324,7 @@ class Distiller:
         finally:
             student.swap.train()
         metrics = image_metrics(result, self._eval_teacher)
+        metrics.update(self._identity_metrics(source, result))
         metrics["step"] = float(self.step)
         self.evals.append(metrics)
         if write_samples and self.rank == 0:
@@ -329,6 +332,25 @@ class Distiller:
             rows = [[source[i], target[i], self._eval_teacher[i], result[i]] for i in shown]
             write_grid(self.out / "samples" / f"step_{self.step:08d}.png", rows)
         return metrics
+
+    def _identity_metrics(self, source: Tensor, result: Tensor) -> dict[str, float]:
+        """Mean identity cosine to the source of the student's and the teacher's held-out swaps, with
+        an evaluator other than the training ArcFace (:class:`HeldOutIdentity`); {} when off or when
+        dlib is missing (said once)."""
+        if not self.config["run"]["eval_identity"] or self._id_eval is False:
+            return {}
+        if self._id_eval is None:
+            try:
+                self._id_eval = HeldOutIdentity()
+            except MissingDependencyError as exc:
+                sys.stderr.write(f"distill: no held-out identity cosine: {exc}\n")
+                self._id_eval = False
+                return {}
+        assert self._eval_teacher is not None
+        if self._id_teacher is None:
+            self._id_teacher = float(self._id_eval.cosines(source, self._eval_teacher).mean())
+        return {"id_cos_student": float(self._id_eval.cosines(source, result).mean()),
+                "id_cos_teacher": self._id_teacher}
 
     # ------------------------------------------------------------------ state
     def state(self) -> dict[str, Any]:
