@@ -82,7 +82,8 @@ class PairExecutor(GalleryBuilder):
             if spec.card is not None:  # a model card: its ONNX graph in ONNX Runtime, the encoder's weights
                 from mfsbench.swap.runners import card_runner
 
-                model: Any = card_runner(spec, list(row.checkpoints), allow_random=not row.checkpoints)
+                model: Any = card_runner(spec, list(row.checkpoints), allow_random=not row.checkpoints,
+                                         seed=row.seed)
             else:
                 model = create_model(spec.name)
                 load_checkpoints(spec, model, list(row.checkpoints))

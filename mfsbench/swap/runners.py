@@ -295,7 +295,8 @@ class OnnxArcFace(IdentityEncoder):
         return np.asarray(output[0], np.float32)
 
 
-def build_encoder(loaded: LoadedCard, checkpoints: list[str], *, allow_random: bool) -> IdentityEncoder:
+def build_encoder(loaded: LoadedCard, checkpoints: list[str], *, allow_random: bool,
+                  seed: int = RANDOM_ENCODER_SEED) -> IdentityEncoder:
     """The identity encoder a card's ``identity.encoder`` resolves to (see the module docstring).
 
     Raises:
@@ -321,10 +322,10 @@ def build_encoder(loaded: LoadedCard, checkpoints: list[str], *, allow_random: b
             f"ArcFace weights (--checkpoint {'|'.join(ENCODER_FORMATS)}=PATH) or --allow-random-weights "
             "to check the pipeline with an untrained encoder")
     with torch.random.fork_rng():
-        torch.manual_seed(RANDOM_ENCODER_SEED)
+        torch.manual_seed(seed)
         model = ArcFaceIRSE().eval()
     loaded_ckpts = [vars(_load_encoder(model, flag)) for flag in checkpoints]
-    weights: Any = loaded_ckpts or f"random-weights:{RANDOM_ENCODER_SEED}"
+    weights: Any = loaded_ckpts or f"random-weights:{seed}"
     info = {"encoder": "arcface_irse101", "card_encoder": named, "runtime": "torch", "weights": weights,
             "random_weights": not loaded_ckpts}
     return SuiteArcFace(model, info)
@@ -514,11 +515,13 @@ class OnnxCardRunner:
         return info
 
 
-def card_runner(spec: ModelSpec, checkpoints: list[str], *, allow_random: bool) -> OnnxCardRunner:
-    """The runner of a card spec, with its identity encoder (see :func:`build_encoder`)."""
+def card_runner(spec: ModelSpec, checkpoints: list[str], *, allow_random: bool,
+                seed: int = RANDOM_ENCODER_SEED) -> OnnxCardRunner:
+    """The runner of a card spec, with its identity encoder (see :func:`build_encoder`; ``seed``
+    seeds the suite ArcFace's random weights, as ``quality --seed`` labels its rows)."""
     loaded = spec.card
     assert loaded is not None
-    encoder = (build_encoder(loaded, checkpoints, allow_random=allow_random)
+    encoder = (build_encoder(loaded, checkpoints, allow_random=allow_random, seed=seed)
                if loaded.card.identity.kind == "embedding" else None)
     if encoder is None and checkpoints:
         raise BadInputError(f"{spec.name}: the card's identity is the source image; drop --checkpoint")
