@@ -77,3 +77,19 @@ def add_list_option(parser: argparse.ArgumentParser | Any, flag: str, *, help: s
     parser.add_argument(flag, nargs="+", action=_ListAction, metavar=metavar,
                         default=None if default is None else list(default),
                         help=f"{help}; separate items with commas or spaces")
+
+
+def add_license_option(parser: argparse.ArgumentParser) -> None:
+    """``--accept-license``, the same on every command that takes model cards."""
+    parser.add_argument("--accept-license", action="store_true",
+                        help="confirm your use complies with the licence of non-commercial model cards "
+                             "(or set MFSBENCH_ACCEPT_LICENSE); the licence id is stamped into every record")
+
+
+def apply_license_option(args: argparse.Namespace) -> None:
+    """Accept card licences for this process when ``--accept-license`` was given: before any model
+    name is resolved, since resolving a card checks its licence."""
+    if getattr(args, "accept_license", False):
+        from mfsbench.cards.license import accept_licenses
+
+        accept_licenses()

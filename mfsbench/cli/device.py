@@ -14,7 +14,13 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mfsbench.cli.common import add_list_option, resolve_models, writable_dir
+from mfsbench.cli.common import (
+    add_license_option,
+    add_list_option,
+    apply_license_option,
+    resolve_models,
+    writable_dir,
+)
 from mfsbench.records import Record, append_records, new_run_id, read_records, stamp
 
 if TYPE_CHECKING:
@@ -55,9 +61,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=int, default=None,
                         help="frame size (default: each model's native size)")
     parser.add_argument("--faces", default=None, help="folder of face photos for parity and int8 calibration")
-    parser.add_argument("--accept-license", action="store_true",
-                        help="confirm your use complies with the licence of non-commercial model cards "
-                             "(or set MFSBENCH_ACCEPT_LICENSE); the licence id is stamped into every record")
+    add_license_option(parser)
     parser.add_argument("--format", choices=("table", "md", "csv", "json"), default="table",
                         help="what this run prints on stdout; the files under OUT are written either way "
                              "(default: table)")
@@ -88,10 +92,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.accept_license:  # before any --models item is resolved: a card checks its licence there
-        from mfsbench.cards.license import accept_licenses
-
-        accept_licenses()
+    apply_license_option(args)
     if args.adb:
         from device_runners.android.cli import run_adb
 

@@ -11,7 +11,13 @@ import sys
 import time
 from typing import Any
 
-from mfsbench.cli.common import add_list_option, resolve_models, writable_dir
+from mfsbench.cli.common import (
+    add_license_option,
+    add_list_option,
+    apply_license_option,
+    resolve_models,
+    writable_dir,
+)
 from mfsbench.conventions import CONVENTIONS
 from mfsbench.records import append_records, environment, new_run_id, read_records, stamp
 from mfsbench.registry import ModelSpec, ModeName
@@ -37,8 +43,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=("table", "md", "csv", "json"), default="table",
                         help="what this run prints on stdout; the files under OUT are written either way "
                              "(default: table)")
-    parser.add_argument("--accept-license", action="store_true",
-                        help="confirm your use complies with the licence of non-commercial model cards")
+    add_license_option(parser)
     parser.add_argument(
         "--out", default="reports", help="directory for records and reports (default: reports)"
     )
@@ -133,10 +138,7 @@ def _verify_checkpoints(specs: list[ModelSpec], flags: list[str]) -> list[dict[s
 def run(args: argparse.Namespace) -> int:
     from mfsbench.flops import measure
 
-    if args.accept_license:
-        from mfsbench.cards.license import accept_licenses
-
-        accept_licenses()
+    apply_license_option(args)
     specs = resolve_models(args.models)
     if args.size is not None:
         for spec in specs:

@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mfsbench.cli.common import add_list_option
+from mfsbench.cli.common import add_license_option, add_list_option, apply_license_option
 from mfsbench.errors import BadInputError
 
 CALIBRATION = ("identity_oracle", "target_copy")
@@ -94,6 +94,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "was left out (without it such a copy is refused, exit 2)")
     parser.add_argument("--protocol-card", action="store_true", help="print the protocol card and exit")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_license_option(parser)
     parser.set_defaults(run=run)
 
 
@@ -146,14 +147,22 @@ def _rows(args: argparse.Namespace, tree: Any, compression: str) -> list[Any]:
         spec = get_spec(name)
         adapter_for(spec)
         flags = ckpts.get(name, [])
-        if not flags and not args.allow_random_weights:
+        card = spec.card
+        # a card that ships its own identity encoder runs no random network without --checkpoint
+        own_encoder = card is not None and card.card.identity.encoder in card.paths
+        if not flags and not args.allow_random_weights and not own_encoder:
             raise BadInputError(f"{name} needs its official checkpoints (--checkpoint {name}=PATH ...); "
                                 "pass --allow-random-weights to evaluate untrained weights (labelled so)")
         paths = [Path(f.partition("=")[2] if "=" in f else f) for f in flags]
         for path in paths:
             if not path.is_file():
                 raise BadInputError(f"checkpoint not found: {path}; check the --checkpoint path")
-        weights = "+".join(sha256_file(p) for p in paths) if paths else f"random-weights:{args.seed}"
+        if paths:
+            weights = "+".join(sha256_file(p) for p in paths)
+        else:
+            weights = "card-encoder" if own_encoder else f"random-weights:{args.seed}"
+        if card is not None:  # the swapper's own digest: an edited ONNX is a new row, never a cached one
+            weights += f"+card:{card.sha256['swapper'][:16]}"
         rows.append(zoo_row(name, mode, weights, checkpoints=flags, seed=args.seed, gmacs=_gmacs(spec, mode)))
     present = tree.methods()
     if args.methods is None:
@@ -293,6 +302,8 @@ def _merge_folders(cache: Path, urls: list[str]) -> dict[str, int]:
 def run(args: argparse.Namespace) -> int:
     from mfsbench.cli.common import writable_dir
     from mfsbench.quality.protocol import load_protocol
+
+    apply_license_option(args)
 
     overrides = {k: v for k, v in (("compression", args.compression), ("subset", args.subset),
                                    ("identity_groups", args.identity_groups)) if v}

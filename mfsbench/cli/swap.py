@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mfsbench.cli.common import add_license_option, apply_license_option
 from mfsbench.cli.outputs import check_output_file, check_records_file, refuse_overwriting_inputs
 from mfsbench.errors import BadInputError
 from mfsbench.records import Record, append_records, new_run_id, stamp
@@ -52,9 +53,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="what runs the frame stage: torch (zoo default) or onnxruntime (a zoo model's "
                              "frame stage exported once per identity to the per-user cache; a card always "
                              "runs in onnxruntime)")
-    parser.add_argument("--accept-license", action="store_true",
-                        help="confirm your use complies with the licence of a non-commercial model card "
-                             "(or set MFSBENCH_ACCEPT_LICENSE)")
+    add_license_option(parser)
     parser.add_argument("--detector", default="default", help="face detector backend (default: offline)")
     parser.add_argument("--detector-model", default=None, help="model file for detectors that need one")
     parser.add_argument("--detector-option", action="append", default=[], metavar="KEY=INT",
@@ -184,10 +183,7 @@ def _resolve_spec(args: argparse.Namespace) -> Any:
     from mfsbench.registry import get_spec
     from mfsbench.swap.adapters import adapter_for
 
-    if args.accept_license:
-        from mfsbench.cards.license import accept_licenses
-
-        accept_licenses()
+    apply_license_option(args)
     spec = get_spec(args.model)
     adapter_for(spec)
     if spec.card is not None and args.size not in (None, spec.native_size):

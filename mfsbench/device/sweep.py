@@ -104,7 +104,8 @@ def build_frame_stage(
         from mfsbench.swap.checkpoints import load_checkpoints
 
         loaded = load_checkpoints(spec, model, list(weights.checkpoints))
-        described = "; ".join(f"{c.format} sha256 {c.sha256}" for c in loaded)
+        described = "; ".join(f"{c.format} sha256 {c.sha256}" + (f" ({c.provenance})" if c.provenance else "")
+                              for c in loaded)
     module, example = stage_module(spec, model, "frame", size)
     return module, example, described
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mfsbench.errors import MissingDependencyError
+from mfsbench.errors import MfsbenchError, MissingDependencyError
 from mfsbench.quality.aggregate import retrieval_rates
 from mfsbench.quality.gallery import group_map
 from mfsbench.quality.problems import DatasetProblem, counts, found_while_decoding, report_lines, run_problems
@@ -507,6 +507,22 @@ def to_records(header: Header, rows: Sequence[Table2Row]) -> list[Record]:
                   "evaluators": {k: (v or {}).get("name") for k, v in evs.items()},
                   "gallery_size": header.gallery_size, "skipped": dict(row.skipped),
                   "dataset_complete": not header.problems, "dataset_problems": counts(header.problems),
-                  "paper": None if row.paper is None else vars(row.paper)},
+                  "paper": None if row.paper is None else vars(row.paper), **_card_info(row.model)},
         ))
     return records
+
+
+def _card_info(model: str) -> dict[str, Any]:
+    """A model card's row carries its card and licence id (issue 17: stamped into every record),
+    read from the card file itself, so that re-rendering needs neither its weights nor the licence."""
+    path = Path(model)
+    if path.suffix != ".toml" or not path.is_file():
+        return {}
+    from mfsbench.cards.schema import parse_card, read_toml
+
+    try:
+        card = parse_card(read_toml(path), path)
+    except MfsbenchError:
+        return {"card": model}
+    return {"card": model, "card_id": card.id, "license": card.license.id,
+            "license_commercial": card.license.commercial}
