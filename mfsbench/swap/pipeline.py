@@ -141,8 +141,7 @@ class SwapPipeline:
             self.frames_without_face += 1
             return frame
         out = np.array(frame)  # a plain copy; the faces are pasted into it one by one
-        for face in faces:
-            self._swap_face(out, face)
+        self._swap_faces(out, faces)
         self.frames_swapped += 1
         self.faces_swapped += len(faces)
         return like_photo(frame, out)  # a photo's alpha and 16 bits travel with it to write_image
@@ -202,12 +201,21 @@ class SwapPipeline:
                       and np.mean(t.distances) <= self.selection.threshold]
         return min(candidates, key=lambda t: float(np.mean(t.distances)), default=None)
 
-    def _swap_face(self, out: np.ndarray, face: Face) -> None:
-        """Swap one face of ``out`` in place, pasting back into the face's region only."""
+    def _swap_faces(self, out: np.ndarray, faces: list[Face]) -> None:
+        """Swap ``faces`` of ``out`` in place: every crop is taken from the frame as it came, the frame
+        stage runs once on all of them when the runner batches (``run_frames``), then each is pasted
+        back into its face's region only."""
         with self.timer.time("align"):
-            crop, matrix = self.runner.align_target(out, face.landmarks5)
+            aligned = [self.runner.align_target(out, face.landmarks5) for face in faces]
         with self.timer.time("frame_network"):
-            result = self.runner.run_frame(crop)
+            crops = [crop for crop, _matrix in aligned]
+            batched = getattr(self.runner, "run_frames", None)
+            results = batched(crops) if batched is not None else [self.runner.run_frame(c) for c in crops]
+        for (crop, matrix), result in zip(aligned, results, strict=True):
+            self._paste(out, crop, matrix, result)
+
+    def _paste(self, out: np.ndarray, crop: np.ndarray, matrix: np.ndarray, result: Any) -> None:
+        """Decode one face's frame-stage output and paste it into ``out`` (its region only)."""
         with self.timer.time("paste_back"):
             swapped, mask = self.runner.decode(result)
             x0, y0, x1, y1 = _crop_region(matrix, crop.shape[:2], out.shape[:2])
