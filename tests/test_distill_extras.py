@@ -9,7 +9,6 @@ import torch
 
 from mfsbench.distill import config as cfg
 from mfsbench.distill.data import background_mask
-from mfsbench.distill.discriminator import PatchDiscriminator
 from mfsbench.distill.extras import (
     SSIM_C1,
     feature_ka_loss,
@@ -21,9 +20,9 @@ from mfsbench.distill.extras import (
     style_per_sample,
 )
 from mfsbench.distill.objective import Batch, Parts, objective
-from mfsbench.distill.vgg import VGG16Features
 from mfsbench.errors import BadInputError
-from mfsbench.models.tiny import build_tiny_simswap, build_tiny_student
+from mfsbench.models.tiny import build_tiny_simswap
+from tests.test_distill_objective import _setup as objective_setup
 
 EXTRAS = {"lambda_ssim": 10.0, "lambda_style": 1e4, "lambda_feature": 1.0}
 
@@ -35,17 +34,8 @@ def _config(**loss: object) -> dict:
 
 
 def _setup(config: dict) -> tuple[Parts, Batch]:
-    torch.manual_seed(0)
-    student = build_tiny_student()
-    student.swap.train()
-    teacher = build_tiny_simswap().eval()
-    student.id_net.load_state_dict(teacher.id_net.state_dict())
-    student.id_net.eval()
-    vgg = VGG16Features(config["loss"]["perceptual_layers"], 4).eval()
-    gen = torch.Generator().manual_seed(3)
-    batch = Batch(torch.rand(4, 3, 64, 64, generator=gen), torch.rand(4, 3, 64, 64, generator=gen),
-                  background_mask(64).expand(4, -1, -1, -1), torch.tensor([True, True, False, False]))
-    return Parts(student, teacher, student.id_net, vgg, PatchDiscriminator(8, 2)), batch
+    parts, batch, _counted = objective_setup(config)  # the objective tests' tiny nets and batch
+    return parts, batch
 
 
 def test_extras_are_off_by_default_and_leave_the_paper_run_unchanged() -> None:

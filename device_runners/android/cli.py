@@ -25,7 +25,7 @@ from device_runners.android.runner import (
     run_devices,
     tool_of,
 )
-from mfsbench.cli.common import resolve_models, writable_dir
+from mfsbench.cli.common import frame_stage_specs, writable_dir
 from mfsbench.errors import BadInputError
 from mfsbench.records import Record, append_records, last_run, new_run_id, read_records, stamp
 
@@ -112,12 +112,8 @@ def run_adb(args: argparse.Namespace) -> int:
                              cooldown_timeout_s=args.cooldown_timeout,
                              max_thermal_status=args.max_thermal_status, max_battery_c=args.max_battery_temp)
     settings.check(tool_of(binary))  # ORT + gpu, a --gpu-precision without the GPU: refused before any phone
-    specs = resolve_models(args.models or ["mobilefaceswap_224"])
+    specs = frame_stage_specs(args.models, ["mobilefaceswap_224"], args.size)
     for spec in specs:
-        if "frame" not in spec.stage_names:
-            raise BadInputError(f"{spec.name} has no frame stage to export and time")
-        if args.size is not None:
-            spec.check_size(args.size)
         if spec.card is not None:
             check_card_for_phone(spec, tool_of(binary))
     out = writable_dir(args.out)

@@ -93,3 +93,26 @@ def apply_license_option(args: argparse.Namespace) -> None:
         from mfsbench.cards.license import accept_licenses
 
         accept_licenses()
+
+
+def add_engine_options(parser: argparse.ArgumentParser, *, local: str, ray: str) -> None:
+    """``--engine local|ray`` and ``--ray-address``, the same on every command that scales out;
+    ``local`` and ``ray`` say what each engine does for this command."""
+    parser.add_argument("--engine", choices=("local", "ray"), default="local",
+                        help=f"where the work runs: local ({local}, default) or ray ({ray}; needs the "
+                             "'ray' extra)")
+    parser.add_argument("--ray-address", default=None, metavar="ADDR",
+                        help="Ray cluster to join with --engine ray (host:port or ray://...; default "
+                             "$RAY_ADDRESS, else a local instance capped to this machine)")
+
+
+def frame_stage_specs(names: list[str] | None, default: list[str], size: int | None) -> list[ModelSpec]:
+    """``--models`` (or ``default``) for the commands that export and time a frame stage (desktop and
+    phones): each must have one, and run at ``--size`` when given."""
+    specs = resolve_models(names or default)
+    for spec in specs:
+        if "frame" not in spec.stage_names:
+            raise BadInputError(f"{spec.name} has no frame stage to export and time")
+        if size is not None:
+            spec.check_size(size)
+    return specs

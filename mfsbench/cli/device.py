@@ -18,7 +18,7 @@ from mfsbench.cli.common import (
     add_license_option,
     add_list_option,
     apply_license_option,
-    resolve_models,
+    frame_stage_specs,
     writable_dir,
 )
 from mfsbench.records import Record, append_records, new_run_id, read_records, stamp
@@ -158,14 +158,9 @@ def run(args: argparse.Namespace) -> int:
 def _checked_specs(args: argparse.Namespace) -> list[ModelSpec]:
     """The ``--models`` specs, each with a frame stage, the asked size, and (a card) a pinned sha256."""
     from mfsbench.device.card import require_sha256
-    from mfsbench.errors import BadInputError
 
-    specs = resolve_models(args.models or DEFAULT_MODELS)
+    specs = frame_stage_specs(args.models, DEFAULT_MODELS, args.size)
     for spec in specs:
-        if "frame" not in spec.stage_names:
-            raise BadInputError(f"{spec.name} has no frame stage to export and time")
-        if args.size is not None:
-            spec.check_size(args.size)
         if spec.card is not None:
             require_sha256(spec)
     return specs

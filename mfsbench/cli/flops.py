@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from mfsbench.cli.common import (
+    add_engine_options,
     add_license_option,
     add_list_option,
     apply_license_option,
@@ -51,12 +52,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="weights of the one --models counted, as for swap (official files or "
                              ".safetensors, e.g. a distilled student): loaded strictly to prove they fit "
                              "the architecture counted, and recorded by sha256")
-    parser.add_argument("--engine", choices=("local", "ray"), default="local",
-                        help="where models are counted: local (one after another here, default) or ray "
-                             "(one Ray task per model; needs the 'ray' extra)")
-    parser.add_argument("--ray-address", default=None, metavar="ADDR",
-                        help="Ray cluster to join with --engine ray (default $RAY_ADDRESS, else a local "
-                             "instance capped to this machine)")
+    add_engine_options(parser, local="models counted one after another here",
+                       ray="one Ray task per model")
     parser.set_defaults(run=run)
 
 

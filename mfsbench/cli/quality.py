@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mfsbench.cli.common import add_license_option, add_list_option, apply_license_option
+from mfsbench.cli.common import add_engine_options, add_license_option, add_list_option, apply_license_option
 from mfsbench.errors import BadInputError
 
 CALIBRATION = ("identity_oracle", "target_copy")
@@ -73,12 +73,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--merge", nargs="+", default=None, metavar="STORE",
                         help="merge shard caches (.sqlite) and/or published unit folders (--results-url) "
                              "into --cache and render the merged report (no evaluation)")
-    parser.add_argument("--engine", choices=("local", "ray"), default="local",
-                        help="where work items run: local (this process, default) or ray (Ray tasks with "
-                             "retries; needs the 'ray' extra); ray publishes each item to --results-url")
-    parser.add_argument("--ray-address", default=None, metavar="ADDR",
-                        help="Ray cluster to join (host:port or ray://...; default $RAY_ADDRESS, else a "
-                             "local instance capped to this machine)")
+    add_engine_options(parser, local="work items in this process",
+                       ray="Ray tasks with retries, each item published to --results-url")
     parser.add_argument("--results-url", default=None, metavar="URL",
                         help="folder or fsspec URL where each work item is published as "
                              "<fingerprint>.parquet (default OUT/units with --engine ray; with --engine "

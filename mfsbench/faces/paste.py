@@ -85,9 +85,7 @@ def paste_back(frame: np.ndarray, swapped_crop: np.ndarray, matrix: np.ndarray,
         BadInputError: mismatched shapes.
     """
     cv2 = cv2_module()
-    if frame.ndim != 3 or swapped_crop.ndim != 3 or frame.shape[2] != swapped_crop.shape[2]:
-        raise BadInputError(f"frame {frame.shape} and crop {swapped_crop.shape} must both be H×W×C images "
-                            "with the same channels")
+    _check_pair(frame, swapped_crop)
     if mask_crop is None:
         mask_crop = np.ones(swapped_crop.shape[:2], np.float32)
     if mask_crop.shape[:2] != swapped_crop.shape[:2]:
@@ -134,9 +132,7 @@ def paste_linear(frame: np.ndarray, swapped_crop: np.ndarray, matrix: np.ndarray
         BadInputError: mismatched shapes.
     """
     cv2 = cv2_module()
-    if frame.ndim != 3 or swapped_crop.ndim != 3 or frame.shape[2] != swapped_crop.shape[2]:
-        raise BadInputError(f"frame {frame.shape} and crop {swapped_crop.shape} must both be H×W×C images "
-                            "with the same channels")
+    _check_pair(frame, swapped_crop)
     if mask_crop.shape[:2] != swapped_crop.shape[:2]:
         raise BadInputError(f"mask {mask_crop.shape[:2]} and crop {swapped_crop.shape[:2]} differ in size")
     back = inverse_matrix(matrix)
@@ -147,3 +143,10 @@ def paste_linear(frame: np.ndarray, swapped_crop: np.ndarray, matrix: np.ndarray
                                  borderMode=cv2.BORDER_CONSTANT, borderValue=0)[:, :, np.newaxis]
     blended = warped * warped_mask + frame.astype(np.float32) * (1.0 - warped_mask)
     return blended.clip(0, 255).round().astype(np.uint8)
+
+
+def _check_pair(frame: np.ndarray, swapped_crop: np.ndarray) -> None:
+    """A frame and a crop that can be composited: both H×W×C with the same channels."""
+    if frame.ndim != 3 or swapped_crop.ndim != 3 or frame.shape[2] != swapped_crop.shape[2]:
+        raise BadInputError(f"frame {frame.shape} and crop {swapped_crop.shape} must both be H×W×C images "
+                            "with the same channels")
