@@ -278,3 +278,26 @@ def test_swap_command_keeps_orientation_alpha_and_16_bits(run_cli, tmp_path: Pat
     np.testing.assert_array_equal(written[:, :, 3], alpha)
     changed = np.any(written[:, :, :3] != upright[:, :, :3], axis=2)
     assert 0 < changed.mean() < 0.5  # the face swapped, the rest bit-exact (+7 low bits kept)
+
+
+def test_landmarks_in_a_window_equal_the_whole_frames(face_photos: dict[str, FacePhoto]):
+    """The tracker's landmarks are predicted on a window around the box (not a whole-frame RGB copy):
+    the same points, for a face in the middle, at the frame's edge and for a box partly outside."""
+    from mfsbench.faces.detectors import check_image, landmarks5_from_68
+
+    detector = get_detector()
+    image = read_image(face_photos["obama"].path)
+    (face,) = detector.detect(image)[:1]
+    frame = np.zeros((image.shape[0] + 200, image.shape[1] + 200, 3), np.uint8)
+    frame[100:100 + image.shape[0], 100:100 + image.shape[1]] = image
+
+    def whole_frame(box: np.ndarray) -> np.ndarray:
+        rgb = np.ascontiguousarray(check_image(frame)[:, :, ::-1])
+        shape = detector._predictor(rgb, detector._dlib.rectangle(*(round(float(v)) for v in box)))
+        return landmarks5_from_68(np.array([[p.x, p.y] for p in shape.parts()], np.float64))
+
+    width = face.box[2] - face.box[0]
+    corner = -face.box[[0, 1, 0, 1]] - width / 3  # the box a third outside the top-left corner
+    for shift in (np.array([100, 100, 100, 100]), np.zeros(4), corner):
+        box = face.box + shift
+        assert np.array_equal(detector.landmarks_in_box(frame, box), whole_frame(box)), shift

@@ -45,3 +45,19 @@ def test_a_batch_one_only_frame_stage_falls_back_to_one_crop_at_a_time() -> None
     assert len(runner.run_frames(crops)) == 2 and runner.batch_ok is False
     runner.run_frames(crops)
     assert calls == [2, 1, 1, 1, 1]  # tried once as a batch, then never again
+
+
+def test_in_place_activations_give_the_same_frames() -> None:
+    """The swap's torch runtime lets each activation overwrite its conv output; the frame stage as
+    written (export, counting) allocates: the two give identical outputs."""
+    spec = get_spec("test_mobilefaceswap")
+    torch.manual_seed(0)
+    runner = TorchRunner(spec, create_model(spec.name), spec.native_size)
+    runner.inject(np.random.default_rng(1).integers(0, 255, (224, 224, 3), np.uint8))
+    assert runner.frame_net.inplace_activations is True
+    written = runner.model.frame_stage(runner.identity).eval()
+    assert written.inplace_activations is False
+    crop = torch.rand(2, 3, spec.native_size, spec.native_size)
+    with torch.no_grad():
+        for fast, slow in zip(runner.frame_net(crop.clone()), written(crop.clone()), strict=True):
+            assert torch.equal(fast, slow)
