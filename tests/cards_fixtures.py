@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 #: MACs and params of ``inswapper_like(size=128)``'s swapper graph, derived by hand:
@@ -80,3 +81,14 @@ def converter(path: Path) -> Path:
     model.ir_version = 8
     onnx.save(model, path)
     return path
+
+
+@pytest.fixture(autouse=True)
+def no_consent(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test of a module that imports this starts without licence consent (the flag's
+    acceptance is process state)."""
+    from mfsbench.cards import license as card_license
+
+    monkeypatch.setattr(card_license, "_accepted", set())
+    monkeypatch.delenv(card_license.ACCEPT_ENV, raising=False)
+    monkeypatch.delenv("MFSBENCH_CARDS", raising=False)

@@ -23,18 +23,21 @@ class CliResult:
     err: str
 
 
+def cli_in_process(*args: str) -> CliResult:
+    """Run ``mfsbench ARGS`` in this process and capture exit code, stdout and stderr (also usable
+    from module-scoped fixtures, which cannot take the ``run_cli`` fixture)."""
+    from mfsbench.cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        try:
+            code = main(list(args))
+        except SystemExit as exc:  # argparse errors
+            code = int(exc.code or 0)
+    return CliResult(code, out.getvalue(), err.getvalue())
+
+
 @pytest.fixture
 def run_cli() -> Callable[..., CliResult]:
     """Run ``mfsbench ARGS`` in this process and capture exit code, stdout and stderr."""
-    from mfsbench.cli.main import main
-
-    def _run(*args: str) -> CliResult:
-        out, err = io.StringIO(), io.StringIO()
-        with redirect_stdout(out), redirect_stderr(err):
-            try:
-                code = main(list(args))
-            except SystemExit as exc:  # argparse errors
-                code = int(exc.code or 0)
-        return CliResult(code, out.getvalue(), err.getvalue())
-
-    return _run
+    return cli_in_process

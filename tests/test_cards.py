@@ -22,18 +22,13 @@ from tests.cards_fixtures import (
     INSWAPPER_LIKE_PARAMS,
     converter,
     inswapper_like,
+    no_consent,  # noqa: F401  (autouse fixture)
     simswap_like,
 )
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "cards"
 
 
-@pytest.fixture(autouse=True)
-def no_consent(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every test starts without licence consent (the flag's acceptance is process state)."""
-    monkeypatch.setattr(card_license, "_accepted", set())
-    monkeypatch.delenv(card_license.ACCEPT_ENV, raising=False)
-    monkeypatch.delenv("MFSBENCH_CARDS", raising=False)
 
 
 @pytest.fixture

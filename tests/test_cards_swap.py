@@ -16,7 +16,10 @@ import pytest
 
 from mfsbench.cards import license as card_license
 from mfsbench.records import read_records
-from tests.cards_fixtures import inswapper_like
+from tests.cards_fixtures import (
+    inswapper_like,
+    no_consent,  # noqa: F401  (autouse fixture)
+)
 from tests.face_assets import FacePhoto, face_photos_fixture, make_video  # noqa: F401 - registers the fixture
 
 cv2 = pytest.importorskip("cv2")
@@ -29,12 +32,6 @@ pytestmark = pytest.mark.cli
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "cards"
 
 
-@pytest.fixture(autouse=True)
-def no_consent(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every test starts without licence consent (the flag's acceptance is process state)."""
-    monkeypatch.setattr(card_license, "_accepted", set())
-    monkeypatch.delenv(card_license.ACCEPT_ENV, raising=False)
-    monkeypatch.delenv("MFSBENCH_CARDS", raising=False)
 
 
 def _save(nodes: list, inputs: list, outputs: list, initializers: list, path: Path) -> Path:

@@ -8,18 +8,16 @@ and named in the report instead of stopping the run.
 from __future__ import annotations
 
 import csv
-import io
 import json
 import shutil
 import subprocess
 import sys
 import time
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import CliResult
+from tests.conftest import CliResult, cli_in_process
 
 pytestmark = pytest.mark.cli
 
@@ -39,22 +37,12 @@ def _tree(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
         pytest.skip(f"face photos unavailable: {exc}")
 
 
-def _cli(*args: str) -> CliResult:
-    """The CLI in this process, as conftest's ``run_cli`` (usable from a module-scoped fixture)."""
-    from mfsbench.cli.main import main
-
-    out, err = io.StringIO(), io.StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        try:
-            code = main(list(args))
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-    return CliResult(code, out.getvalue(), err.getvalue())
 
 
 def _run(root: Path, out: Path, *extra: str) -> CliResult:
-    return _cli("quality", "--dataset", "ffpp", "--root", str(root), "--splits-dir", str(root / "splits"),
-                  "--evaluators", "offline", "--out", str(out), "--no-progress", *extra)
+    return cli_in_process("quality", "--dataset", "ffpp", "--root", str(root),
+                          "--splits-dir", str(root / "splits"), "--evaluators", "offline", "--out", str(out),
+                          "--no-progress", *extra)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ in this process against it. Each work item is a unit published as ``<fingerprint
 
 from __future__ import annotations
 
-import io
 import os
 import re
 import signal
@@ -19,13 +18,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
 
 from mfsbench.engine import KILL_ONCE_ENV
-from tests.conftest import CliResult
+from tests.conftest import cli_in_process
 
 REPO = Path(__file__).resolve().parents[1]
 PROTOCOL = REPO / "mfsbench" / "quality" / "protocols" / "ffpp_v1.toml"
@@ -33,16 +31,6 @@ PROTOCOL = REPO / "mfsbench" / "quality" / "protocols" / "ffpp_v1.toml"
 pytestmark = pytest.mark.slow
 
 
-def _cli(*args: str) -> CliResult:
-    from mfsbench.cli.main import main
-
-    out, err = io.StringIO(), io.StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        try:
-            code = main(list(args))
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-    return CliResult(code, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +71,7 @@ def _units_run(err: str) -> int:
 def local_csv(tree: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> bytes:
     """Table 2 of today's local path (no units, no Ray): the reference."""
     out = tmp_path_factory.mktemp("local")
-    result = _cli(*quality(tree, out))
+    result = cli_in_process(*quality(tree, out))
     assert result.code == 0, result.err
     return (out / "table2_quality.csv").read_bytes()
 
@@ -101,15 +89,15 @@ def ray_instance() -> Iterator[object]:
 
 def test_ray_and_local_tables_are_byte_identical(tree: tuple[Path, Path], local_csv: bytes,
                                                   ray_instance: object, tmp_path: Path) -> None:
-    result = _cli(*quality(tree, tmp_path, "--engine", "ray"))
+    result = cli_in_process(*quality(tree, tmp_path, "--engine", "ray"))
     assert result.code == 0, result.err
     assert _units_run(result.err) == UNITS
     assert (tmp_path / "table2_quality.csv").read_bytes() == local_csv
     assert len(list((tmp_path / "units").glob("*.parquet"))) == UNITS
-    again = _cli(*quality(tree, tmp_path, "--engine", "ray"))  # everything published: nothing runs
+    again = cli_in_process(*quality(tree, tmp_path, "--engine", "ray"))  # everything published: nothing runs
     assert again.code == 0 and _units_run(again.err) == 0
     assert (tmp_path / "table2_quality.csv").read_bytes() == local_csv
-    merged = _cli("quality", "--merge", str(tmp_path / "units"), "--out", str(tmp_path / "merged"))
+    merged = cli_in_process("quality", "--merge", str(tmp_path / "units"), "--out", str(tmp_path / "merged"))
     assert merged.code == 0, merged.err  # the folder alone renders the same table
     assert (tmp_path / "merged" / "table2_quality.csv").read_bytes() == local_csv
 
@@ -120,7 +108,7 @@ def test_a_sigkilled_worker_is_retried_and_counted_once(tree: tuple[Path, Path],
     marker = tmp_path / "killed-once"
     monkeypatch.setenv(KILL_ONCE_ENV, str(marker))
     out = tmp_path / "out"
-    result = _cli(*quality(tree, out, "--engine", "ray"))
+    result = cli_in_process(*quality(tree, out, "--engine", "ray"))
     assert result.code == 0, result.err
     assert marker.is_file(), "the hook must have killed a worker"
     killed = int(marker.read_text())
@@ -152,7 +140,7 @@ def test_a_killed_driver_resumes_with_only_the_missing_units(tree: tuple[Path, P
     child.wait(timeout=30)
     done = len(list(units.glob("*.parquet")))
     assert 2 <= done < UNITS
-    result = _cli(*args)
+    result = cli_in_process(*args)
     assert result.code == 0, result.err
     assert _units_run(result.err) == UNITS - done
     assert (tmp_path / "table2_quality.csv").read_bytes() == local_csv
@@ -161,8 +149,8 @@ def test_a_killed_driver_resumes_with_only_the_missing_units(tree: tuple[Path, P
 def test_flops_on_ray_writes_the_local_table(ray_instance: object, tmp_path: Path) -> None:
     """One Ray task per model; the records land in the model order, so Table 1's files are identical."""
     models = ("--models", "deepfakes_64,facecontroller_224", "--format", "csv")
-    local = _cli("flops", *models, "--out", str(tmp_path / "local"))
-    remote = _cli("flops", *models, "--out", str(tmp_path / "ray"), "--engine", "ray")
+    local = cli_in_process("flops", *models, "--out", str(tmp_path / "local"))
+    remote = cli_in_process("flops", *models, "--out", str(tmp_path / "ray"), "--engine", "ray")
     assert local.code == remote.code == 0, remote.err
     assert remote.out == local.out
     for name in ("table1_complexity.csv", "table1_complexity.md"):
