@@ -162,6 +162,9 @@ def test_the_identity_is_the_emap_projected_normalised_embedding(tmp_path: Path)
     embedding = np.random.default_rng(3).standard_normal(512).astype(np.float32) * 7.0
 
     class Fixed(IdentityEncoder):
+        def align(self, image: np.ndarray, landmarks5: np.ndarray) -> np.ndarray:
+            return image  # inject() is given an aligned crop: no alignment runs
+
         def embed(self, crop: np.ndarray) -> np.ndarray:
             return embedding
 
@@ -290,6 +293,9 @@ def test_a_converter_projection_and_a_crop_through_the_simswap_card(tmp_path: Pa
     embedding = np.random.default_rng(5).standard_normal(512).astype(np.float32) * 3.0
 
     class Fixed(IdentityEncoder):
+        def align(self, image: np.ndarray, landmarks5: np.ndarray) -> np.ndarray:
+            return image  # inject() is given an aligned crop: no alignment runs
+
         def embed(self, crop: np.ndarray) -> np.ndarray:
             return embedding
 

@@ -22,6 +22,7 @@ weights with ``--allow-random-weights``. The record says which ran and with what
 from __future__ import annotations
 
 import os
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -50,40 +51,31 @@ class StageRunner(Protocol):
 
     def align_source(self, image: np.ndarray, landmarks5: np.ndarray) -> np.ndarray:
         """The source face cropped the way the identity stage expects."""
-        ...
 
     def inject(self, source_crop: np.ndarray) -> None:
         """Run the identity stage once for a source crop; the frame stage then uses it."""
-        ...
 
     @property
     def ready(self) -> bool:
         """Whether a source was injected (the frame stage can run)."""
-        ...
 
     def reset(self) -> None:
         """Forget the injected identity (the next source follows)."""
-        ...
 
     def align_target(self, image: np.ndarray, landmarks5: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(crop, matrix)``: the target face as the frame stage expects it."""
-        ...
 
     def run_frame(self, crop: np.ndarray) -> Any:
         """The frame stage on one aligned crop (raw output)."""
-        ...
 
     def decode(self, result: Any) -> tuple[np.ndarray, np.ndarray]:
         """Raw output → (BGR uint8 crop, float mask in [0, 1] of the crop's size)."""
-        ...
 
     def paste(self, frame: np.ndarray, crop: np.ndarray, matrix: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Composite the swapped crop into ``frame`` (a new uint8 array)."""
-        ...
 
     def describe(self) -> dict[str, Any]:
         """What the record says about what ran."""
-        ...
 
 
 class TorchRunner:
@@ -273,17 +265,19 @@ def _quiet_torch_export() -> None:
 
 
 @dataclass
-class IdentityEncoder:
+class IdentityEncoder(ABC):
     """A face → raw embedding network with its own crop; ``info`` goes into the record."""
 
     name: str
     info: dict[str, Any] = field(default_factory=dict)
 
+    @abstractmethod
     def align(self, image: np.ndarray, landmarks5: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        """The face cropped as this encoder expects it."""
 
+    @abstractmethod
     def embed(self, crop: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        """The raw (not normalised) embedding of an aligned crop."""
 
 
 class SuiteArcFace(IdentityEncoder):
