@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,11 +43,14 @@ def flatten(value: Any, prefix: str, into: dict[str, Any]) -> None:
 
 
 def record_row(record: Record) -> dict[str, Any]:
-    """One record as one flat row (see the module docstring for the column names)."""
-    data = asdict(record)
-    row = {name: data[name] for name in SCALAR_COLUMNS}
+    """One record as one flat row (see the module docstring for the column names).
+
+    The fields are read in place, not through ``dataclasses.asdict``, whose deep copy of every sample
+    list was most of the time a report took to render; :func:`flatten` only reads them.
+    """
+    row = {name: getattr(record, name) for name in SCALAR_COLUMNS}
     for name in NESTED_COLUMNS:
-        flatten(data[name], name, row)
+        flatten(getattr(record, name), name, row)
     return row
 
 
@@ -70,7 +72,7 @@ def _column_order(columns: Iterable[str]) -> list[str]:
 
 
 def records_frame(records: Sequence[Record], *, sources: Sequence[str] | None = None,
-                  exact_numbers: bool = False) -> pd.DataFrame:
+                  exact_numbers: bool = False, as_recorded: bool = False) -> pd.DataFrame:
     """The records as a DataFrame; ``sources`` (one per record) adds a ``source`` column naming the store.
 
     Column types: all-number columns are float64 (integers stay exact below 2**53, which holds every
@@ -80,6 +82,11 @@ def records_frame(records: Sequence[Record], *, sources: Sequence[str] | None = 
     ``exact_numbers`` keeps number columns as the Python values recorded (``object`` dtype, None for
     missing): the reports render from this frame and print each figure as its record holds it (a
     paper figure recorded as ``306`` stays ``306``, not ``306.0``).
+
+    ``as_recorded`` keeps every column as the Python values recorded (``object`` dtype, None for
+    missing, a list still as JSON text), a column of mixed kinds included: the device reports select
+    from the whole store, where one ``info`` key may be a flag for one command and text for another,
+    and must still print each cell's value as its record holds it.
     """
     pd = _pandas()
     rows = [record_row(record) for record in records]
@@ -95,7 +102,7 @@ def records_frame(records: Sequence[Record], *, sources: Sequence[str] | None = 
     for name in columns:
         values = [row.get(name) for row in rows]
         kinds = {_kind(v) for v in values if v is not None}
-        if kinds == {"number"} and exact_numbers:
+        if as_recorded or (kinds == {"number"} and exact_numbers):
             data[name] = pd.array(values, dtype=object)
         elif kinds == {"number"}:
             data[name] = pd.array([float("nan") if v is None else float(v) for v in values], dtype="float64")

@@ -5,18 +5,34 @@ peaks, loads and commits. The student/SimSwap speed ratio pairs two cells of tha
 precision, flagged when either is unstable, and is shown next to the paper's 40× (25.6 FPS vs
 0.64 FPS on its Dimensity 1100 phone), which is a different device: the comparison is of ratios,
 never of FPS.
+
+The table is a DataFrame selected from :func:`mfsbench.results.records_frame` and written by
+:mod:`mfsbench.report.frames`, as Tables 1 and 2 are. A run spread over several hosts (``device
+--engine ray``) gets a ``host`` column, a machine line and peaks per host, and pairs the speed ratio
+within one host only: a latency ratio of two machines says nothing about the two models.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from mfsbench.errors import MissingDependencyError
 from mfsbench.records import INT8_DOT_FEATURES, Record
+from mfsbench.report.frames import (
+    column,
+    csv_text,
+    fixed_width,
+    json_text,
+    keyed_text,
+    markdown_lines,
+    newest_per_key,
+)
+from mfsbench.results import records_frame
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 STUDENT, TEACHER = "mobilefaceswap_224", "simswap_224"
 PAPER_RATIO = 25.6 / 0.64  # Table 1, V FPS column (Dimensity 1100)
@@ -33,10 +49,43 @@ COLUMNS = (
 )
 
 
+def _pandas() -> Any:
+    """pandas, imported when a report is rendered (it costs ~0.5 s, which ``--help`` should not pay)."""
+    import pandas
+
+    return pandas
+
+
+def _flat(records: Sequence[Record]) -> pd.DataFrame:
+    """Every record as one flat row, values as recorded (see :func:`mfsbench.results.records_frame`)."""
+    return records_frame(records, as_recorded=True)
+
+
+def _newest(frame: pd.DataFrame) -> str | None:
+    desktop = frame[(column(frame, "command") == "device") & column(frame, "info.backend").notna()]
+    last = desktop["run_id"].iloc[-1] if len(desktop) else None
+    return None if last is None else str(last)
+
+
 def newest_run(records: Sequence[Record]) -> str | None:
     """The run id of the newest desktop device record (the run a report shows by default)."""
-    runs = [r.run_id for r in records if r.command == "device" and r.info.get("backend") is not None]
-    return str(runs[-1]) if runs and runs[-1] is not None else None
+    return _newest(_flat(records))
+
+
+def _shown(records: Sequence[Record], run_id: str | None = None) -> pd.DataFrame:
+    """The flat rows of one run's cells (default: the newest run), newest record per (model, size,
+    runtime, precision); the index is each record's position in ``records``."""
+    frame = _flat(records)
+    if frame.empty:
+        return frame
+    wanted = run_id if run_id is not None else _newest(frame)
+    runs = column(frame, "run_id")
+    same = runs.isna() if wanted is None else runs == wanted
+    device = frame[(column(frame, "command") == "device") & same]
+    keys = _pandas().DataFrame({"model": column(device, "model"), "size": column(device, "info.size"),
+                                "backend": keyed_text(column(device, "info.backend")),
+                                "precision": keyed_text(column(device, "info.precision"))})
+    return newest_per_key(device, keys)
 
 
 def latest_cells(records: Sequence[Record], run_id: str | None = None) -> list[Record]:
@@ -44,47 +93,57 @@ def latest_cells(records: Sequence[Record], run_id: str | None = None) -> list[R
 
     A report never mixes runs: a cell of another run was timed under another peak, load and commit.
     """
-    wanted = run_id if run_id is not None else newest_run(records)
-    cells: dict[tuple[str, object, str, str], Record] = {}
-    for record in records:
-        if record.command != "device" or record.run_id != wanted:
-            continue
-        key = (record.model, record.info.get("size"), str(record.info.get("backend", "")),
-               str(record.info.get("precision", "")))
-        cells[key] = record
-    return list(cells.values())
+    return [records[position] for position in _shown(records, run_id).index]
 
 
-def _status(record: Record) -> str:
-    if record.status != "ok":
-        return record.status
-    if record.metrics.get("too_few_runs"):
-        return "too few runs"
-    return "unstable" if record.metrics.get("unstable") else "ok"
+def _status(frame: pd.DataFrame) -> pd.Series:
+    """What a cell's status column says: its record's status, or ok / unstable / too few runs."""
+    status = column(frame, "status")
+    few = column(frame, "metrics.too_few_runs").map(bool)
+    unstable = column(frame, "metrics.unstable").map(bool)
+    shown = unstable.map({True: "unstable", False: "ok"})
+    shown[few] = "too few runs"
+    return shown.where(status == "ok", status).astype(object)
 
 
-def _parity_crops(record: Record) -> str | None:
-    crops = record.info.get("parity_crops")
-    if not isinstance(crops, dict) or "max_abs_err" not in record.metrics:
-        return None
-    if record.info.get("precision") == "int8":
-        return f"{crops.get('parity_crops')} {'held out' if crops.get('held_out') else 'in-sample'}"
-    return str(crops.get("parity_crops"))
+def _parity_crops(frame: pd.DataFrame) -> pd.Series:
+    """How many crops parity ran on (for int8: held out or in-sample), where parity was measured."""
+    count, held = column(frame, "info.parity_crops.parity_crops"), column(frame, "info.parity_crops.held_out")
+    recorded = count.notna() | held.notna()
+    measured = recorded & column(frame, "metrics.max_abs_err").notna()
+    int8 = column(frame, "info.precision") == "int8"
+    text = [(f"{n} {'held out' if h else 'in-sample'}" if q else str(n)) if m else None
+            for n, h, q, m in zip(count, held, int8, measured, strict=True)]
+    return _pandas().Series(text, index=frame.index, dtype=object)
 
 
 #: columns read from ``record.info`` rather than ``record.metrics``
 _INFO_COLUMNS = ("backend", "precision", "size", "executed_precision", "gmacs_paper")
 
 
-def _value(record: Record, key: str) -> object:
-    derived = {"model": lambda: record.model, "run_id": lambda: record.run_id,
-               "status": lambda: _status(record), "parity_crops": lambda: _parity_crops(record),
-               "native": lambda: {True: "yes", False: "no"}.get(record.info.get("native"))}
-    if key in derived:
-        return derived[key]()
-    if key in _INFO_COLUMNS:
-        return record.info.get(key)
-    return record.metrics.get(key)
+def _hosts(frame: pd.DataFrame) -> list[str]:
+    """The hosts the shown cells ran on, in first-seen order (a record from before hosts: none)."""
+    return [str(h) for h in column(frame, "env.host").dropna().unique()]
+
+
+def _table(frame: pd.DataFrame, *, error: bool = False) -> pd.DataFrame:
+    """The report table of the shown cells: one row per cell, the :data:`COLUMNS` keys as columns (a
+    ``host`` column after the run's when the cells ran on several hosts), values as recorded."""
+    pd = _pandas()
+    derived = {"run_id": column(frame, "run_id"), "model": column(frame, "model"), "status": _status(frame),
+               "parity_crops": _parity_crops(frame),
+               "native": column(frame, "info.native").map({True: "yes", False: "no"}.get)}
+    table = pd.DataFrame(index=frame.index)
+    for key, _ in COLUMNS:
+        if key in derived:
+            table[key] = derived[key]
+        else:
+            table[key] = column(frame, f"{'info' if key in _INFO_COLUMNS else 'metrics'}.{key}")
+    if len(_hosts(frame)) > 1:
+        table.insert(1, "host", column(frame, "env.host"))
+    if error:
+        table["error"] = column(frame, "error")
+    return table.astype(object).reset_index(drop=True)
 
 
 def _text(value: object) -> str:
@@ -97,43 +156,61 @@ def _text(value: object) -> str:
     return str(value)
 
 
-def _rows(records: Sequence[Record]) -> list[list[str]]:
-    return [[_text(_value(r, key)) for key, _ in COLUMNS] for r in latest_cells(records)]
+def _titled(frame: pd.DataFrame) -> pd.DataFrame:
+    """The report table as text cells under the column titles (what the terminal and markdown show)."""
+    table = _table(frame)
+    titles = dict(COLUMNS) | {"host": "host"}
+    return table.map(_text).rename(columns=titles)
+
+
+def _ratios(frame: pd.DataFrame) -> pd.DataFrame:
+    """Student and SimSwap cells of the shown run paired by runtime, precision and host: a ratio of
+    latencies from two machines says nothing about the two models."""
+    pd = _pandas()
+    p50 = column(frame, "metrics.p50_ms")
+    timed = frame[(column(frame, "status") == "ok") & p50.map(bool)]
+    cells = pd.DataFrame({"model": column(timed, "model"), "backend": column(timed, "info.backend"),
+                          "precision": column(timed, "info.precision"),
+                          "host": keyed_text(column(timed, "env.host")),
+                          "p50": column(timed, "metrics.p50_ms"),
+                          "status": _status(timed)})
+    cells = newest_per_key(cells, cells[["model", "backend", "precision", "host"]])
+    pairs = cells[cells["model"] == STUDENT].merge(cells[cells["model"] == TEACHER],
+                                                   on=["backend", "precision", "host"],
+                                                   suffixes=("_student", "_teacher"))
+    pairs["ratio"] = [t / s for t, s in zip(pairs["p50_teacher"], pairs["p50_student"], strict=True)]
+    pairs["stable"] = (pairs["status_student"] == "ok") & (pairs["status_teacher"] == "ok")
+    return pairs[["backend", "precision", "host", "ratio", "stable"]]
 
 
 def speed_ratios(records: Sequence[Record]) -> list[tuple[str, str, float, bool]]:
     """(runtime, precision, SimSwap p50 / student p50, stable) for each pair of the shown run.
 
     ``stable`` is False when either cell is unstable (CV above 0.10) or ran too few times: such a
-    ratio is printed flagged, never as a plain result.
+    ratio is printed flagged, never as a plain result. Two cells pair only when they ran on the
+    same host.
     """
-    cells = {(r.model, r.info.get("backend"), r.info.get("precision")): r
-             for r in latest_cells(records) if r.status == "ok" and r.metrics.get("p50_ms")}
-    ratios = []
-    for (model, backend, precision), student in cells.items():
-        teacher = cells.get((TEACHER, backend, precision))
-        if model == STUDENT and teacher is not None:
-            ratio = teacher.metrics["p50_ms"] / student.metrics["p50_ms"]
-            stable = _status(student) == "ok" and _status(teacher) == "ok"
-            ratios.append((str(backend), str(precision), ratio, stable))
-    return ratios
+    pairs = _ratios(_shown(records))
+    return [(str(b), str(p), float(r), bool(s))
+            for b, p, r, s in zip(pairs["backend"], pairs["precision"], pairs["ratio"], pairs["stable"],
+                                  strict=True)]
 
 
 def render_terminal(records: Sequence[Record]) -> str:
-    table = [[title for _, title in COLUMNS], *_rows(records)]
-    widths = [max(len(r[i]) for r in table) for i in range(len(COLUMNS))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in table]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join([*lines, "", *_ratio_lines(records)])
+    shown = _shown(records)
+    return "\n".join([fixed_width(_titled(shown)), "", *_ratio_lines(shown)])
 
 
-def _ratio_lines(records: Sequence[Record]) -> list[str]:
+def _ratio_lines(frame: pd.DataFrame) -> list[str]:
+    pairs = _ratios(frame)
+    several = len(_hosts(frame)) > 1
     return [
-        f"SimSwap / MobileFaceSwap video-mode latency ({backend}, {precision}): {ratio:.0f}× "
+        f"SimSwap / MobileFaceSwap video-mode latency ({backend}, {precision}"
+        f"{f', host {host}' if several else ''}): {ratio:.0f}× "
         f"(paper, on a Dimensity 1100 phone: {PAPER_RATIO:.0f}×)"
         + ("" if stable else " — UNSTABLE: a cell of the pair has CV > 0.10 or too few runs; re-run before "
            "quoting it")
-        for backend, precision, ratio, stable in speed_ratios(records)
+        for backend, precision, host, ratio, stable in pairs.itertuples(index=False, name=None)
     ]
 
 
@@ -153,22 +230,46 @@ def machine_line(record: Record) -> str:
             f"{env.get('platform', '?')}; threads per cell: {_text(threads) if threads else '?'}.")
 
 
+def _machine_lines(frame: pd.DataFrame, records: Sequence[Record]) -> list[str]:
+    """Where the shown cells ran: the machine line of one host, or one line per host (a cell that
+    measured something has the thread count, so the newest such cell of each host describes it)."""
+    hosts = keyed_text(column(frame, "env.host"))
+    ok = column(frame, "status") == "ok"
+    lines = []
+    for host in hosts.unique():
+        mine = hosts == host
+        chosen = frame.index[mine & ok] if (mine & ok).any() else frame.index[mine]
+        lines.append(machine_line(records[chosen[-1]]) if len(hosts.unique()) == 1
+                     else f"Host {host or 'not recorded'}: {machine_line(records[chosen[-1]])}")
+    return lines
+
+
+def _markdown_cells(frame: pd.DataFrame) -> pd.DataFrame:
+    """Text cells safe inside a markdown table: a ``|`` (as in ``max |err|``) would split a cell."""
+    return frame.rename(columns=lambda c: str(c).replace("|", "\\|")).map(lambda v: v.replace("|", "\\|"))
+
+
 def render_markdown(records: Sequence[Record]) -> str:
-    cells = latest_cells(records)
+    shown = _shown(records)
+    cells = [records[position] for position in shown.index]
     lines = ["# Desktop latency of the video-mode frame stage", ""]
     if cells:
-        measured = next((r for r in reversed(cells) if r.status == "ok"), cells[-1])  # it has the threads
-        lines += [f"Run {cells[-1].run_id} (the newest in the record store; a report shows one run). "
-                  + machine_line(measured), ""]
+        machines = _machine_lines(shown, records)
+        if len(machines) == 1:
+            lines += [f"Run {cells[-1].run_id} (the newest in the record store; a report shows one run). "
+                      + machines[0], ""]
+        else:
+            lines += [f"Run {cells[-1].run_id} (the newest in the record store; a report shows one run), "
+                      f"its cells measured on {len(machines)} hosts (the host column says which):", ""]
+            lines += [f"- {line}" for line in machines] + [""]
         lines += [f"Weights: {_one_of(cells, 'weights')}. "
                   f"Parity inputs: {_one_of(cells, 'parity_inputs')}.", ""]
-    lines.append("| " + " | ".join(title for _, title in COLUMNS) + " |")
-    lines.append("|" + "---|" * len(COLUMNS))
-    lines += ["| " + " | ".join(row) + " |" for row in _rows(records)]
+    lines += markdown_lines(_markdown_cells(_titled(shown)))
     lines += ["", "## Speed ratio", ""]
-    lines += [f"- {line}" for line in _ratio_lines(records)] or ["- not measured in this run"]
-    lines += ["", "## Peaks of this machine", ""]
-    lines += [f"- {line}" for line in _peak_lines(cells)] or ["- not measured"]
+    lines += [f"- {line}" for line in _ratio_lines(shown)] or ["- not measured in this run"]
+    several = len(_hosts(shown)) > 1
+    lines += ["", "## Peaks of each host" if several else "## Peaks of this machine", ""]
+    lines += [f"- {line}" for line in _peak_lines(shown, records)] or ["- not measured"]
     profiles = _profile_lines(cells)
     if profiles:
         lines += ["", "## Where the time goes", ""] + [f"- {line}" for line in profiles]
@@ -242,13 +343,21 @@ def _one_of(cells: Sequence[Record], key: str) -> str:
     return "; ".join(values) if values else "not recorded"
 
 
-def _peak_lines(cells: Sequence[Record]) -> list[str]:
-    """One line per precision: the peak MAC/s this run measured and how."""
-    # the last cell's: a peak re-measured during the run (a cell beat it) is the one that held
-    stored = next((r.info["peaks"] for r in reversed(cells) if r.info.get("peaks")), None) or {}
-    return [f"{precision}: {peak['macs_per_s'] / 1e9:.1f} GMAC/s — {peak['method']}"
-            if peak.get("macs_per_s") else f"{precision}: none — {peak.get('method') or peak.get('reason')}"
-            for precision, peak in stored.items()]
+def _peak_lines(frame: pd.DataFrame, records: Sequence[Record]) -> list[str]:
+    """One line per precision (and host, when the cells ran on several): the peak MAC/s measured and how."""
+    hosts = keyed_text(column(frame, "env.host"))
+    several = len(hosts.unique()) > 1
+    lines = []
+    for host in hosts.unique():
+        cells = [records[position] for position in frame.index[hosts == host]]
+        # the last cell's: a peak re-measured during the run (a cell beat it) is the one that held
+        stored = next((r.info["peaks"] for r in reversed(cells) if r.info.get("peaks")), None) or {}
+        where = f"{host or 'host not recorded'}, " if several else ""
+        lines += [f"{where}{precision}: {peak['macs_per_s'] / 1e9:.1f} GMAC/s — {peak['method']}"
+                  if peak.get("macs_per_s")
+                  else f"{where}{precision}: none — {peak.get('method') or peak.get('reason')}"
+                  for precision, peak in stored.items()]
+    return lines
 
 
 def _profile_lines(cells: Sequence[Record], shown: int = 6, nodes: int = 3) -> list[str]:
@@ -274,18 +383,13 @@ def _profile_lines(cells: Sequence[Record], shown: int = 6, nodes: int = 3) -> l
 
 
 def render_csv(records: Sequence[Record]) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow([key for key, _ in COLUMNS] + ["error"])
-    for record in latest_cells(records):
-        writer.writerow([_value(record, key) if _value(record, key) is not None else "" for key, _ in COLUMNS]
-                        + [record.error or ""])
-    return buffer.getvalue()
+    """The shown cells as CSV: the :data:`COLUMNS` keys and the error, values as recorded."""
+    return csv_text(_table(_shown(records), error=True))
 
 
 def render_json(records: Sequence[Record]) -> str:
-    return json.dumps([{key: _value(r, key) for key, _ in COLUMNS} | {"error": r.error}
-                       for r in latest_cells(records)], indent=2)
+    """The shown cells as a JSON list of objects, keys as in the CSV."""
+    return json_text(_table(_shown(records), error=True))
 
 
 def plot_roofline(records: Sequence[Record], path: Path) -> Path | None:

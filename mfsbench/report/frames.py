@@ -46,3 +46,30 @@ def fixed_width(frame: pd.DataFrame) -> str:
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in table]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def column(frame: pd.DataFrame, name: str) -> pd.Series:
+    """A column of a flat records frame as Python objects; a column that no record has is all None
+    (a store from before a key was recorded still renders)."""
+    if name in frame.columns:
+        return frame[name].astype(object)
+    import pandas
+
+    return pandas.Series([None] * len(frame), index=frame.index, dtype=object)
+
+
+def keyed_text(values: pd.Series) -> pd.Series:
+    """A cell key part as text, as ``str(info.get(key, ""))`` gives it: a missing value is ``""``."""
+    return values.map(lambda v: "" if v is None else str(v))
+
+
+def newest_per_key(frame: pd.DataFrame, keys: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``frame`` whose key (the row of ``keys`` at the same index) is not repeated later, each
+    in the place of its key's first row: a re-measured cell keeps its place in a table and shows its
+    newest record."""
+    if frame.empty:
+        return frame
+    names = list(keys.columns)
+    first = keys.groupby(names, sort=False, dropna=False).ngroup()
+    newest = keys.drop_duplicates(names, keep="last").index
+    return frame.loc[sorted(newest, key=lambda position: first[position])]
