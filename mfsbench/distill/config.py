@@ -137,8 +137,12 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "device": K("cpu", "ours", "cpu or cuda", math=False),
         "precision": K("fp32", "ours", "fp32, or bf16 autocast for the frozen networks", math=False),
         "compile": K(False, "ours", "torch.compile the student forward and the frozen nets", math=False),
-        "cache_teacher": K(False, "ours", "keep teacher outputs and α per fixed pair (needs pairs = fixed, "
-                           "hflip = false)", math=False),
+        "cache_teacher": K(False, "ours", "keep, per fixed pair, what a step computes from the pair alone: "
+                           "teacher output, α, ArcFace of the source, VGG maps of the teacher output, the "
+                           "teacher's maps for lambda_feature (needs pairs = fixed, hflip = false)",
+                           math=False),
+        "cache_gib": K(4.0, "ours", "memory the teacher cache's VGG and teacher maps may take (GiB); pairs "
+                       "beyond it keep only the teacher output, α and ArcFace features", math=False),
     },
 }
 
@@ -269,6 +273,8 @@ def validate(config: dict[str, dict[str, Any]]) -> None:
             raise BadInputError(f"[run] {key} must be ≥ 1")
     if perf["precision"] not in ("fp32", "bf16"):
         raise BadInputError(f"[perf] precision must be fp32 or bf16, got {perf['precision']!r}")
+    if perf["cache_gib"] < 0:
+        raise BadInputError(f"[perf] cache_gib must be ≥ 0, got {perf['cache_gib']}")
     if perf["cache_teacher"] and (data["pairs"] != "fixed" or data["hflip"]):
         raise BadInputError("[perf] cache_teacher needs [data] pairs = \"fixed\" and hflip = false: "
                             "otherwise the teacher sees a new input every step")
@@ -281,7 +287,7 @@ def validate(config: dict[str, dict[str, Any]]) -> None:
 
 def _validate_beyond(config: dict[str, dict[str, Any]]) -> None:
     """The opt-in extras beyond the paper: each one's preconditions."""
-    data, loss, perf = config["data"], config["loss"], config["perf"]
+    data, loss = config["data"], config["loss"]
     if loss["kd_region"] not in ("full", "face"):
         raise BadInputError(f"[loss] kd_region must be \"full\" or \"face\", got {loss['kd_region']!r}")
     if loss["lambda_feature"] > 0:
@@ -291,9 +297,6 @@ def _validate_beyond(config: dict[str, dict[str, Any]]) -> None:
         if data["batch_size"] < 2:
             raise BadInputError("[loss] lambda_feature > 0 (kernel alignment over the batch) needs "
                                 "[data] batch_size ≥ 2: one sample's alignment is always 1")
-        if perf["cache_teacher"]:
-            raise BadInputError("[loss] lambda_feature > 0 needs the teacher's inner maps every step; "
-                                "set [perf] cache_teacher = false")
         if not loss["feature_teacher_layers"]:
             raise BadInputError("[loss] lambda_feature > 0 needs at least one feature_teacher_layers entry")
 

@@ -169,6 +169,12 @@ def step_generator(seed: int, step: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + step)
 
 
+def fixed_sources(targets: Tensor, n: int, seed: int) -> Tensor:
+    """``pairs = "fixed"``: the one source of each target, ``(target + shift) mod n`` with a seeded shift
+    (the pair cache fills itself from this, so it must be the rule :func:`draw_batch` uses)."""
+    return (targets + 1 + seed % max(n - 1, 1)) % n
+
+
 def draw_batch(n: int, batch: int, seed: int, step: int, *, same_fraction: float, hflip: bool,
                pairs: str) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Indices for one step: ``(targets, sources, same, flip_target, flip_source)``, from (seed, step) only.
@@ -182,8 +188,7 @@ def draw_batch(n: int, batch: int, seed: int, step: int, *, same_fraction: float
     else:
         targets = torch.randint(n, (batch,), generator=g)
     if pairs == "fixed":
-        shift = 1 + seed % max(n - 1, 1)
-        sources = (targets + shift) % n
+        sources = fixed_sources(targets, n, seed)
     else:
         sources = targets[torch.randperm(batch, generator=g)]
     same = torch.zeros(batch, dtype=torch.bool)

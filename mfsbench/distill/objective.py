@@ -80,11 +80,18 @@ class Parts:
 
 @dataclass
 class TeacherView:
-    """What the objective needs from the teacher side (cacheable when pairs are fixed)."""
+    """What a step computes from the (source, target) pair and the frozen networks alone, without
+    gradient: the same every time a fixed pair comes back, hence what ``[perf] cache_teacher`` keeps
+    (:mod:`mfsbench.distill.pair_cache`)."""
 
     output: Tensor | None
     alpha: Tensor
     features: list[Tensor] | None = None  # the teacher's ``feature_teacher_layers`` maps (lambda_feature)
+    #: F_id's ``(embedding, 512×7×7 map)`` of the sources: z_src of α and L_id, and the student's identity
+    id_features: tuple[Tensor, Tensor] | None = None
+    #: the VGG maps of the KD reference (the teacher output; the target with ``kd = false``): L_per's and
+    #: L_style's target side
+    ref_features: list[Tensor] | None = None
 
 
 def id_input(rgb01: Tensor) -> Tensor:
@@ -134,6 +141,37 @@ def teacher_view(config: dict[str, Any], parts: Parts, batch: Batch, z_src: Tens
     return TeacherView(out, alpha, features if layers else None)
 
 
+def uses_perceptual(loss: dict[str, Any]) -> bool:
+    """Whether a term reads VGG maps (L_per, or the beyond-paper style loss)."""
+    return loss["lambda_per"] > 0 or loss["lambda_style"] > 0
+
+
+def reference_features(config: dict[str, Any], parts: Parts, batch: Batch, view: TeacherView,
+                       section: Section = _null_section) -> list[Tensor] | None:
+    """VGG maps of the KD reference (no gradient), or None when no term reads them."""
+    loss = config["loss"]
+    reference = view.output if loss["kd"] else batch.target
+    if not uses_perceptual(loss) or reference is None:
+        return None
+    if parts.vgg is None:
+        raise ValueError("lambda_per or lambda_style > 0 needs the VGG network")
+    with torch.no_grad(), section("perceptual"):
+        return list(parts.vgg(reference))
+
+
+def pair_view(config: dict[str, Any], parts: Parts, batch: Batch,
+              section: Section = _null_section) -> TeacherView:
+    """Everything of a step that depends on the pair and the frozen networks only: F_id of the sources,
+    the teacher output (and its inner maps for ``lambda_feature``), α, and the reference's VGG maps.
+    The uncached step computes exactly this (so the cache holds what the step would compute)."""
+    with torch.no_grad(), section("identity"):
+        id_features = parts.id_net(id_input(batch.source))
+    view = teacher_view(config, parts, batch, id_features[0], section)
+    view.id_features = (id_features[0], id_features[1])
+    view.ref_features = reference_features(config, parts, batch, view, section)
+    return view
+
+
 def objective(config: dict[str, Any], parts: Parts, batch: Batch, cached: TeacherView | None = None,
               section: Section = _null_section) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]:
     """The student's loss for one batch: ``(total, terms, extras)``.
@@ -143,17 +181,21 @@ def objective(config: dict[str, Any], parts: Parts, batch: Batch, cached: Teache
     """
     loss = config["loss"]
     id_net, vgg, disc = parts.id_net, parts.vgg, parts.disc
-    with torch.no_grad(), section("identity"):
-        id_features = id_net(id_input(batch.source))
+    view = cached if cached is not None else pair_view(config, parts, batch, section)
+    if view.id_features is None:
+        with torch.no_grad(), section("identity"):
+            view.id_features = id_net(id_input(batch.source))
+    id_features = view.id_features
     z_src = id_features[0]
-    view = cached if cached is not None else teacher_view(config, parts, batch, z_src, section)
+    if view.ref_features is None:
+        view.ref_features = reference_features(config, parts, batch, view, section)
     taps: list[Tensor] | None = [] if loss["lambda_feature"] > 0 else None
     with section("student_forward"):
+        # the student's identity comes from id_features (F_id is its frozen Id network): no source pass
         if taps is None:
-            out, mask = parts.student_fn(parts.student, id_input(batch.source), batch.target, id_features)
+            out, mask = parts.student_fn(parts.student, None, batch.target, id_features)
         else:
-            out, mask = parts.student_fn(parts.student, id_input(batch.source), batch.target, id_features,
-                                         taps=taps)
+            out, mask = parts.student_fn(parts.student, None, batch.target, id_features, taps=taps)
     terms: dict[str, Tensor] = {}
     total = out.new_zeros(())
     alpha = view.alpha
@@ -161,7 +203,8 @@ def objective(config: dict[str, Any], parts: Parts, batch: Batch, cached: Teache
         reference, weight = view.output, alpha
     else:
         reference, weight = batch.target, batch.same.float()
-    kd_sum = _kd_terms(loss, vgg, out, reference, face=1 - batch.background, terms=terms, section=section)
+    kd_sum = _kd_terms(loss, vgg, out, reference, view.ref_features, face=1 - batch.background, terms=terms,
+                       section=section)
     if terms:
         denominator = weight.sum().clamp(min=1) if not loss["kd"] else weight.new_tensor(weight.numel())
         total = total + (weight * kd_sum).sum() / denominator
@@ -187,10 +230,12 @@ def objective(config: dict[str, Any], parts: Parts, batch: Batch, cached: Teache
     return total, terms, {"alpha": alpha, "output": out, "mask": mask}
 
 
-def _kd_terms(loss: dict[str, Any], vgg: nn.Module | None, out: Tensor, reference: Tensor, *, face: Tensor,
-              terms: dict[str, Tensor], section: Section) -> Tensor:
+def _kd_terms(loss: dict[str, Any], vgg: nn.Module | None, out: Tensor, reference: Tensor,
+              ref_features: list[Tensor] | None, *, face: Tensor, terms: dict[str, Tensor],
+              section: Section) -> Tensor:
     """The per-sample sum Σ λ·term of the output terms α weights: L_rec and L_per (Eq. 3), and beyond
-    the paper SSIM and style; each computed term's batch mean goes into ``terms``."""
+    the paper SSIM and style; each computed term's batch mean goes into ``terms``. ``ref_features``:
+    the reference's VGG maps (:func:`reference_features`, possibly cached)."""
     region = face if loss["kd_region"] == "face" else None
     kd_sum = out.new_zeros(out.shape[0])
     if loss["lambda_rec"] > 0:
@@ -201,12 +246,10 @@ def _kd_terms(loss: dict[str, Any], vgg: nn.Module | None, out: Tensor, referenc
         dissimilarity = 1 - ssim_per_sample(out, reference, region)
         terms["ssim"] = dissimilarity.mean()
         kd_sum = kd_sum + loss["lambda_ssim"] * dissimilarity
-    if loss["lambda_per"] > 0 or loss["lambda_style"] > 0:
-        if vgg is None:
+    if uses_perceptual(loss):
+        if vgg is None or ref_features is None:
             raise ValueError("lambda_per or lambda_style > 0 needs the VGG network")
         with section("perceptual"):
-            with torch.no_grad():
-                ref_features = vgg(reference)
             out_features = vgg(out)
             if loss["lambda_per"] > 0:
                 per = perceptual_per_sample(out_features, ref_features, region)

@@ -148,15 +148,18 @@ def batch_frame(weights: InjectionNetwork, config: StudentConfig, identity: Batc
     return out * mask + (1 - mask) * target, mask
 
 
-def student_forward(model: MobileFaceSwap, source_id: Tensor, target: Tensor,
+def student_forward(model: MobileFaceSwap, source_id: Tensor | None, target: Tensor,
                     id_features: tuple[Tensor, Tensor] | None = None,
                     taps: list[Tensor] | None = None) -> tuple[Tensor, Tensor]:
     """Image mode for a batch: ``source_id`` (B×3×112×112, ImageNet-normalised) and ``target`` (B×3×S×S).
 
     ``id_features`` lets the trainer pass ArcFace's ``(embedding, map)`` of the sources when it has
-    already computed them for the teacher and the losses (the Id network is frozen, so it is the same).
+    already computed them for the teacher and the losses (the Id network is frozen, so it is the same);
+    ``source_id`` may then be None.
     """
     if id_features is None:
+        if source_id is None:
+            raise ValueError("student_forward needs source_id or id_features")
         id_features = model.id_net(source_id)
     embedding, id_map = id_features
     identity = batch_identity(model.swap, model.config, embedding, id_map)

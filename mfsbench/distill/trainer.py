@@ -29,11 +29,12 @@ from torch import Tensor, nn
 
 from mfsbench.distill import checkpoint as ckpt
 from mfsbench.distill.config import math_hash, sources
-from mfsbench.distill.data import CropSet, background_mask, draw_batch, to_float
+from mfsbench.distill.data import CropSet, background_mask, draw_batch, fixed_sources, to_float
 from mfsbench.distill.discriminator import PatchDiscriminator, d_hinge_loss
 from mfsbench.distill.evaluate import HeldOutIdentity, image_metrics, plot_curves, write_grid
 from mfsbench.distill.nets import Nets
-from mfsbench.distill.objective import Batch, Parts, TeacherView, id_input, objective, teacher_view
+from mfsbench.distill.objective import Batch, Parts, TeacherView, id_input, objective, pair_view
+from mfsbench.distill.pair_cache import PairCache, cache_stamp
 from mfsbench.distill.student import student_forward
 from mfsbench.distill.sync_norm import globalize_batchnorm
 from mfsbench.errors import BadInputError, MissingDependencyError
@@ -79,8 +80,8 @@ class Autocast(nn.Module):
     def forward(self, *args: Tensor) -> Any:
         with torch.autocast(self.device_type, dtype=torch.bfloat16):
             out = self.inner(*args)
-        if isinstance(out, tuple):
-            return tuple(o.float() for o in out)
+        if isinstance(out, tuple | list):  # ArcFace's (embedding, map), VGG's list of maps
+            return type(out)(o.float() for o in out)
         return out.float()
 
 
@@ -130,7 +131,8 @@ class Distiller:
         self.step = 0
         self.history: list[dict[str, float]] = []
         self.evals: list[dict[str, float]] = []
-        self.cache: dict[int, tuple[Tensor | None, Tensor]] = {}
+        #: ``[perf] cache_teacher``: what a step computes from a fixed pair alone (see pair_cache)
+        self.cache = PairCache(int(perf["cache_gib"] * 2**30))
         self.timer = Timer(self.device)
         self.run_id = new_run_id()
         self._eval_teacher: Tensor | None = None
@@ -204,7 +206,10 @@ class Distiller:
             len(self.data), d["batch_size"], self.config["run"]["seed"], step,
             same_fraction=d["same_identity_fraction"], hflip=d["hflip"], pairs=d["pairs"])
         rows = slice(self.rank, None, self.world)
-        targets, srcs, same, flip_t, flip_s = (t[rows] for t in (targets, srcs, same, flip_t, flip_s))
+        return self._make_batch(*(t[rows] for t in (targets, srcs, same, flip_t, flip_s)))
+
+    def _make_batch(self, targets: Tensor, srcs: Tensor, same: Tensor, flip_t: Tensor | None = None,
+                    flip_s: Tensor | None = None) -> Batch:
         target = to_float(self.data.train[targets], flip_t).to(self.device)
         source = to_float(self.data.train[srcs], flip_s).to(self.device)
         if self.parser_masks is not None:
@@ -214,23 +219,43 @@ class Distiller:
         pair_ids = targets + len(self.data) * same.long()
         return Batch(source, target, background, same.to(self.device), pair_ids)
 
+    def _frozen_nets(self) -> list[nn.Module | None]:
+        nets = self.nets
+        return [nets.teacher, nets.student.id_net, nets.vgg, nets.quality]
+
     def _cached_view(self, batch: Batch) -> TeacherView | None:
+        """The pair-only part of the step from the cache. A batch with a row not cached yet is computed
+        whole, exactly as the uncached step computes it (a smaller sub-batch can take other kernels and
+        differ in the last bits), and its new rows are kept."""
         if not self.config["perf"]["cache_teacher"]:
             return None
         assert batch.pair_ids is not None
+        self.cache.validate(cache_stamp(self._frozen_nets(), self.data.train, self.config))
         ids = batch.pair_ids.tolist()
-        missing = [i for i, pid in enumerate(ids) if pid not in self.cache]
-        if missing:
-            rows = torch.tensor(missing)
-            sub = Batch(batch.source[rows], batch.target[rows], batch.background[rows], batch.same[rows])
-            with torch.no_grad(), self.timer.section("identity"):
-                z_src = self.parts.id_net(id_input(sub.source))[0]
-            view = teacher_view(self.config, self.parts, sub, z_src, self.timer.section)
-            for j, i in enumerate(missing):
-                self.cache[ids[i]] = (None if view.output is None else view.output[j], view.alpha[j])
-        outputs = [self.cache[pid][0] for pid in ids]
-        alpha = torch.stack([self.cache[pid][1] for pid in ids])
-        return TeacherView(None if outputs[0] is None else torch.stack(outputs), alpha)
+        if self.cache.missing(ids, self.config["loss"]["lambda_feature"] > 0):
+            view = pair_view(self.config, self.parts, batch, self.timer.section)
+            self.cache.store(ids, view)
+            return view
+        return self.cache.view(ids)
+
+    def fill_cache(self) -> int:
+        """Compute and keep every pair ``pairs = "fixed"`` can draw (each target with its fixed source,
+        and with itself when same-identity rows are on), a batch at a time; returns the pairs held.
+        Training fills the cache lazily anyway; this makes every step after it a fully cached one."""
+        if not self.config["perf"]["cache_teacher"]:
+            raise BadInputError("fill_cache needs [perf] cache_teacher = true")
+        n, d = len(self.data), self.config["data"]
+        targets = torch.arange(n)
+        sources = fixed_sources(targets, n, self.config["run"]["seed"])
+        groups = [(targets, sources, torch.zeros(n, dtype=torch.bool))]
+        if d["same_identity_fraction"] > 0:
+            groups.append((targets, targets, torch.ones(n, dtype=torch.bool)))
+        for t, s, same in groups:
+            for start in range(0, n, d["batch_size"]):
+                part = slice(start, start + d["batch_size"])
+                self._cached_view(self._make_batch(t[part], s[part], same[part]))
+        self.timer.take()
+        return len(self.cache.entries)
 
     # ------------------------------------------------------------------ one step
     def train_step(self) -> dict[str, float]:
@@ -238,10 +263,18 @@ class Distiller:
         with self.timer.section("data"):
             batch = self.batch(self.step)
         cached = self._cached_view(batch)
-        total, terms, extras = objective(self.config, self.parts, batch, cached, self.timer.section)
-        self.opt.zero_grad(set_to_none=True)
-        with self.timer.section("backward"):
-            total.backward()
+        # D's weight gradients from the student's loss would be discarded (the D step zeroes them
+        # first): D is frozen for the student's pass, which then only carries gradients through it
+        if self.disc is not None:
+            self.disc.requires_grad_(False)
+        try:
+            total, terms, extras = objective(self.config, self.parts, batch, cached, self.timer.section)
+            self.opt.zero_grad(set_to_none=True)
+            with self.timer.section("backward"):
+                total.backward()
+        finally:
+            if self.disc is not None:
+                self.disc.requires_grad_(True)
         with self.timer.section("optimizer"):
             grad_norm = self._sync_and_clip()
             self.opt.step()
@@ -394,7 +427,26 @@ class Distiller:
             "random_weights": list(self.nets.random), "weights": self.nets.loaded,
             "train_faces": len(self.data), "heldout_faces": len(self.data.heldout), "world_size": self.world,
             "background_mask": self.mask_info,
+            **({"pair_cache": {"holds": self.cached_parts(), **self.cache.info()}}
+               if self.config["perf"]["cache_teacher"] else {}),
         }
+
+    def cached_parts(self) -> list[str]:
+        """What ``cache_teacher`` keeps per pair under this config (records say it)."""
+        loss, rw = self.config["loss"], self.config["reweight"]
+        kd = loss["kd"] and (loss["lambda_rec"] > 0 or loss["lambda_per"] > 0)
+        parts = ["id_features(source)"]
+        if kd:
+            parts += ["teacher_output", "alpha"]
+            if rw["identity"]:
+                parts.append("arcface(teacher_output) via alpha")
+            if rw["quality"] == "regressor":
+                parts.append("quality(teacher_output) via alpha")
+            if loss["lambda_feature"] > 0:
+                parts.append("teacher_feature_maps")
+        if loss["lambda_per"] > 0 or loss["lambda_style"] > 0:
+            parts.append("vgg(teacher_output)" if loss["kd"] else "vgg(target)")
+        return parts
 
     def record(self, stage: str, metrics: dict[str, float]) -> None:
         if self.rank != 0:
