@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from mfsbench.models.folding import fold_batchnorm
 from mfsbench.registry import create_model, get_spec
 from mfsbench.swap.runners import TorchRunner
 
@@ -57,7 +58,13 @@ def test_in_place_activations_give_the_same_frames() -> None:
     assert runner.frame_net.inplace_activations is True
     written = runner.model.frame_stage(runner.identity).eval()
     assert written.inplace_activations is False
+    folded, count = fold_batchnorm(written)  # the runner folds batch norms too (tests/test_models_folding)
+    folded = folded.to(memory_format=torch.channels_last)  # as the runner holds it
+    assert count == runner.batchnorms_folded > 0
+    assert runner.describe()["batchnorms_folded"] == count
     crop = torch.rand(2, 3, spec.native_size, spec.native_size)
     with torch.no_grad():
-        for fast, slow in zip(runner.frame_net(crop.clone()), written(crop.clone()), strict=True):
+        outputs = runner.frame_net(crop.clone()), folded(crop.clone()), written(crop.clone())
+        for fast, slow, plain in zip(*outputs, strict=True):
             assert torch.equal(fast, slow)
+            assert float((fast - plain).abs().max()) <= 1e-5

@@ -388,3 +388,48 @@ def test_packet_copy_resume_survives_a_session_cut_after_one_frame(tmp_path: Pat
     assert [pts for pts, _ in decoded] == [512 * i for i in range(30)]
     kept = _decoded(second)
     assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(kept, decoded[:4], strict=False))
+
+
+def _decoded_frames(path: Path) -> list[np.ndarray]:
+    with av.open(str(path)) as clip:
+        return [frame.to_ndarray(format="bgr24") for frame in clip.decode(video=0)]
+
+
+def test_background_encoder_writes_the_same_video_as_the_inline_one(tmp_path: Path) -> None:
+    """The swap encodes on a worker thread (``background=True``): same packets in, same frames out,
+    in order, and every queued frame is in the file after ``close``."""
+    from mfsbench.swap.av_io import EncodeSettings, VideoOutput
+
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 255, (48, 64, 3), dtype=np.uint8) for _ in range(7)]
+    paths = {}
+    for background in (False, True):
+        paths[background] = tmp_path / f"out_{background}.mp4"
+        output = VideoOutput(paths[background], EncodeSettings("libx264", 18, "veryfast"), width=64,
+                             height=48, fps=25, background=background)
+        for pts, frame in enumerate(frames):
+            output.write(frame, pts)
+        output.close()
+        assert output.frames == len(frames)
+    inline, threaded = _decoded_frames(paths[False]), _decoded_frames(paths[True])
+    assert len(inline) == len(threaded) == len(frames)
+    for a, b in zip(inline, threaded, strict=True):
+        assert np.array_equal(a, b)
+
+
+def test_background_encoder_failure_is_raised_to_the_caller(tmp_path: Path) -> None:
+    """A frame the encoder cannot take fails on the worker thread; ``close`` raises it (never a silent
+    short file), and the frames after it are not written."""
+    from mfsbench.swap.av_io import EncodeSettings, VideoOutput
+
+    output = VideoOutput(tmp_path / "out.mp4", EncodeSettings("libx264", 18, "veryfast"), width=64,
+                         height=48, fps=25, background=True)
+    output.write(np.zeros((48, 64, 3), np.uint8), 0)
+    output.write(np.zeros((48, 64), np.uint8), 1)  # not a BGR frame: from_ndarray refuses it
+    with pytest.raises(ValueError):
+        try:
+            for pts in range(2, 6):  # raised by a later write once the worker failed, or by close
+                output.write(np.zeros((48, 64, 3), np.uint8), pts)
+        finally:
+            output.close()  # as swap_video does: waits for the worker, closes the file
+    assert output._worker is None  # the worker thread was joined

@@ -13,8 +13,10 @@ PyAV is the ``video`` extra; it is imported only here and only when a video is r
 from __future__ import annotations
 
 import io
+import queue
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -36,6 +38,9 @@ COPIED_TYPES = ("audio", "subtitle", "data")
 # a fragment per keyframe; the index (moov) is written with the first fragment (delay_moov), so it
 # has edit lists: B-frame reordering and AAC priming keep their timestamps, as in a plain MP4
 FRAGMENT_FLAGS = "frag_keyframe+empty_moov+delay_moov+default_base_moof"
+#: Frames a background encoder may hold before ``write`` waits (``VideoOutput(background=True)``):
+#: enough to absorb one slow frame, few enough that a SIGKILL loses almost nothing more.
+ENCODER_QUEUE_FRAMES = 2
 
 
 def av_module() -> Any:
@@ -226,10 +231,16 @@ class VideoOutput:
 
     def __init__(self, path: Path, settings: EncodeSettings, *, width: int, height: int, fps: float,
                  time_base: Fraction | None = None, source: Any = None, others: tuple[Any, ...] = (),
-                 sink: io.BytesIO | None = None, rotation: int = 0) -> None:
+                 sink: io.BytesIO | None = None, rotation: int = 0, background: bool = False) -> None:
         """``width``×``height`` is the stored frame size; ``rotation`` the display rotation written
         with it (the target's, so a sideways-stored phone video still plays upright); ``source``, the
-        target's video stream, gives the pixel format and colour tags to keep."""
+        target's video stream, gives the pixel format and colour tags to keep.
+
+        ``background``: colour conversion, encoding and muxing run on one worker thread, in the order
+        they were asked for. Why: the swap's detection, tracking and paste-back run on one core, so on
+        a 2-core machine the encoder (which releases the GIL) fills the other core instead of adding
+        its time to every frame. An error of the worker is raised by the next call, or by
+        :meth:`close`, which also waits for every queued frame (Ctrl-C keeps what was written)."""
         av = av_module()
         self.path = path
         self.geometry = {"width": width, "height": height, "fps": fps, "time_base": time_base,
@@ -275,15 +286,51 @@ class VideoOutput:
         except BaseException:
             self.container.close()
             raise
+        self._jobs: queue.Queue[Callable[[], None] | None] | None = None
+        self._failure: BaseException | None = None
+        self._worker: threading.Thread | None = None
+        if background:
+            self._jobs = queue.Queue(maxsize=ENCODER_QUEUE_FRAMES)
+            self._worker = threading.Thread(target=self._drain, name="mfsbench-encoder", daemon=True)
+            self._worker.start()
+
+    def _drain(self) -> None:
+        """The background worker: every job in order; after a failure the rest are dropped (the
+        caller sees the failure at its next call and stops)."""
+        assert self._jobs is not None
+        while (job := self._jobs.get()) is not None:
+            if self._failure is None:
+                try:
+                    job()
+                except BaseException as exc:  # handed to the caller's thread by _submit/close
+                    self._failure = exc
+
+    def _submit(self, job: Callable[[], None]) -> None:
+        """Run ``job`` now, or queue it for the background worker (raising a failure it had)."""
+        if self._jobs is None:
+            job()
+            return
+        self._raise_failure()
+        self._jobs.put(job)
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise failure
 
     def write(self, bgr: np.ndarray, pts: int) -> None:
-        """Encode one BGR frame at the source's ``pts`` (same time base)."""
+        """Encode one BGR frame at the source's ``pts`` (same time base). In the background mode the
+        frame is encoded later: the caller must not change ``bgr`` afterwards (the swap never does: each
+        frame is a new array)."""
+        self._submit(lambda: self._encode(bgr, pts))
+        self.frames += 1
+
+    def _encode(self, bgr: np.ndarray, pts: int) -> None:
         av = av_module()
         frame = self.to_frame(av.VideoFrame.from_ndarray(np.ascontiguousarray(bgr), format="bgr24"))
         frame.pts, frame.time_base = pts, self.time_base
         for packet in self.stream.encode(frame):
             self.container.mux(packet)
-        self.frames += 1
 
     def to_frame(self, frame: Any) -> Any:
         """An RGB/BGR frame in the encoder's pixel format, matrix and range (the target's)."""
@@ -292,18 +339,36 @@ class VideoOutput:
 
     def mux_video(self, packet: Any) -> None:
         """Mux an already encoded video packet (from an earlier run's output with the same encoder)."""
-        packet.stream = self.stream
-        self.container.mux(packet)
+
+        def mux() -> None:
+            packet.stream = self.stream
+            self.container.mux(packet)
+
+        self._submit(mux)
         self.frames += 1
 
     def copy(self, packet: Any) -> None:
-        """Mux a packet of a copied (audio, subtitle, data) stream unchanged."""
+        """Mux a packet of a copied (audio, subtitle, data) stream unchanged (in order with the
+        video frames written before it, also in the background mode)."""
         target = self.copies.get(packet.stream.index)
         if target is not None:
-            packet.stream = target
-            self.container.mux(packet)
+
+            def mux() -> None:
+                packet.stream = target
+                self.container.mux(packet)
+
+            self._submit(mux)
 
     def close(self) -> None:
+        """Finish every queued frame, flush the encoder, write the trailer; a worker's failure is
+        raised (after the container is closed)."""
+        if self._worker is not None and self._jobs is not None:
+            self._jobs.put(None)
+            self._worker.join()
+            self._worker = None
+            if self._failure is not None:
+                self.container.close()
+                self._raise_failure()
         try:
             for packet in self.stream.encode(None):
                 self.container.mux(packet)

@@ -248,7 +248,8 @@ def swap_video(pipeline: SwapPipeline, target: Path, out: Path, info: VideoInfo,
                 streams.width, streams.height = info.width, info.height
                 output = VideoOutput(working, settings, width=info.width, height=info.height,
                                      fps=streams.fps, time_base=streams.video.time_base, source=streams.video,
-                                     others=tuple(streams.others), rotation=info.rotation)
+                                     others=tuple(streams.others), rotation=info.rotation,
+                                     background=True)
                 try:
                     _fill(output, pipeline, (container, streams), decoded=decoded, done=done,
                           resume_from=resume_from, started=started, rotation=info.rotation)
