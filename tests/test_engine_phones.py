@@ -59,13 +59,13 @@ def test_ray_node_declares_the_attached_phones(adb_server, loopback, run_cli) ->
     words = shlex.split(result.out.strip())
     assert words[:4] == ["ray", "start", "--address", "head:6379"]
     declared = json.loads(words[words.index("--resources") + 1])
-    assert declared == {f"adb:{first.serial}": 1.0, f"adb:{second.serial}": 1.0}
+    assert declared == {f"adb:{first.serial}": 1.0, f"adb:{second.serial}": 1.0, "mfsbench-timer": 1.0}
     one = run_cli("ray-node", "--head", "--serial", second.serial, "--print")
-    assert json.loads(shlex.split(one.out)[-1]) == {f"adb:{second.serial}": 1.0}
+    assert json.loads(shlex.split(one.out)[-1]) == {f"adb:{second.serial}": 1.0, "mfsbench-timer": 1.0}
     missing = run_cli("ray-node", "--head", "--serial", "R58M0", "--print")
     assert missing.code == 2 and "R58M0 not attached" in missing.err
     cpu_only = run_cli("ray-node", "--head", "--no-phones", "--print")
-    assert cpu_only.code == 0 and json.loads(shlex.split(cpu_only.out)[-1]) == {}
+    assert cpu_only.code == 0 and json.loads(shlex.split(cpu_only.out)[-1]) == {"mfsbench-timer": 1.0}
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,11 @@ Each phone × model record is appended to ``OUT/records.jsonl`` as soon as it is
 keeps what it measured; ``--resume`` runs only the cells the newest phone run in OUT lacks (or failed),
 under its run id, after checking it was measured with the same options and benchmark binary.
 
+With ``--engine ray`` the phones are the cluster's ``adb:<serial>`` resources (``mfsbench ray-node`` on
+each phone host declares them): one unit is phone × model, run on the host the phone is plugged into,
+one at a time per phone and phones in parallel (:mod:`device_runners.android.units`); the driver
+needs no adb of its own, and appends each unit's record as it lands.
+
 Exit codes: 0 every record ok, 1 some device or model failed (its error record is written), 2 bad
 input (no device attached, unknown serial, missing benchmark binary, a resume with other options),
 raised as BadInputError before any export starts; 130 after Ctrl-C.
@@ -15,7 +20,7 @@ import argparse
 import sys
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from device_runners.android.adb import Adb
 from device_runners.android.runner import (
@@ -30,6 +35,8 @@ from mfsbench.errors import BadInputError
 from mfsbench.records import Record, append_records, last_run, new_run_id, read_records, stamp
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from mfsbench.registry import ModelSpec
 
 
@@ -57,7 +64,8 @@ def _serials(adb: Adb, wanted: list[str] | None) -> list[str]:
     return list(dict.fromkeys(wanted))
 
 
-def _export(specs: list[ModelSpec], size_arg: int | None, tool: str, work: Path) -> list[PhoneModel]:
+def export_models(specs: list[ModelSpec], size_arg: int | None, tool: str, work: Path) -> list[PhoneModel]:
+    """Each spec's frame stage as the file the tool runs (a card's own ONNX file as it is), in ``work``."""
     from mfsbench.export.base import get_exporter
     from mfsbench.export.stages import stage_input_names, stage_module
     from mfsbench.registry import create_model
@@ -117,8 +125,44 @@ def run_adb(args: argparse.Namespace) -> int:
         if spec.card is not None:
             check_card_for_phone(spec, tool_of(binary))
     out = writable_dir(args.out)
+    engine_name, address = getattr(args, "engine", "local"), getattr(args, "ray_address", None)
+    if engine_name == "ray" or address:
+        from mfsbench.engine import get_engine
+
+        engine = get_engine(engine_name, address=address)  # --ray-address alone: refused here
+        try:
+            return _run(args, out, binary=binary, settings=settings, specs=specs,
+                        serials=cluster_serials(engine, args.serial), where=engine)
+        finally:
+            engine.close()
     adb = Adb(timeout_s=args.adb_timeout)
-    serials = _serials(adb, args.serial)
+    return _run(args, out, binary=binary, settings=settings, specs=specs, serials=_serials(adb, args.serial),
+                where=adb)
+
+
+def cluster_serials(engine: Any, wanted: list[str] | None) -> list[str]:
+    """The phones of the Ray cluster (its ``adb:<serial>`` resources), or the ``--serial`` ones of them.
+
+    Raises:
+        BadInputError: no phone in the cluster, or a ``--serial`` it does not have.
+    """
+    from mfsbench.engine.phones import phones_of
+
+    declared = phones_of(engine.cluster_resources())
+    if not declared:
+        raise BadInputError("the Ray cluster declares no phone (no adb:<serial> resource); start a node "
+                            "on each phone host with `mfsbench ray-node --address HEAD`")
+    unknown = [s for s in wanted or [] if s not in declared]
+    if unknown:
+        raise BadInputError(f"serial {', '.join(unknown)} is not a phone of the Ray cluster (it declares "
+                            f"{', '.join(declared)}); run `mfsbench ray-node` on the host it is plugged into")
+    return list(dict.fromkeys(wanted)) if wanted else declared
+
+
+def _run(args: argparse.Namespace, out: Path, *, binary: Path, settings: PhoneSettings,
+         specs: list[ModelSpec], serials: list[str], where: Any) -> int:
+    """The run on ``serials``: through this host's adb (``where`` an :class:`Adb`) or as engine units
+    (``where`` a Ray engine)."""
     described = settings.describe(binary)
     store = out / "records.jsonl"
     stored = read_records(store) if args.resume and store.is_file() else []
@@ -135,14 +179,18 @@ def run_adb(args: argparse.Namespace) -> int:
         append_records(store, stamp([record], run_id))
         this_run.append(record)
 
-    with tempfile.TemporaryDirectory(prefix="mfsbench-adb-") as work:
-        wanted = [spec for spec in specs if any(spec.name in names for names in plan.values())]
-        exported = {m.name: m for m in _export(wanted, args.size, tool_of(binary), Path(work))}
-        if exported:
-            _say(f"device --adb: running on {', '.join(s for s, names in plan.items() if names)} ...")
-        _, interrupted = run_devices(adb, {serial: [exported[n] for n in names]
-                                           for serial, names in plan.items() if names},
-                                     binary, settings, on_record=keep)
+    if isinstance(where, Adb):
+        with tempfile.TemporaryDirectory(prefix="mfsbench-adb-") as work:
+            wanted = [spec for spec in specs if any(spec.name in names for names in plan.values())]
+            exported = {m.name: m for m in export_models(wanted, args.size, tool_of(binary), Path(work))}
+            if exported:
+                _say(f"device --adb: running on {', '.join(s for s, names in plan.items() if names)} ...")
+            _, interrupted = run_devices(where, {serial: [exported[n] for n in names]
+                                                 for serial, names in plan.items() if names},
+                                         binary, settings, on_record=keep)
+    else:
+        interrupted = _run_units(where, plan, args, specs=specs, binary=binary, described=described,
+                                 settings=settings, keep=keep)
     from mfsbench.report import device_android
 
     current = device_android.latest(this_run)  # a resumed cell's new record replaces its failed one
@@ -158,6 +206,38 @@ def run_adb(args: argparse.Namespace) -> int:
              f"are measured in {store}; the same command with --resume runs the rest")
         return 130
     return 1 if errors else 0
+
+
+def _run_units(engine: Any, plan: dict[str, list[str]], args: argparse.Namespace, *, specs: list[ModelSpec],
+               binary: Path, described: dict[str, Any], settings: PhoneSettings,
+               keep: Callable[[Record], None]) -> bool:
+    """Every phone × model of ``plan`` as one engine unit; each record kept as its unit lands.
+    Returns whether Ctrl-C stopped it (the units in flight are abandoned with the driver)."""
+    from device_runners.android.units import PhoneUnitTask
+
+    units = [(serial, name) for serial, names in plan.items() for name in names]
+    if not units:
+        return False
+    task = PhoneUnitTask(specs=tuple(s for s in specs if any(s.name in names for names in plan.values())),
+                         size=args.size, binary=str(binary.resolve()),
+                         binary_sha256=str(described["benchmark_binary_sha256"]), settings=settings,
+                         adb_timeout_s=args.adb_timeout, engine=engine.name)
+    _say(f"device --adb: {len(units)} phone × model unit(s) on {engine.name}, one at a time per phone: "
+         f"{', '.join(s for s, names in plan.items() if names)} ...")
+
+    def landed(unit: tuple[str, str], records: list[Record]) -> None:
+        for record in records:
+            keep(record)
+        _say(f"device --adb: {unit[1]} on {unit[0]} ({records[0].env.get('host', '?') if records else '?'}): "
+             f"{', '.join(r.status for r in records)}")
+
+    try:
+        engine.run(task, units, landed)
+    except KeyboardInterrupt:
+        _say("device --adb: interrupted; the units in flight are abandoned (their run dirs may remain on "
+             "the phones: adb -s SERIAL shell rm -rf /data/local/tmp/mfsbench-*)")
+        return True
+    return False
 
 
 def _plan(serials: list[str], specs: list[ModelSpec], size_arg: int | None,

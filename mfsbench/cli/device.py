@@ -4,6 +4,12 @@ Writes ``OUT/device_desktop.{md,csv,png}`` and appends one record per model × b
 ``OUT/records.jsonl`` as each cell finishes, so an interrupted sweep loses at most the cell in
 progress; ``--resume`` continues the newest sweep in ``OUT`` (same options required). Phones
 (``--adb``) are a separate runner.
+
+``--engine ray`` (``--ray-address ADDR`` for a cluster) runs each model × size as one Ray task
+(:mod:`mfsbench.device.units`) on a node that declares the ``mfsbench-timer`` resource, one timing
+unit per node at a time; each record is measured, stamped with its host and its node's peaks in the
+worker, and appended here as its unit lands. With ``--adb`` one unit is phone × model on the host
+the phone is plugged into (:mod:`device_runners.android.units`).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mfsbench.cli.common import (
+    add_engine_options,
     add_license_option,
     add_list_option,
     apply_license_option,
@@ -27,7 +34,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from mfsbench.device.roofline import Peaks
-    from mfsbench.device.sweep import CellKey, SweepSettings, WeightsRef
+    from mfsbench.device.sweep import CellKey, ResumePoint, SweepSettings, WeightsRef
     from mfsbench.registry import ModelSpec
 
 DEFAULT_MODELS = ["mobilefaceswap_224", "simswap_224"]
@@ -70,6 +77,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true",
                         help="continue the newest sweep in OUT: measure only its missing cells, under "
                              "its run id (needs the same timing options)")
+    add_engine_options(parser, local="cells one after another on this machine; --adb: this host's phones",
+                       ray="one Ray task per model, one timing at a time on each node that declares the "
+                           "mfsbench-timer resource (`mfsbench ray-node`); --adb: one task per phone × "
+                           "model on the cluster's adb:<serial> phones")
     phone = parser.add_argument_group("phones (--adb)")
     phone.add_argument("--adb", action="store_true",
                        help="time on Android phones through adb instead of this machine")
@@ -93,6 +104,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     apply_license_option(args)
+    from mfsbench.engine import check_engine_options
+
+    check_engine_options(args.engine, args.ray_address)
     if args.adb:
         from device_runners.android.cli import run_adb
 
@@ -131,14 +145,19 @@ def run(args: argparse.Namespace) -> int:
     this_run = list(resumed.records) if resumed else []
 
     def keep(record: Record) -> None:
+        record.info.setdefault("engine", "local")  # a unit's worker says ray (and on which node)
         append_records(store, stamp([record], run_id))
         this_run.append(record)
 
+    cells = sweep_cells(backends, args.precision)
     try:
-        _sweep(specs, sweep_cells(backends, args.precision), settings, args.size, faces=faces,
-               weights=weights, peak_seconds=args.peak_seconds,
-               done=resumed.done if resumed else set(),
-               peaks=resumed.peaks if resumed else None, on_record=keep)
+        if args.engine == "ray" or args.ray_address:
+            _sweep_on_engine(args, specs, cells, settings, faces=faces, weights=weights, resumed=resumed,
+                             on_record=keep)
+        else:
+            _sweep(specs, cells, settings, args.size, faces=faces, weights=weights,
+                   peak_seconds=args.peak_seconds, done=resumed.done if resumed else set(),
+                   peaks=resumed.peaks if resumed else None, on_record=keep)
     except KeyboardInterrupt:
         print(f"mfsbench device: interrupted; {len(this_run)} cell(s) of run {run_id} are in {store}; "
               "the same command with --resume measures the rest", file=sys.stderr)
@@ -187,3 +206,50 @@ def _sweep(specs: list[ModelSpec], cells: list[tuple[str, str]], settings: Sweep
             measure_model(spec, side, cells=cells, settings=settings, work_dir=Path(work), samples=samples,
                           weights=weights, peaks=peaks, peak_seconds=peak_seconds, done=done,
                           on_record=on_record)
+
+
+def _sweep_on_engine(args: argparse.Namespace, specs: list[ModelSpec], cells: list[tuple[str, str]],
+                     settings: SweepSettings, *, faces: Path | None, weights: WeightsRef,
+                     resumed: ResumePoint | None, on_record: Callable[[Record], None]) -> None:
+    """Every model with pending cells as one engine unit; each unit's records handed to ``on_record``
+    as the unit lands (a killed driver keeps every landed unit; ``--resume`` runs the rest).
+
+    Raises:
+        BadInputError: ``--ray-address`` without ``--engine ray``, or a cluster no timing unit can run on.
+    """
+    from mfsbench.device.sweep import pending_cells
+    from mfsbench.device.units import DesktopUnitTask, stored_peaks_by_host
+    from mfsbench.engine import get_engine
+
+    done = resumed.done if resumed else set()
+    units = []
+    for spec in specs:
+        side = args.size or spec.native_size
+        if pending_cells(spec.name, side, cells, done):
+            units.append((spec, side))
+        else:
+            print(f"device: {spec.name} @ {side}: every cell is measured already", file=sys.stderr)
+    if not units:
+        return
+    engine = get_engine(args.engine, address=args.ray_address)
+    try:
+        if engine.name == "ray":
+            from mfsbench.engine.timing import check_timing_nodes
+
+            nodes = check_timing_nodes(engine.nodes(), settings.threads)  # type: ignore[attr-defined]
+            print(f"device: {len(units)} model unit(s) on Ray, one timing at a time on each of {len(nodes)} "
+                  "timing node(s) ...", file=sys.stderr, flush=True)
+        task = DesktopUnitTask(tuple(cells), settings, weights, str(faces.resolve()) if faces else None,
+                               args.peak_seconds, frozenset(done),
+                               stored_peaks_by_host(resumed.records) if resumed else (), engine=engine.name)
+
+        def landed(unit: tuple[ModelSpec, int], records: list[Record]) -> None:
+            host = records[0].env.get("host", "?") if records else "?"
+            print(f"device: {unit[0].name} @ {unit[1]}: {len(records)} cell(s) measured on {host}",
+                  file=sys.stderr, flush=True)
+            for record in records:
+                on_record(record)
+
+        engine.run(task, units, landed)
+    finally:
+        engine.close()

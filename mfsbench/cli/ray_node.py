@@ -1,8 +1,10 @@
 """``mfsbench ray-node``: start a Ray node that declares the phones its adb sees as resources.
 
-Run it on every host with phones plugged in (and once, with ``--head``, where the cluster starts);
-`device --adb --engine ray` then finds each phone through its ``adb:<serial>`` resource. The command
-is ``ray start`` with a ``--resources`` table; ``--print`` shows it without running it.
+Run it on every host with phones plugged in or CPUs to time on (and once, with ``--head``, where the
+cluster starts); `device --adb --engine ray` then finds each phone through its ``adb:<serial>``
+resource, and `device --engine ray` runs its desktop timing units one at a time per node through the
+node's ``mfsbench-timer`` resource (``--no-timing`` leaves it off). The command is ``ray start`` with
+a ``--resources`` table; ``--print`` shows it without running it.
 """
 
 from __future__ import annotations
@@ -26,6 +28,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "'device')")
     parser.add_argument("--no-phones", action="store_true",
                         help="a node without phones (CPU work only): skip adb")
+    parser.add_argument("--no-timing", action="store_true",
+                        help="do not run desktop timing units (`device --engine ray`) on this node, e.g. a "
+                             "head that also runs other work (default: the node declares the "
+                             "mfsbench-timer resource, one timing unit at a time)")
     parser.add_argument("--print", action="store_true", dest="print_only",
                         help="print the ray start command instead of running it")
     parser.set_defaults(run=run)
@@ -55,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
 
     serials = _serials(args)
     ray = shutil.which("ray", path=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
-    command = ray_start_command(serials, address=None if args.head else args.address, ray=ray or "ray")
+    command = ray_start_command(serials, address=None if args.head else args.address, ray=ray or "ray",
+                                timing=not args.no_timing)
     print(shlex.join(command if not args.print_only else [Path(command[0]).name, *command[1:]]))
     if args.print_only:
         return 0

@@ -48,6 +48,16 @@ class Engine(Protocol):
         """Release what the engine started (a local Ray instance); idempotent."""
 
 
+def check_engine_options(name: str, address: str | None) -> None:
+    """Refuse ``--ray-address`` without ``--engine ray`` before any work starts (one line, exit 2).
+
+    Raises:
+        BadInputError: naming the fix.
+    """
+    if name != "ray" and address:
+        raise BadInputError("--ray-address needs --engine ray; drop it or add --engine ray")
+
+
 def get_engine(name: str, *, address: str | None = None) -> Engine:
     """``local`` or ``ray`` (Ray imported only here, lazily).
 
@@ -55,9 +65,8 @@ def get_engine(name: str, *, address: str | None = None) -> Engine:
         BadInputError: another name, or ``--ray-address`` with the local engine.
         MissingDependencyError: ``ray`` without the ``ray`` extra installed.
     """
+    check_engine_options(name, address)
     if name == "local":
-        if address:
-            raise BadInputError("--ray-address needs --engine ray; drop it or add --engine ray")
         from mfsbench.engine.local import LocalEngine
 
         return LocalEngine()
@@ -96,4 +105,5 @@ def maybe_kill_self() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-__all__ = ["ENGINES", "KILL_ONCE_ENV", "Engine", "get_engine", "maybe_kill_self", "worker_memo"]
+__all__ = ["ENGINES", "KILL_ONCE_ENV", "Engine", "check_engine_options", "get_engine", "maybe_kill_self",
+           "worker_memo"]

@@ -50,7 +50,13 @@ def attached_phones(devices: dict[str, str]) -> list[str]:
     return sorted(serial for serial, state in devices.items() if state == "device")
 
 
-def ray_start_command(serials: Sequence[str], *, address: str | None, ray: str = "ray") -> list[str]:
-    """``ray start`` for a node declaring ``serials``: joining ``address``, or a head without one."""
+def ray_start_command(serials: Sequence[str], *, address: str | None, ray: str = "ray",
+                      timing: bool = False) -> list[str]:
+    """``ray start`` for a node declaring ``serials`` (and, with ``timing``, the timer that lets it run
+    desktop timing units one at a time, :mod:`mfsbench.engine.timing`): joining ``address``, or a
+    head without one."""
+    from mfsbench.engine.timing import timer_resources
+
     where = ["--address", address] if address else ["--head"]
-    return [ray, "start", *where, "--resources", json.dumps(node_resources(serials), sort_keys=True)]
+    resources = {**node_resources(serials), **(timer_resources() if timing else {})}
+    return [ray, "start", *where, "--resources", json.dumps(resources, sort_keys=True)]

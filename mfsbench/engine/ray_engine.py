@@ -9,7 +9,8 @@ weight paths the task carries, never pickled across (Ray cannot pickle every tor
 Without an address (and without ``RAY_ADDRESS``) :class:`RayEngine` starts a local Ray instance
 capped to this machine: one CPU slot per core, the object store capped at
 :data:`OBJECT_STORE_BYTES` (Ray's default takes ~30 % of RAM), no dashboard, worker logs not
-forwarded. With an address it joins that cluster and leaves it running.
+forwarded, and the node declares the timer resource (:mod:`.timing`: one timing unit at a time).
+With an address it joins that cluster and leaves it running.
 """
 
 from __future__ import annotations
@@ -53,7 +54,9 @@ class RayEngine:
             if self.address:
                 self.ray.init(address=self.address, log_to_driver=False, logging_level=logging.WARNING)
             else:
-                self.ray.init(num_cpus=num_cpus or os.cpu_count() or 1,
+                from mfsbench.engine.timing import timer_resources
+
+                self.ray.init(num_cpus=num_cpus or os.cpu_count() or 1, resources=timer_resources(),
                               object_store_memory=OBJECT_STORE_BYTES, include_dashboard=False,
                               log_to_driver=False, logging_level=logging.WARNING)
             self._owns = True
@@ -61,6 +64,16 @@ class RayEngine:
 
     def workers(self) -> int:
         return max(1, int(self.ray.cluster_resources().get("CPU", 1)))
+
+    def cluster_resources(self) -> dict[str, float]:
+        """The cluster's total resources (CPUs, phones as ``adb:<serial>``, timers)."""
+        return dict(self.ray.cluster_resources())
+
+    def nodes(self) -> list[dict[str, Any]]:
+        """The alive nodes: ``{"node_id", "address", "resources"}`` each (what a unit may ask for)."""
+        return [{"node_id": node.get("NodeID", ""), "address": node.get("NodeManagerAddress", ""),
+                 "resources": dict(node.get("Resources") or {})}
+                for node in self.ray.nodes() if node.get("Alive")]
 
     def run(self, task: Callable[[Any], Any], units: Sequence[Any],
             on_done: Callable[[Any, Any], None]) -> None:

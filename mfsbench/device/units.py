@@ -1,0 +1,134 @@
+"""``mfsbench device --engine ray``: one model × size of the desktop sweep as one engine unit.
+
+Why a unit is a whole model, not a cell: a model's cells share its export (one ONNX file serves
+every runtime that runs it), its parity references and its MAC count, so splitting them would
+export and count again per cell. A unit is small and picklable (:class:`DesktopUnitTask` holds
+settings, the cells, the weights reference and the faces path; the unit is the spec and its size):
+the worker builds the model itself, never receives it.
+
+Timing owns its node: a unit asks for the node's ``mfsbench-timer`` resource and ``threads`` CPU
+slots (:func:`mfsbench.engine.timing.timer_options`), so two units never time on one node at once.
+
+Peaks are per node: the worker measures the machine's peak MAC/s once per worker process
+(:func:`~mfsbench.engine.worker_memo`, keyed by threads and peak seconds) under that same timer,
+and a cell's efficiency divides by the peak of the node it ran on, never the driver's. A resumed
+sweep hands each node back the peaks its host measured before (``stored_peaks``, by host name), so
+its resumed cells share that node's scale, as a local resume shares the machine's.
+
+Every record is finished in the worker: ``env`` (host, CPU, versions) is the worker's, and
+``info["engine"]`` / ``info["ray_node_id"]`` / ``info["unit"]`` say where and when the unit ran.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mfsbench.records import Record, environment, now_iso
+
+if TYPE_CHECKING:
+    from mfsbench.device.roofline import Peaks
+    from mfsbench.device.sweep import CellKey, SweepSettings, WeightsRef
+    from mfsbench.registry import ModelSpec
+
+#: one unit: the model's spec and the frame size it runs at
+DesktopUnit = tuple["ModelSpec", int]
+
+
+def ray_node_id() -> str | None:
+    """The Ray node this process runs on (None outside a Ray worker); cheap, no cluster call."""
+    import sys
+
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return None
+    try:
+        return str(ray.get_runtime_context().get_node_id())
+    except Exception:  # an older Ray or a driver-side call: the host name still says where
+        return None
+
+
+def stored_peaks_by_host(records: list[Record]) -> tuple[tuple[str, str], ...]:
+    """The last peaks each host measured in a (resumed) sweep's records, as ``(host, JSON)`` pairs
+    (hashable: they key the worker's memo)."""
+    import json
+
+    found: dict[str, str] = {}
+    for record in records:
+        host = record.env.get("host")
+        if host and record.info.get("peaks"):
+            found[str(host)] = json.dumps(record.info["peaks"], sort_keys=True)
+    return tuple(sorted(found.items()))
+
+
+@dataclass(frozen=True)
+class DesktopUnitTask:
+    """Measures one model × size in a Ray worker; returns its records, each finished there."""
+
+    cells: tuple[tuple[str, str], ...]
+    settings: SweepSettings
+    weights: WeightsRef
+    faces: str | None
+    peak_seconds: float
+    done: frozenset[CellKey] = frozenset()
+    #: host name → the peaks a resumed sweep measured there (see :func:`stored_peaks_by_host`)
+    stored_peaks: tuple[tuple[str, str], ...] = ()
+    engine: str = "ray"
+
+    def ray_options(self, unit: DesktopUnit) -> dict[str, Any]:
+        """The node's timer and ``threads`` CPU slots: one timing unit per node at a time."""
+        from mfsbench.engine.timing import timer_options
+
+        return timer_options(self.settings.threads)
+
+    def peaks(self) -> Peaks:
+        """This node's peaks: those its host measured before in a resumed sweep, else measured now,
+        once per worker process (under the timer this unit holds)."""
+        import json
+
+        from mfsbench.device.roofline import measure_peaks
+        from mfsbench.device.sweep import peaks_from_record
+        from mfsbench.engine import worker_memo
+
+        host = socket.gethostname()
+        stored = dict(self.stored_peaks).get(host)
+        if stored is not None:
+            return worker_memo(("device-peaks-stored", host, stored),
+                               lambda: peaks_from_record(json.loads(stored)))
+        threads, seconds = self.settings.threads, self.peak_seconds
+        return worker_memo(("device-peaks", threads, seconds),
+                           lambda: measure_peaks(threads=threads, min_seconds=seconds))
+
+    def __call__(self, unit: DesktopUnit) -> list[Record]:
+        """Every pending cell of the unit's model, measured on this node."""
+        from mfsbench.device.sweep import face_sample_sets, measure_model
+        from mfsbench.engine import maybe_kill_self
+
+        spec, size = unit
+        started, node = time.time(), ray_node_id()
+        maybe_kill_self()
+        peaks = self.peaks()
+        faces = Path(self.faces) if self.faces else None
+        samples = face_sample_sets(spec, size, faces)
+
+        def finish(record: Record) -> None:  # the worker's machine and clock, not the driver's
+            record.env = environment()
+            record.created = now_iso()
+            record.info["engine"] = self.engine
+            if node is not None:
+                record.info["ray_node_id"] = node
+
+        with tempfile.TemporaryDirectory(prefix="mfsbench-device-unit-") as work:
+            records = measure_model(spec, size, cells=list(self.cells), settings=self.settings,
+                                    work_dir=Path(work), samples=samples, weights=self.weights, peaks=peaks,
+                                    peak_seconds=self.peak_seconds, done=self.done, on_record=finish)
+        where = {"started": started, "finished": time.time(), "pid": os.getpid(),
+                 "host": socket.gethostname()}
+        for record in records:
+            record.info["unit"] = where
+        return records
