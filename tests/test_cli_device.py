@@ -1,23 +1,104 @@
-"""End-to-end `mfsbench device` on the tiny student: export, parity, timing, records, report."""
+"""End-to-end `mfsbench device` on the tiny student: export, parity, timing, records, report.
+
+Every fresh sweep pays for this machine's peaks, the model's MAC count and its exports before any
+cell is timed, so the sweeps here are one sweep grown in stages that the tests share (module
+fixtures, each stage run once, by the first test that needs it): interrupted in its second cell,
+refused and then resumed, and resumed again with more runtimes. A resume adds cells under the same
+run id with the peaks stored in the run, which is exactly what the resume tests check.
+"""
 
 from __future__ import annotations
 
+import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from mfsbench.records import Record, read_records
 from mfsbench.report import device as device_report
+from tests.conftest import CliResult, cli_in_process
+
+#: the first stage's runtimes (the interrupted and resumed sweep); later stages add more
+FIRST = ("torch-eager", "onnxruntime")
+
+
+def _sweep(out: Path, *, backends: tuple[str, ...] = FIRST, runs: int = 5) -> tuple[str, ...]:
+    """The shared sweep's command: fp16 gives skipped cells with a reason, --profile per-operator
+    profiles where a runtime has a profiler; runs 5 is what the profile and benchmark_app checks need."""
+    return ("device", "--models", "test_mobilefaceswap", "--backends", *backends, "--precision", "fp32",
+            "fp16", "--runs", str(runs), "--warmup", "1", "--min-seconds", "0", "--peak-seconds", "0.2",
+            "--profile", "--out", str(out))
+
+
+@dataclass
+class Stages:
+    """What each stage of the shared sweep returned and left in its folder."""
+
+    out: Path
+    measured: list[str] = field(default_factory=list)  # the runtime of every cell timed, in order
+    results: dict[str, CliResult] = field(default_factory=dict)
+    kept: list[Record] = field(default_factory=list)  # the store after the interruption
+    measured_at: dict[str, int] = field(default_factory=dict)  # len(measured) after each stage
+
+
+@pytest.fixture(scope="module")
+def resumed(tmp_path_factory: pytest.TempPathFactory) -> Stages:
+    """Stage 1: the sweep interrupted (Ctrl-C) in its second cell, a resume with other options
+    refused, the resume that finishes it, a resume with nothing left, a resume of an empty folder."""
+    pytest.importorskip("onnxruntime")
+    from mfsbench.device import sweep as device
+
+    stages = Stages(tmp_path_factory.mktemp("device-sweep"))
+    real = device._measure_cell
+
+    def interrupted_once(record: Record, model, **kwargs) -> None:
+        stages.measured.append(kwargs["backend"])
+        if len(stages.measured) == 2:
+            raise KeyboardInterrupt  # Ctrl-C in the second cell
+        real(record, model, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(device, "_measure_cell", interrupted_once)
+        stages.results["first"] = cli_in_process(*_sweep(stages.out))
+        store = stages.out / "records.jsonl"
+        stages.kept = read_records(store) if store.is_file() else []
+        stages.results["other"] = cli_in_process(*_sweep(stages.out, runs=3), "--resume")
+        stages.results["resumed"] = cli_in_process(*_sweep(stages.out), "--resume")
+        stages.measured_at["resumed"] = len(stages.measured)
+        stages.results["again"] = cli_in_process(*_sweep(stages.out), "--resume")
+        stages.measured_at["again"] = len(stages.measured)
+        stages.results["nothing"] = cli_in_process(*_sweep(stages.out / "empty"), "--resume")
+    return stages
+
+
+@pytest.fixture(scope="module")
+def extended(resumed: Stages, tmp_path_factory: pytest.TempPathFactory) -> Stages:
+    """Stage 2: a copy of the finished sweep resumed with OpenVINO and (when installed) OpenVINO's
+    benchmark_app added: only their cells are timed, under the same run and peaks."""
+    pytest.importorskip("openvino")
+    from mfsbench.device import sweep as device
+    from mfsbench.device.runtimes.benchmark_app import find_benchmark_app
+
+    stages = Stages(tmp_path_factory.mktemp("device-sweep-more") / "out")
+    shutil.copytree(resumed.out, stages.out, ignore=shutil.ignore_patterns("empty"))
+    more = ("openvino", "benchmark_app") if find_benchmark_app() is not None else ("openvino",)
+    real = device._measure_cell
+
+    def counted(record: Record, model, **kwargs) -> None:
+        stages.measured.append(kwargs["backend"])
+        real(record, model, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(device, "_measure_cell", counted)
+        stages.results["more"] = cli_in_process(*_sweep(stages.out, backends=(*FIRST, *more)), "--resume")
+    return stages
 
 
 @pytest.mark.cli
-def test_device_sweep_on_tiny_student(run_cli, tmp_path: Path) -> None:
-    pytest.importorskip("onnxruntime")
-    result = run_cli("device", "--models", "test_mobilefaceswap", "--backends", "torch-eager", "onnxruntime",
-                     "--precision", "fp32", "fp16", "--runs", "3", "--warmup", "1", "--min-seconds", "0",
-                     "--peak-seconds", "0.2", "--out", str(tmp_path))
-    assert result.code == 0, result.err
-    records = read_records(tmp_path / "records.jsonl")
+def test_device_sweep_on_tiny_student(resumed: Stages, run_cli, tmp_path: Path) -> None:
+    assert resumed.results["resumed"].code == 0, resumed.results["resumed"].err
+    records = read_records(resumed.out / "records.jsonl")
     cells = {(r.info["backend"], r.info["precision"]): r for r in records}
     ok = cells[("onnxruntime", "fp32")]
     assert ok.status == "ok" and ok.metrics["max_abs_err"] <= 1e-4
@@ -29,23 +110,51 @@ def test_device_sweep_on_tiny_student(run_cli, tmp_path: Path) -> None:
     assert cells[("torch-eager", "fp32")].status == "ok"
     skipped = cells[("onnxruntime", "fp16")]  # no fp16 arithmetic on ORT's CPU provider: a reason
     assert skipped.status == "skipped" and "fp16" in (skipped.error or "")
-    md = (tmp_path / "device_desktop.md").read_text()
+    md = (resumed.out / "device_desktop.md").read_text()
     assert "| test_mobilefaceswap | 64 | onnxruntime | fp32 | fp32 |" in md
-    assert (tmp_path / "device_desktop.csv").read_text().startswith("run_id,model,size,backend,precision")
+    assert (resumed.out / "device_desktop.csv").read_text().startswith("run_id,model,size,backend,precision")
     again = tmp_path / "again"
-    assert run_cli("report", "--records", str(tmp_path / "records.jsonl"), "--out", str(again)).code == 0
+    assert run_cli("report", "--records", str(resumed.out / "records.jsonl"), "--out", str(again)).code == 0
     assert (again / "device_desktop.md").read_text() == md
 
 
 @pytest.mark.cli
-def test_device_profile_says_where_the_time_goes(run_cli, tmp_path: Path) -> None:
-    pytest.importorskip("onnxruntime")
-    pytest.importorskip("openvino")
-    result = run_cli("device", "--models", "test_mobilefaceswap", "--backends", "onnxruntime", "openvino",
-                     "torch-eager", "--precision", "fp32", "--runs", "5", "--warmup", "1",
-                     "--min-seconds", "0", "--peak-seconds", "0.2", "--profile", "--out", str(tmp_path))
+def test_interrupted_sweep_keeps_its_cells_and_resumes(resumed: Stages) -> None:
+    first, other = resumed.results["first"], resumed.results["other"]
+    assert first.code == 130 and "--resume" in first.err
+    # the finished cells (torch-eager's: fp32 timed, fp16 skipped) were written at once
+    assert [(r.info["backend"], r.status) for r in resumed.kept] == [("torch-eager", "ok"),
+                                                                     ("torch-eager", "skipped")]
+    assert other.code == 2 and "--runs 5" in other.err and "--runs 3" in other.err
+    resumed_run = resumed.results["resumed"]
+    assert resumed_run.code == 0, resumed_run.err
+    # the kept cell is not re-timed; the interrupted one is
+    assert resumed.measured[:resumed.measured_at["resumed"]] == ["torch-eager", "onnxruntime", "onnxruntime"]
+    records = read_records(resumed.out / "records.jsonl")
+    assert [(r.info["backend"], r.info["precision"]) for r in records] == [
+        ("torch-eager", "fp32"), ("torch-eager", "fp16"), ("onnxruntime", "fp32"), ("onnxruntime", "fp16")]
+    assert len({r.run_id for r in records}) == 1
+    assert [r.status for r in records] == ["ok", "skipped", "ok", "skipped"]
+    md = (resumed.out / "device_desktop.md").read_text()
+    assert "| test_mobilefaceswap | 64 | torch-eager | fp32 | fp32 |" in md
+    assert "| test_mobilefaceswap | 64 | onnxruntime | fp32 | fp32 |" in md
+
+    again = resumed.results["again"]
+    assert again.code == 0 and "every cell is measured already" in again.err
+    assert resumed.measured_at["again"] == 3
+
+    nothing = resumed.results["nothing"]
+    assert nothing.code == 2 and "nothing to resume" in nothing.err
+
+
+@pytest.mark.cli
+def test_device_profile_says_where_the_time_goes(extended: Stages) -> None:
+    result = extended.results["more"]
     assert result.code == 0, result.err
-    cells = {r.info["backend"]: r for r in read_records(tmp_path / "records.jsonl")}
+    records = read_records(extended.out / "records.jsonl")
+    assert len({r.run_id for r in records}) == 1  # the added cells joined the run
+    assert extended.measured[0] == "openvino"  # no cell of the copied run was timed again
+    cells = {r.info["backend"]: r for r in records if r.info["precision"] == "fp32"}
     for backend, conv in (("onnxruntime", "Conv"), ("openvino", "Convolution")):
         profile = cells[backend].info["op_profile"]
         assert profile["runs"] == 5 and profile["total_ms"] > 0, profile
@@ -57,7 +166,7 @@ def test_device_profile_says_where_the_time_goes(run_cli, tmp_path: Path) -> Non
         _node, op, ms = profile["top_nodes"][0]
         assert 0 < ms <= by_type[op]
     assert "op_profile" not in cells["torch-eager"].info  # no profiler: nothing invented
-    md = (tmp_path / "device_desktop.md").read_text()
+    md = (extended.out / "device_desktop.md").read_text()
     section = md.split("## Where the time goes")[1].split("## Notes")[0]
     assert "test_mobilefaceswap / onnxruntime / fp32" in section and "onnxruntime" in section
     assert "test_mobilefaceswap / openvino / fp32" in section and "PERF_COUNT" in section
@@ -108,67 +217,18 @@ def test_report_shows_the_newest_run_only_with_run_and_size_columns() -> None:
 
 
 @pytest.mark.cli
-def test_benchmark_app_cell_lands_in_the_same_record(run_cli, tmp_path: Path) -> None:
+def test_benchmark_app_cell_lands_in_the_same_record(extended: Stages) -> None:
     """OpenVINO's own tool as a sweep cell: parity first, its median under p50_ms, no invented stats."""
     from mfsbench.device.runtimes.benchmark_app import find_benchmark_app
 
     if find_benchmark_app() is None:
         pytest.skip("benchmark_app (openvino wheel) not installed")
-    result = run_cli("device", "--models", "test_mobilefaceswap", "--backends", "benchmark_app",
-                     "--precision", "fp32", "--runs", "5", "--warmup", "1", "--min-seconds", "0",
-                     "--peak-seconds", "0.2", "--out", str(tmp_path))
-    assert result.code == 0, result.err
-    (record,) = read_records(tmp_path / "records.jsonl")
+    assert extended.results["more"].code == 0, extended.results["more"].err
+    records = read_records(extended.out / "records.jsonl")
+    (record,) = [r for r in records if r.info["backend"] == "benchmark_app" and r.info["precision"] == "fp32"]
     assert record.status == "ok" and record.info["backend"] == "benchmark_app"
     assert record.metrics["max_abs_err"] <= 1e-4  # the IR was checked before the tool timed it
     assert record.metrics["p50_ms"] > 0 and record.metrics["runs"] >= 5
     assert record.info["executed_precision"] == "fp32"  # read back from the compiled IR
     assert "OpenVINO's Python API" in record.info["runtime_info"]["parity_note"]
     assert "p90_ms" not in record.metrics and "samples_ms" not in record.info
-
-
-def _tiny_sweep(out: Path, runs: int = 3) -> tuple[str, ...]:
-    return ("device", "--models", "test_mobilefaceswap", "--backends", "torch-eager", "onnxruntime",
-            "--precision", "fp32", "--runs", str(runs), "--warmup", "1", "--min-seconds", "0",
-            "--peak-seconds", "0.2", "--out", str(out))
-
-
-@pytest.mark.cli
-def test_interrupted_sweep_keeps_its_cells_and_resumes(run_cli, tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    pytest.importorskip("onnxruntime")
-    from mfsbench.device import sweep as device
-
-    measured: list[str] = []
-    real = device._measure_cell
-
-    def interrupted_once(record: Record, model, **kwargs) -> None:
-        measured.append(kwargs["backend"])
-        if len(measured) == 2:
-            raise KeyboardInterrupt  # Ctrl-C in the second cell
-        real(record, model, **kwargs)
-
-    monkeypatch.setattr(device, "_measure_cell", interrupted_once)
-    first = run_cli(*_tiny_sweep(tmp_path))
-    assert first.code == 130 and "--resume" in first.err
-    (kept,) = read_records(tmp_path / "records.jsonl")  # the finished cell was written at once
-    assert kept.info["backend"] == "torch-eager" and kept.status == "ok"
-
-    other = run_cli(*_tiny_sweep(tmp_path, runs=5), "--resume")
-    assert other.code == 2 and "--runs 3" in other.err and "--runs 5" in other.err
-    resumed = run_cli(*_tiny_sweep(tmp_path), "--resume")
-    assert resumed.code == 0, resumed.err
-    assert measured == ["torch-eager", "onnxruntime", "onnxruntime"]  # the kept cell is not re-timed
-    records = read_records(tmp_path / "records.jsonl")
-    assert [r.info["backend"] for r in records] == ["torch-eager", "onnxruntime"]
-    assert len({r.run_id for r in records}) == 1 and all(r.status == "ok" for r in records)
-    md = (tmp_path / "device_desktop.md").read_text()
-    assert "| test_mobilefaceswap | 64 | torch-eager | fp32 | fp32 |" in md
-    assert "| test_mobilefaceswap | 64 | onnxruntime | fp32 | fp32 |" in md
-
-    again = run_cli(*_tiny_sweep(tmp_path), "--resume")
-    assert again.code == 0 and "every cell is measured already" in again.err
-    assert len(measured) == 3
-
-    nothing = run_cli(*_tiny_sweep(tmp_path / "empty"), "--resume")
-    assert nothing.code == 2 and "nothing to resume" in nothing.err
