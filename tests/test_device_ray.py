@@ -15,6 +15,7 @@ by ``mfsbench ray-node`` declares: the ``mfsbench-timer`` resource and two loopb
 from __future__ import annotations
 
 import json
+import shlex
 import socket
 import subprocess
 import sys
@@ -48,13 +49,25 @@ def test_timing_nodes_are_checked_before_any_unit() -> None:
         check_timing_nodes([node, bare], 8)
 
 
+def test_a_niced_worker_refuses_to_time() -> None:
+    """Ray's default worker niceness (15) would time the model behind every other process."""
+    code = ("import os; os.nice(15)\n"
+            "from mfsbench.engine.timing import check_worker_priority\n"
+            "try:\n    check_worker_priority()\nexcept Exception as exc:\n    print(type(exc).__name__, exc)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert done.stdout.startswith("BadInputError") and "niceness 15" in done.stdout
+    assert "mfsbench ray-node" in done.stdout
+
+
 @pytest.mark.cli
 def test_ray_node_declares_the_timer_unless_told_not_to() -> None:
     timing = cli_in_process("ray-node", "--head", "--no-phones", "--print")
     assert timing.code == 0, timing.err
-    assert json.loads(timing.out.split("--resources ")[1].strip().strip("'")) == {TIMER_RESOURCE: 1.0}
-    bare = cli_in_process("ray-node", "--head", "--no-phones", "--no-timing", "--print")
-    assert json.loads(bare.out.split("--resources ")[1].strip().strip("'")) == {}
+    words = shlex.split(timing.out)
+    assert words[:3] == ["RAY_worker_niceness=0", "ray", "start"]  # timing workers at normal priority
+    assert json.loads(words[-1]) == {TIMER_RESOURCE: 1.0}
+    bare = shlex.split(cli_in_process("ray-node", "--head", "--no-phones", "--no-timing", "--print").out)
+    assert bare[0] == "ray" and json.loads(bare[-1]) == {}
 
 
 @pytest.fixture(scope="module")
@@ -78,12 +91,13 @@ def ray_cluster(phones: list[LoopbackDevice]) -> Iterator[object]:
     """One node as `mfsbench ray-node` starts it: the timer and both phones (2 CPUs, capped store)."""
     ray = pytest.importorskip("ray")
     from mfsbench.engine.phones import node_resources
-    from mfsbench.engine.timing import timer_resources
+    from mfsbench.engine.timing import TIMING_SYSTEM_CONFIG, timer_resources
 
     if ray.is_initialized():  # left by another module: start from a known instance
         ray.shutdown()
     ray.init(num_cpus=2, resources={**timer_resources(), **node_resources(p.serial for p in phones)},
-             object_store_memory=100 * 2**20, include_dashboard=False, log_to_driver=False)
+             _system_config=TIMING_SYSTEM_CONFIG, object_store_memory=100 * 2**20, include_dashboard=False,
+             log_to_driver=False)
     yield ray
     ray.shutdown()
 
@@ -130,6 +144,7 @@ def test_ray_sweep_measures_the_local_cells_on_the_worker(ray_sweep: tuple[list[
     for record in remote:  # built, stamped and scaled on the worker
         assert record.info["engine"] == "ray" and record.info["ray_node_id"]
         assert record.env["host"] == socket.gethostname() == record.info["unit"]["host"]
+        assert record.info["unit"]["niceness"] == 0
         assert record.info["peaks"]["fp32"]["macs_per_s"] > 0 and 0 < record.metrics["efficiency"] < 1
         assert len({r.run_id for r in remote}) == 1
     assert {r.info["engine"] for r in local} == {"local"}

@@ -57,7 +57,7 @@ def test_ray_node_declares_the_attached_phones(adb_server, loopback, run_cli) ->
     result = run_cli("ray-node", "--address", "head:6379", "--print")
     assert result.code == 0, result.err
     words = shlex.split(result.out.strip())
-    assert words[:4] == ["ray", "start", "--address", "head:6379"]
+    assert words[:5] == ["RAY_worker_niceness=0", "ray", "start", "--address", "head:6379"]
     declared = json.loads(words[words.index("--resources") + 1])
     assert declared == {f"adb:{first.serial}": 1.0, f"adb:{second.serial}": 1.0, "mfsbench-timer": 1.0}
     one = run_cli("ray-node", "--head", "--serial", second.serial, "--print")

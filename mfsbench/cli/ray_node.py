@@ -58,16 +58,22 @@ def _serials(args: argparse.Namespace) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from mfsbench.engine.phones import ray_start_command
+    from mfsbench.engine.timing import NICENESS_ENV
 
     serials = _serials(args)
     ray = shutil.which("ray", path=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
     command = ray_start_command(serials, address=None if args.head else args.address, ray=ray or "ray",
                                 timing=not args.no_timing)
-    print(shlex.join(command if not args.print_only else [Path(command[0]).name, *command[1:]]))
+    shown = shlex.join(command if not args.print_only else [Path(command[0]).name, *command[1:]])
+    if not args.no_timing:  # timing units run at the normal priority (Ray's workers default to nice 15)
+        shown = f"{NICENESS_ENV[0]}={NICENESS_ENV[1]} {shown}"
+    print(shown)
     if args.print_only:
         return 0
     if ray is None:
         raise BadInputError("the `ray` command is not installed; pip install 'mfsbench[ray]'")
+    if not args.no_timing:
+        os.environ[NICENESS_ENV[0]] = NICENESS_ENV[1]
     sys.stdout.flush()
     os.execv(ray, command)  # the node's own process: its logs and exit code are Ray's
     return 0  # pragma: no cover (execv does not return)

@@ -15,6 +15,8 @@ and a cell's efficiency divides by the peak of the node it ran on, never the dri
 sweep hands each node back the peaks its host measured before (``stored_peaks``, by host name), so
 its resumed cells share that node's scale, as a local resume shares the machine's.
 
+A worker at Ray's default niceness 15 refuses to time (:func:`mfsbench.engine.timing.check_worker_priority`).
+
 Every record is finished in the worker: ``env`` (host, CPU, versions) is the worker's, and
 ``info["engine"]`` / ``info["ray_node_id"]`` / ``info["unit"]`` say where and when the unit ran.
 """
@@ -108,9 +110,11 @@ class DesktopUnitTask:
         """Every pending cell of the unit's model, measured on this node."""
         from mfsbench.device.sweep import face_sample_sets, measure_model
         from mfsbench.engine import maybe_kill_self
+        from mfsbench.engine.timing import check_worker_priority
 
         spec, size = unit
         started, node = time.time(), ray_node_id()
+        niceness = check_worker_priority() if self.engine == "ray" else os.nice(0)
         maybe_kill_self()
         peaks = self.peaks()
         faces = Path(self.faces) if self.faces else None
@@ -128,7 +132,7 @@ class DesktopUnitTask:
                                     work_dir=Path(work), samples=samples, weights=self.weights, peaks=peaks,
                                     peak_seconds=self.peak_seconds, done=self.done, on_record=finish)
         where = {"started": started, "finished": time.time(), "pid": os.getpid(),
-                 "host": socket.gethostname()}
+                 "host": socket.gethostname(), "niceness": niceness}
         for record in records:
             record.info["unit"] = where
         return records

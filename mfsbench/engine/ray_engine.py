@@ -9,7 +9,8 @@ weight paths the task carries, never pickled across (Ray cannot pickle every tor
 Without an address (and without ``RAY_ADDRESS``) :class:`RayEngine` starts a local Ray instance
 capped to this machine: one CPU slot per core, the object store capped at
 :data:`OBJECT_STORE_BYTES` (Ray's default takes ~30 % of RAM), no dashboard, worker logs not
-forwarded, and the node declares the timer resource (:mod:`.timing`: one timing unit at a time).
+forwarded, and the node declares the timer resource and runs its workers at the normal priority
+(:mod:`.timing`: one timing unit at a time, never at niceness 15).
 With an address it joins that cluster and leaves it running.
 """
 
@@ -54,9 +55,10 @@ class RayEngine:
             if self.address:
                 self.ray.init(address=self.address, log_to_driver=False, logging_level=logging.WARNING)
             else:
-                from mfsbench.engine.timing import timer_resources
+                from mfsbench.engine.timing import TIMING_SYSTEM_CONFIG, timer_resources
 
                 self.ray.init(num_cpus=num_cpus or os.cpu_count() or 1, resources=timer_resources(),
+                              _system_config=TIMING_SYSTEM_CONFIG,
                               object_store_memory=OBJECT_STORE_BYTES, include_dashboard=False,
                               log_to_driver=False, logging_level=logging.WARNING)
             self._owns = True
