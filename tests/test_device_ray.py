@@ -26,7 +26,7 @@ import pytest
 
 from mfsbench.engine.timing import TIMER_RESOURCE, check_timing_nodes
 from mfsbench.errors import BadInputError
-from mfsbench.records import Record, read_records
+from mfsbench.records import Record, append_records, read_records
 from tests.conftest import cli_in_process
 from tests.loopback_adb import LoopbackDevice, adb_server, replay_binary  # noqa: F401  (fixture)
 
@@ -117,6 +117,26 @@ def ray_sweep(ray_cluster: object, tmp_path_factory: pytest.TempPathFactory) -> 
     result = cli_in_process(*SWEEP, "--engine", "ray", "--out", str(out))
     assert result.code == 0, result.err
     return read_records(out / "records.jsonl"), result.err
+
+
+@pytest.mark.slow
+@pytest.mark.cli
+def test_a_resumed_ray_sweep_runs_only_the_missing_unit_on_its_node_peaks(
+        ray_sweep: tuple[list[Record], str], tmp_path: Path) -> None:
+    """The store a driver killed after its first unit landed: --resume runs the other unit only, under
+    the same run id, with the peaks that node measured before (not measured again, not the driver's)."""
+    records, _ = ray_sweep
+    kept = [r for r in records if r.model == "test_frame_only"]
+    append_records(tmp_path / "records.jsonl", kept)
+    result = cli_in_process(*SWEEP, "--engine", "ray", "--resume", "--out", str(tmp_path))
+    assert result.code == 0, result.err
+    assert "test_frame_only @ 32: every cell is measured already" in result.err
+    assert "1 model unit(s) on Ray" in result.err
+    after = read_records(tmp_path / "records.jsonl")
+    (added,) = after[len(kept):]
+    assert added.model == "test_mobilefaceswap" and added.run_id == kept[0].run_id
+    if "peak_remeasured" not in added.info:  # a cell faster than the peak re-measures it (and says so)
+        assert added.info["peaks"] == kept[-1].info["peaks"]
 
 
 @pytest.mark.slow
