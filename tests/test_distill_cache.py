@@ -141,6 +141,12 @@ def _edit_vgg(d: Distiller) -> None:
         d.nets.vgg.features[0].weight.add_(0.1)
 
 
+def _swap_vgg_weight(d: Distiller) -> None:
+    assert d.nets.vgg is not None
+    conv = d.nets.vgg.features[0]
+    conv.weight = torch.nn.Parameter(conv.weight.detach() * 1.1, requires_grad=False)
+
+
 def _edit_data(d: Distiller) -> None:
     d.data.train[:2] = 255 - d.data.train[:2]
 
@@ -149,8 +155,9 @@ def _edit_config(d: Distiller) -> None:
     d.config["reweight"]["clamp_negative"] = not d.config["reweight"]["clamp_negative"]
 
 
-@pytest.mark.parametrize("edit", [_edit_teacher, _edit_id_net, _edit_vgg, _edit_data, _edit_config],
-                         ids=["teacher", "id_net", "vgg", "crops", "config"])
+@pytest.mark.parametrize("edit", [_edit_teacher, _edit_id_net, _edit_vgg, _swap_vgg_weight, _edit_data,
+                                  _edit_config],
+                         ids=["teacher", "id_net", "vgg", "vgg_swapped_tensor", "crops", "config"])
 def test_a_change_the_cached_values_depend_on_empties_the_cache(tmp_path: Path,
                                                                 edit: Callable[[Distiller], None]) -> None:
     plain = _distiller(_config(False), tmp_path / "plain", Crops(8))

@@ -35,7 +35,8 @@ and empties the cache when anything differs.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,31 +76,71 @@ def _stack(rows: list[list[Tensor] | None]) -> list[Tensor] | None:
     return [torch.stack(layer) for layer in zip(*rows, strict=True)]  # type: ignore[misc]
 
 
-Stamp = tuple[list[tuple[Tensor, int, int]], str]
+#: the live :class:`Dependencies`: torch's global registration hooks (installed once) mark the one
+#: whose modules had a parameter, buffer or submodule (re)assigned, so a swapped tensor is seen without
+#: walking the modules every step (a training D's spectral norm reassigns its buffers every forward:
+#: only the watched, frozen modules count)
+_WATCHERS: weakref.WeakSet[Dependencies] = weakref.WeakSet()
+_HOOKED: list[bool] = []
 
 
-def cache_stamp(nets: Iterable[nn.Module | None], data: Tensor, config: dict[str, Any]) -> Stamp:
-    """What the cached values depend on: the frozen networks' tensors (object, storage, version),
-    their modes, the crops tensor and the config keys that reach a pair's values."""
-    tensors: list[tuple[Tensor, int, int]] = []
-    modes = []
-    for net in nets:
-        if net is None:
-            continue
-        for t in (*net.parameters(), *net.buffers()):
-            tensors.append((t, t.data_ptr(), t._version))
-        modes.append(any(m.training for m in net.modules()))
-    tensors.append((data, data.data_ptr(), data._version))
-    keys = {s: config[s] for s in ("model", "data", "loss", "reweight")}
-    keys["seed"] = config["run"]["seed"]
-    keys["precision"] = config["perf"]["precision"]
-    return tensors, json.dumps({"config": keys, "modes": modes}, sort_keys=True)
+def _registered(module: nn.Module, *_args: object) -> None:
+    for watcher in _WATCHERS:
+        if id(module) in watcher.module_ids:
+            watcher.epoch += 1
 
 
-def _same(a: Stamp, b: Stamp) -> bool:
-    if a[1] != b[1] or len(a[0]) != len(b[0]):
-        return False
-    return all(x[0] is y[0] and x[1:] == y[1:] for x, y in zip(a[0], b[0], strict=True))
+def _hook_registrations() -> None:
+    if _HOOKED:
+        return
+    from torch.nn.modules import module
+
+    module.register_module_parameter_registration_hook(_registered)
+    module.register_module_buffer_registration_hook(_registered)
+    module.register_module_module_registration_hook(_registered)
+    _HOOKED.append(True)
+
+
+class Dependencies:
+    """What the cached values depend on, read every step for about a millisecond at 224: the frozen
+    networks' tensors (storage pointer and in-place version counter: ``load_state_dict``, ``copy_``
+    and optimiser-style edits bump it), their modules' train/eval modes, the crops tensor and the
+    config keys that reach a pair's values. A parameter, buffer or submodule reassigned on one of
+    these modules moves :attr:`epoch`, which re-collects the tensor list and changes the stamp too."""
+
+    def __init__(self, nets: Callable[[], list[nn.Module | None]], data: Callable[[], Tensor],
+                 config: dict[str, Any]) -> None:
+        _hook_registrations()
+        self._nets, self._data, self._config = nets, data, config
+        self.epoch = 0
+        self.module_ids: set[int] = set()
+        self._collected = -1
+        self._roots: list[nn.Module] = []
+        self._modules: list[nn.Module] = []
+        self._tensors: list[Tensor] = []
+        self._crops: Tensor | None = None  # held, so its id cannot be reused while compared
+        _WATCHERS.add(self)
+
+    def _collect(self, roots: list[nn.Module]) -> None:
+        self._roots = roots
+        self._modules = [m for net in roots for m in net.modules()]
+        self.module_ids = {id(m) for m in self._modules}
+        self._tensors = [t for net in roots for t in (*net.parameters(), *net.buffers())]
+        self._collected = self.epoch
+
+    def stamp(self) -> tuple[Any, ...]:
+        roots = [net for net in self._nets() if net is not None]
+        if self._collected != self.epoch or len(roots) != len(self._roots) or any(
+                a is not b for a, b in zip(roots, self._roots, strict=True)):
+            self._collect(roots)
+        crops = self._data()
+        self._crops = crops
+        config = self._config
+        keys = {s: config[s] for s in ("model", "data", "loss", "reweight")}
+        keys["seed"], keys["precision"] = config["run"]["seed"], config["perf"]["precision"]
+        return (self.epoch, tuple(id(net) for net in roots), tuple(t._version for t in self._tensors),
+                tuple(t.data_ptr() for t in self._tensors), tuple(m.training for m in self._modules),
+                (id(crops), crops.data_ptr(), crops._version), json.dumps(keys, sort_keys=True))
 
 
 class PairCache:
@@ -108,15 +149,15 @@ class PairCache:
     def __init__(self, budget_bytes: int) -> None:
         self.budget = budget_bytes
         self.entries: dict[int, Entry] = {}
-        self.stamp: Stamp = ([], "")
+        self.stamp: tuple[Any, ...] = ()
         #: bytes held by the entries; times the stamp changed with entries held; big parts left out
         self.bytes = 0
         self.invalidations = 0
         self.without_maps = 0
 
-    def validate(self, current: Stamp) -> None:
-        """Empty the cache when what its values depend on has changed."""
-        if _same(current, self.stamp):
+    def validate(self, current: tuple[Any, ...]) -> None:
+        """Empty the cache when what its values depend on (:meth:`Dependencies.stamp`) has changed."""
+        if current == self.stamp:
             return
         if self.entries:
             self.invalidations += 1

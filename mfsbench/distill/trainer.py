@@ -34,13 +34,13 @@ from mfsbench.distill.discriminator import PatchDiscriminator, d_hinge_loss
 from mfsbench.distill.evaluate import HeldOutIdentity, image_metrics, plot_curves, write_grid
 from mfsbench.distill.nets import Nets
 from mfsbench.distill.objective import Batch, Parts, TeacherView, id_input, objective, pair_view
-from mfsbench.distill.pair_cache import PairCache, cache_stamp
+from mfsbench.distill.pair_cache import Dependencies, PairCache
 from mfsbench.distill.student import student_forward
 from mfsbench.distill.sync_norm import globalize_batchnorm
 from mfsbench.errors import BadInputError, MissingDependencyError
 from mfsbench.records import Record, append_records, environment, new_run_id, stamp
 
-SECTIONS = ("data", "teacher", "identity", "quality", "perceptual", "student_forward", "backward",
+SECTIONS = ("data", "cache", "teacher", "identity", "quality", "perceptual", "student_forward", "backward",
             "discriminator", "optimizer")
 
 
@@ -133,6 +133,7 @@ class Distiller:
         self.evals: list[dict[str, float]] = []
         #: ``[perf] cache_teacher``: what a step computes from a fixed pair alone (see pair_cache)
         self.cache = PairCache(int(perf["cache_gib"] * 2**30))
+        self._cache_depends = Dependencies(self._frozen_nets, lambda: self.data.train, config)
         self.timer = Timer(self.device)
         self.run_id = new_run_id()
         self._eval_teacher: Tensor | None = None
@@ -230,13 +231,17 @@ class Distiller:
         if not self.config["perf"]["cache_teacher"]:
             return None
         assert batch.pair_ids is not None
-        self.cache.validate(cache_stamp(self._frozen_nets(), self.data.train, self.config))
-        ids = batch.pair_ids.tolist()
-        if self.cache.missing(ids, self.config["loss"]["lambda_feature"] > 0):
+        with self.timer.section("cache"):
+            self.cache.validate(self._cache_depends.stamp())
+            ids = batch.pair_ids.tolist()
+            missing = self.cache.missing(ids, self.config["loss"]["lambda_feature"] > 0)
+        if missing:
             view = pair_view(self.config, self.parts, batch, self.timer.section)
-            self.cache.store(ids, view)
+            with self.timer.section("cache"):
+                self.cache.store(ids, view)
             return view
-        return self.cache.view(ids)
+        with self.timer.section("cache"):
+            return self.cache.view(ids)
 
     def fill_cache(self) -> int:
         """Compute and keep every pair ``pairs = "fixed"`` can draw (each target with its fixed source,
