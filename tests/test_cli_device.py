@@ -2,8 +2,9 @@
 
 Every fresh sweep pays for this machine's peaks, the model's MAC count and its exports before any
 cell is timed, so the sweeps here are one sweep grown in stages that the tests share (module
-fixtures, each stage run once, by the first test that needs it): interrupted in its second cell,
-refused and then resumed, and resumed again with more runtimes. A resume adds cells under the same
+fixtures, each stage run once, by the first test that needs it, about one third of a sweep each):
+interrupted in its second cell and refused with other options; resumed; resumed again with more
+runtimes. A resume adds cells under the same
 run id with the peaks stored in the run, which is exactly what the resume tests check.
 """
 
@@ -42,14 +43,10 @@ class Stages:
     measured_at: dict[str, int] = field(default_factory=dict)  # len(measured) after each stage
 
 
-@pytest.fixture(scope="module")
-def resumed(tmp_path_factory: pytest.TempPathFactory) -> Stages:
-    """Stage 1: the sweep interrupted (Ctrl-C) in its second cell, a resume with other options
-    refused, the resume that finishes it, a resume with nothing left, a resume of an empty folder."""
-    pytest.importorskip("onnxruntime")
+def _interrupting(stages: Stages) -> object:
+    """``_measure_cell`` that notes each cell's runtime and is interrupted (Ctrl-C) in the second."""
     from mfsbench.device import sweep as device
 
-    stages = Stages(tmp_path_factory.mktemp("device-sweep"))
     real = device._measure_cell
 
     def interrupted_once(record: Record, model, **kwargs) -> None:
@@ -58,12 +55,34 @@ def resumed(tmp_path_factory: pytest.TempPathFactory) -> Stages:
             raise KeyboardInterrupt  # Ctrl-C in the second cell
         real(record, model, **kwargs)
 
+    return interrupted_once
+
+
+@pytest.fixture(scope="module")
+def interrupted(tmp_path_factory: pytest.TempPathFactory) -> Stages:
+    """Stage 1: the sweep interrupted in its second cell, then a resume with other options, refused."""
+    pytest.importorskip("onnxruntime")
+    from mfsbench.device import sweep as device
+
+    stages = Stages(tmp_path_factory.mktemp("device-sweep"))
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(device, "_measure_cell", interrupted_once)
+        patch.setattr(device, "_measure_cell", _interrupting(stages))
         stages.results["first"] = cli_in_process(*_sweep(stages.out))
         store = stages.out / "records.jsonl"
         stages.kept = read_records(store) if store.is_file() else []
         stages.results["other"] = cli_in_process(*_sweep(stages.out, runs=3), "--resume")
+    return stages
+
+
+@pytest.fixture(scope="module")
+def resumed(interrupted: Stages) -> Stages:
+    """Stage 2 (same folder): the resume that finishes the sweep, a resume with nothing left, and a
+    resume of an empty folder. A stage of its own so that no one test pays for both runs."""
+    from mfsbench.device import sweep as device
+
+    stages = interrupted
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(device, "_measure_cell", _interrupting(stages))
         stages.results["resumed"] = cli_in_process(*_sweep(stages.out), "--resume")
         stages.measured_at["resumed"] = len(stages.measured)
         stages.results["again"] = cli_in_process(*_sweep(stages.out), "--resume")
@@ -74,7 +93,7 @@ def resumed(tmp_path_factory: pytest.TempPathFactory) -> Stages:
 
 @pytest.fixture(scope="module")
 def extended(resumed: Stages, tmp_path_factory: pytest.TempPathFactory) -> Stages:
-    """Stage 2: a copy of the finished sweep resumed with OpenVINO and (when installed) OpenVINO's
+    """Stage 3: a copy of the finished sweep resumed with OpenVINO and (when installed) OpenVINO's
     benchmark_app added: only their cells are timed, under the same run and peaks."""
     pytest.importorskip("openvino")
     from mfsbench.device import sweep as device
@@ -93,6 +112,39 @@ def extended(resumed: Stages, tmp_path_factory: pytest.TempPathFactory) -> Stage
         patch.setattr(device, "_measure_cell", counted)
         stages.results["more"] = cli_in_process(*_sweep(stages.out, backends=(*FIRST, *more)), "--resume")
     return stages
+
+
+@pytest.mark.cli
+def test_interrupted_sweep_keeps_its_cells(interrupted: Stages) -> None:
+    first, other = interrupted.results["first"], interrupted.results["other"]
+    assert first.code == 130 and "--resume" in first.err
+    # the finished cells (torch-eager's: fp32 timed, fp16 skipped) were written at once
+    assert [(r.info["backend"], r.status) for r in interrupted.kept] == [("torch-eager", "ok"),
+                                                                         ("torch-eager", "skipped")]
+    assert other.code == 2 and "--runs 5" in other.err and "--runs 3" in other.err
+
+
+@pytest.mark.cli
+def test_interrupted_sweep_resumes(resumed: Stages) -> None:
+    resumed_run = resumed.results["resumed"]
+    assert resumed_run.code == 0, resumed_run.err
+    # the kept cell is not re-timed; the interrupted one is
+    assert resumed.measured[:resumed.measured_at["resumed"]] == ["torch-eager", "onnxruntime", "onnxruntime"]
+    records = read_records(resumed.out / "records.jsonl")
+    assert [(r.info["backend"], r.info["precision"]) for r in records] == [
+        ("torch-eager", "fp32"), ("torch-eager", "fp16"), ("onnxruntime", "fp32"), ("onnxruntime", "fp16")]
+    assert len({r.run_id for r in records}) == 1
+    assert [r.status for r in records] == ["ok", "skipped", "ok", "skipped"]
+    md = (resumed.out / "device_desktop.md").read_text()
+    assert "| test_mobilefaceswap | 64 | torch-eager | fp32 | fp32 |" in md
+    assert "| test_mobilefaceswap | 64 | onnxruntime | fp32 | fp32 |" in md
+
+    again = resumed.results["again"]
+    assert again.code == 0 and "every cell is measured already" in again.err
+    assert resumed.measured_at["again"] == 3
+
+    nothing = resumed.results["nothing"]
+    assert nothing.code == 2 and "nothing to resume" in nothing.err
 
 
 @pytest.mark.cli
@@ -116,35 +168,6 @@ def test_device_sweep_on_tiny_student(resumed: Stages, run_cli, tmp_path: Path) 
     again = tmp_path / "again"
     assert run_cli("report", "--records", str(resumed.out / "records.jsonl"), "--out", str(again)).code == 0
     assert (again / "device_desktop.md").read_text() == md
-
-
-@pytest.mark.cli
-def test_interrupted_sweep_keeps_its_cells_and_resumes(resumed: Stages) -> None:
-    first, other = resumed.results["first"], resumed.results["other"]
-    assert first.code == 130 and "--resume" in first.err
-    # the finished cells (torch-eager's: fp32 timed, fp16 skipped) were written at once
-    assert [(r.info["backend"], r.status) for r in resumed.kept] == [("torch-eager", "ok"),
-                                                                     ("torch-eager", "skipped")]
-    assert other.code == 2 and "--runs 5" in other.err and "--runs 3" in other.err
-    resumed_run = resumed.results["resumed"]
-    assert resumed_run.code == 0, resumed_run.err
-    # the kept cell is not re-timed; the interrupted one is
-    assert resumed.measured[:resumed.measured_at["resumed"]] == ["torch-eager", "onnxruntime", "onnxruntime"]
-    records = read_records(resumed.out / "records.jsonl")
-    assert [(r.info["backend"], r.info["precision"]) for r in records] == [
-        ("torch-eager", "fp32"), ("torch-eager", "fp16"), ("onnxruntime", "fp32"), ("onnxruntime", "fp16")]
-    assert len({r.run_id for r in records}) == 1
-    assert [r.status for r in records] == ["ok", "skipped", "ok", "skipped"]
-    md = (resumed.out / "device_desktop.md").read_text()
-    assert "| test_mobilefaceswap | 64 | torch-eager | fp32 | fp32 |" in md
-    assert "| test_mobilefaceswap | 64 | onnxruntime | fp32 | fp32 |" in md
-
-    again = resumed.results["again"]
-    assert again.code == 0 and "every cell is measured already" in again.err
-    assert resumed.measured_at["again"] == 3
-
-    nothing = resumed.results["nothing"]
-    assert nothing.code == 2 and "nothing to resume" in nothing.err
 
 
 @pytest.mark.cli
