@@ -14,7 +14,7 @@ $(BIN)/python:
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[plot,faces,video,onnx,export,quality,adb,tables,convert,ray,dev]'
+	$(BIN)/pip install --quiet -e '.[plot,faces,video,onnx,export,quality,adb,tables,convert,ray,cards-tflite,dev]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -152,3 +152,25 @@ def require_sha256(spec: ModelSpec) -> None:
     if not loaded.verified.get("swapper"):
         raise BadInputError(f"{loaded.card.path}: field `files.swapper.sha256` is missing; device records "
                             "name the weights they timed by a verified sha256: add it (sha256sum FILE)")
+
+
+def phone_file(spec: ModelSpec, tool: str) -> tuple[Path, str, dict[str, Any]]:
+    """``(path, format, details)`` of the file a phone runs for a card: its own ONNX file under
+    ``onnxruntime_perf_test`` (``tool == "ort"``), else its fp32 ``.tflite`` converted by onnx2tf into
+    the per-user cache (:func:`mfsbench.export.card.card_artifact`) for a TFLite ``benchmark_model``.
+
+    Raises:
+        MissingDependencyError: a TFLite tool without the ``cards-tflite`` extra (names it).
+    """
+    from mfsbench.export.card import card_artifact
+
+    loaded = spec.card
+    assert loaded is not None
+    if tool == "ort":
+        return loaded.swapper_path, "onnx", {"source": "the card's own ONNX file, pushed as it is"}
+    names = graph_input_names(spec)
+    static = loaded.static_inputs()
+    artifact = card_artifact(loaded.swapper_path, loaded.sha256["swapper"], "tflite", "fp32",
+                             input_names=names, output_names=tuple(o.name for o in loaded.outputs),
+                             input_shapes={name: static[name] for name in names})
+    return artifact.path, "tflite", dict(artifact.details)

@@ -464,14 +464,16 @@ def _card_info(spec: ModelSpec) -> dict[str, Any]:
 
 def _card_plan(plan: CellPlan | str) -> CellPlan | str:
     """A zoo plan as a card cell runs it, or why a card has no such cell."""
-    from mfsbench.export.card import DERIVATIVES, NO_TFLITE
+    from mfsbench.export.card import DERIVATIVES, no_tflite_reason
 
     if isinstance(plan, str):
         return plan
     if plan.export_format is None:
         return f"{plan.runtime} runs torch modules; a model card is an ONNX graph with no torch module"
     if plan.export_format == "tflite":
-        return f"no LiteRT cell for a card: {NO_TFLITE}"
+        reason = no_tflite_reason()  # the cards-tflite extra (onnx2tf + TensorFlow) converts the ONNX file
+        if reason is not None:
+            return f"no LiteRT cell for a card: {reason}"
     if plan.export_precision != "fp32" and (plan.export_format, plan.export_precision) not in DERIVATIVES:
         return f"a card's ONNX file has no {plan.export_format} {plan.export_precision} derivative"
     return plan
@@ -487,10 +489,13 @@ def _artifact(model: ModelUnderTest, plan: CellPlan, work_dir: Path) -> Any:
     if key not in model.artifacts and model.card_source is not None:
         from mfsbench.export.card import card_artifact
 
+        assert model.spec.card is not None
+        static = model.spec.card.static_inputs()
         model.artifacts[key] = card_artifact(
             model.card_source, model.card_sha256, plan.export_format, plan.export_precision,
             input_names=model.input_names, output_names=model.output_names,
-            calibration=model.samples.calibration if plan.export_precision == "int8" else None)
+            calibration=model.samples.calibration if plan.export_precision == "int8" else None,
+            input_shapes={name: static[name] for name in model.input_names})
     if key not in model.artifacts:
         assert model.module is not None
         calibration = model.samples.calibration if plan.export_precision == "int8" else None
@@ -522,6 +527,17 @@ def _measure_cell(
         artifact = _artifact(model, plan, work_dir)
         record.info.update({"format": fmt, "artifact_sha256": artifact.sha256,
                             "artifact_mb": artifact.size_mb, "export": dict(artifact.details)})
+    data, input_names, output_names = model.parity_data, model.input_names, model.output_names
+    if artifact is not None and "layout" in artifact.details:  # a card's TFLite file: its own layout
+        data = _parity_in_file_layout(model, artifact, work_dir)
+        input_names, output_names = artifact.input_names, artifact.output_names
+        record.info["io_layout"] = {
+            **{i["file"]: f"{i['layout']} {i['file_shape']} (ONNX {i['onnx']} {i['onnx_shape']})"
+               for i in artifact.details["layout"]["inputs"]},
+            **{o["file"]: f"{o['layout']} {o['file_shape']} (ONNX output {o['onnx_index']} {o['onnx_shape']})"
+               for o in artifact.details["layout"]["outputs"]}}
+        record.info["parity_layout"] = ("inputs fed and outputs compared in the file's own layout (the "
+                                        "reference transposed once, outside the timed runs)")
     # judged by what the numbers went through: fp16 storage of f32 compute is judged as fp16
     tolerance = "fp16" if plan.export_precision == "fp16" and plan.compute == "fp32" else plan.compute
     job = CellJob(
@@ -530,8 +546,8 @@ def _measure_cell(
         torch_stage=None if artifact is not None else {
             "model": model.spec.name, "size": model.size, "seed": model.weights.seed,
             "checkpoints": list(model.weights.checkpoints)},
-        data=str(model.parity_data), input_names=list(model.input_names),
-        output_names=list(model.output_names), samples=len(model.samples.parity),
+        data=str(data), input_names=list(input_names),
+        output_names=list(output_names), samples=len(model.samples.parity),
         threads=settings.threads, warmup=settings.warmup, runs=settings.runs,
         min_seconds=settings.min_seconds, max_seconds=settings.max_seconds, profile=settings.profile,
         profile_runs=settings.profile_runs, format=fmt, reference=model.reference,
@@ -560,6 +576,28 @@ def _measure_cell(
     _efficiency(record, model, label=f"{model.spec.name} / {backend} / {plan.precision}", peaks=peaks,
                 threads=settings.threads, peak_seconds=peak_seconds)
     record.info["peaks"] = peaks_to_record(peaks) if peaks else None
+
+
+def _parity_in_file_layout(model: ModelUnderTest, artifact: Any, work_dir: Path) -> Path:
+    """The card's parity samples and ONNX Runtime references rewritten in a converted TFLite file's
+    input/output order and layout (onnx2tf's NHWC), so the cell feeds what the file takes and times
+    no transposes; written once per file."""
+    from mfsbench.device.cell import write_parity_data
+    from mfsbench.export.card_tflite import inputs_in_file_order, outputs_in_file_order
+
+    path = work_dir / model.spec.name / f"parity_{artifact.sha256[:16]}.npz"
+    if path.is_file():
+        return path
+    layout = artifact.details["layout"]
+    count = len(model.samples.parity)
+    with np.load(model.parity_data) as stored:
+        outputs = len([k for k in stored.files if k.startswith("ref_0_")])
+        inputs = [inputs_in_file_order([stored[f"in_{i}_{j}"] for j in range(len(model.input_names))],
+                                       model.input_names, layout) for i in range(count)]
+        refs = [outputs_in_file_order([stored[f"ref_{i}_{k}"] for k in range(outputs)], layout)
+                for i in range(count)]
+    write_parity_data(path, inputs, refs)
+    return path
 
 
 def _card_cell_macs(model: ModelUnderTest, artifact: Any) -> tuple[int, str]:

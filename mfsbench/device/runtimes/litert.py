@@ -32,7 +32,10 @@ dtype of their data input: XNNPACK runs a conv whose operands are int8 with its 
 float32 one with its F32 kernels. An fp16-weights file feeds its convs through ``DEQUANTIZE`` (fp16
 → f32), so its convs read back fp32 (its weights are counted apart, ``weight_precisions``).
 
-Layout is whatever the file has (litert-torch keeps NCHW at the boundary, onnx2tf gives NHWC).
+Layout is whatever the file has (litert-torch keeps NCHW at the boundary, onnx2tf gives NHWC): inputs
+must come in the file's own shape (a mismatch is one line naming both), and ``info["io_shapes"]``
+records the shapes read back from the interpreter; a converted card's parity data is written in that
+layout by the sweep (:mod:`mfsbench.export.card_tflite`), so no transpose is timed.
 The signature runner itself is not used for the call: it resizes and re-allocates every tensor on
 each invocation, which is overhead no app pays.
 """
@@ -55,6 +58,7 @@ from mfsbench.device.runtimes.base import (
     check_threads,
     precision_readback,
 )
+from mfsbench.errors import BadInputError
 from mfsbench.optional import require
 
 SIGNATURE = "serving_default"
@@ -72,8 +76,10 @@ def signature_position(name: str) -> tuple[int, str]:
     return (int(tail) if tail.isdigit() else 0, name)
 
 
-def _io_details(interpreter: Any) -> tuple[list[tuple[str, dict]], list[tuple[str, dict]]]:
-    """(name, detail) for inputs and outputs, in signature-position order when there is one."""
+def io_details(interpreter: Any) -> tuple[list[tuple[str, dict]], list[tuple[str, dict]]]:
+    """(name, detail) for inputs and outputs, in signature-position order when there is one: the
+    order :meth:`LiteRtRuntime.prepare` lists them in (a converted card's parity data is written in
+    it, :mod:`mfsbench.export.card_tflite`)."""
     if SIGNATURE in interpreter.get_signature_list():
         runner = interpreter.get_signature_runner(SIGNATURE)
         ins, outs = runner.get_input_details(), runner.get_output_details()
@@ -118,15 +124,20 @@ class LiteRtRuntime:
         check_threads(threads)
         interpreter = lrt.Interpreter(model_path=str(artifact_path), num_threads=threads)
         interpreter.allocate_tensors()
-        ins, outs = _io_details(interpreter)
+        ins, outs = io_details(interpreter)
         infos = [TensorInfo(n, tuple(int(x) for x in d["shape"]), "float32") for n, d in ins]
         feeds = {n: (d["index"], _quantizer(d)) for n, d in ins}
+        shapes = {n: tuple(int(x) for x in d["shape"]) for n, d in ins}
         fetches = [(d["index"], _dequantizer(d)) for _, d in outs]
         set_tensor, invoke, get_tensor = interpreter.set_tensor, interpreter.invoke, interpreter.get_tensor
 
         def run(inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
             check_inputs(infos, inputs)
             for name, value in inputs.items():
+                if value.shape != shapes[name]:  # e.g. NCHW fed to an NHWC file: one line, not a crash
+                    raise BadInputError(f"input {name!r} is {list(value.shape)} but "
+                                        f"{Path(artifact_path).name} takes {list(shapes[name])} "
+                                        "(the file's own layout); feed that")
                 index, quantize = feeds[name]
                 set_tensor(index, quantize(value))
             invoke()
@@ -137,6 +148,9 @@ class LiteRtRuntime:
         info: dict[str, Any] = {"threads": threads, "precision": readback["executed_precision"],
                                 "requested_precision": self.compute, **readback, "delegate": "xnnpack",
                                 "io_dtypes": ",".join(io),
+                                # the layout the file really has, read back from the interpreter
+                                "io_shapes": {"inputs": {n: list(v) for n, v in shapes.items()},
+                                              "outputs": {n: [int(x) for x in d["shape"]] for n, d in outs}},
                                 "ai_edge_litert": metadata.version("ai-edge-litert")}
         return SimplePrepared(infos, run, info)
 
