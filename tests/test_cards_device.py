@@ -10,6 +10,7 @@ missing consent are one line, exit 2; derivatives go to the per-user cache, neve
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -64,7 +65,11 @@ def test_device_times_a_card_on_onnxruntime_and_openvino(run_cli, tmp_path: Path
     folder = tmp_path / "models"
     card = _card(folder)
     out = tmp_path / "out"
-    result = run_cli("device", "--models", str(card), "--backends", "onnxruntime", "openvino", "litert",
+    # LiteRT is asked for only where a card cannot have it (no onnx2tf): then it must be a skipped cell
+    # naming the converter. Where onnx2tf is installed a card's LiteRT cell converts and times the graph
+    # (~35 s on 2 loaded cores), which is the card-to-TFLite tests' subject, not this one's.
+    litert = () if importlib.util.find_spec("onnx2tf") else ("litert",)
+    result = run_cli("device", "--models", str(card), "--backends", "onnxruntime", "openvino", *litert,
                      "torch-eager", "--precision", "fp32", "--accept-license", "--runs", "3", "--warmup", "1",
                      "--min-seconds", "0", "--peak-seconds", "0.2", "--out", str(out))
     assert result.code == 0, result.err
@@ -89,7 +94,8 @@ def test_device_times_a_card_on_onnxruntime_and_openvino(run_cli, tmp_path: Path
         assert "seed 0" in record.info["identity_input"] and "held out" in record.info["parity_inputs"]
         assert record.input_shapes == {"target": [1, 3, 128, 128], "source": [1, 512]}
         assert record.metrics["p50_ms"] > 0 and record.metrics["efficiency"] <= 1.0
-    assert cells["litert"].status == "skipped" and "onnx2tf" in (cells["litert"].error or "")
+    if litert:
+        assert cells["litert"].status == "skipped" and "onnx2tf" in (cells["litert"].error or "")
     eager = cells["torch-eager"]
     assert eager.status == "skipped" and "no torch module" in (eager.error or "")
     # fp32 needs no derivative: nothing was written beside the card or into the cache
