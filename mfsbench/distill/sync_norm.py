@@ -1,4 +1,4 @@
-"""Batch norm over the global batch of a multi-process run, on CPU too (gloo).
+r"""Batch norm over the global batch of a multi-process run, on CPU too (gloo).
 
 Why: under ``torchrun`` each rank holds its rows of the global batch. A plain ``BatchNorm2d`` would
 normalise each rank's rows with that rank's statistics, so a 2-rank step would not be the 1-process
