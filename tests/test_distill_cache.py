@@ -97,20 +97,30 @@ def _assert_same_steps(a: Distiller, b: Distiller, steps: int,
 @pytest.mark.parametrize("sections", [
     {},  # the paper's objective: every term, α from identity reweighting, L_adv with its D steps
     {"loss": {"lambda_feature": 1.0, "lambda_style": 1e3}},  # CAT's teacher maps and the style loss
-], ids=["paper", "feature_and_style"])
+    {"loss": {"kd": False}, "data": {"same_identity_fraction": 0.5}},  # no teacher: VGG of the target
+], ids=["paper", "feature_and_style", "no_kd"])
 def test_a_cached_step_equals_the_uncached_step(tmp_path: Path, sections: dict) -> None:
     crops = Crops(8)
     plain = _distiller(_config(False, **sections), tmp_path / "plain", crops)
     cached = _distiller(_config(True, **sections), tmp_path / "cached", crops)
-    assert cached.fill_cache() == 8
-    teacher_calls = []
-    cached.nets.teacher.register_forward_hook(lambda *_: teacher_calls.append(1))
+    kd = cached.config["loss"]["kd"]
+    pairs = 8 if kd else 16  # without KD, each target with its fixed source and with itself
+    assert cached.fill_cache() == pairs
+    calls = []
+    for net in (cached.nets.teacher, cached.nets.student.id_net, cached.nets.vgg):
+        assert net is not None
+        net.register_forward_hook(lambda *_, net=net: calls.append(net))
     _assert_same_steps(plain, cached, 3)
-    assert not teacher_calls  # every value came out of the cache
+    assert not any(net is cached.nets.teacher for net in calls)  # every pair value came out of the cache
+    # F_id and VGG ran on the student's output only: once per step each
+    assert sum(net is cached.nets.vgg for net in calls) == 3
+    assert sum(net is cached.nets.student.id_net for net in calls) == 3
     info = cached._info()["pair_cache"]
-    assert info["pairs"] == 8 and info["pairs_without_maps"] == 0
-    assert {"teacher_output", "alpha", "id_features(source)", "vgg(teacher_output)"} <= set(info["holds"])
-    assert ("teacher_feature_maps" in info["holds"]) == bool(sections)
+    assert info["pairs"] == pairs and info["pairs_without_maps"] == 0
+    expected = {"teacher_output", "alpha", "id_features(source)", "vgg(teacher_output)"} if kd \
+        else {"id_features(source)", "vgg(target)"}
+    assert expected <= set(info["holds"])
+    assert ("teacher_feature_maps" in info["holds"]) == (cached.config["loss"]["lambda_feature"] > 0)
 
 
 def test_pairs_beyond_the_budget_keep_their_small_parts_and_still_equal(tmp_path: Path) -> None:
