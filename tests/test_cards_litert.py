@@ -160,3 +160,37 @@ def test_without_the_extra_a_card_litert_cell_is_skipped_naming_it(monkeypatch: 
     assert "pip install 'mfsbench[cards-tflite]'" in reason
     with pytest.raises(MissingDependencyError, match=r"mfsbench\[cards-tflite\]"):
         card_tflite.require_converter()
+
+
+@pytest.mark.slow  # TensorFlow's start-up and the conversion: 10-15 s on 2 loaded cores
+def test_an_opset_20_align_corners_upsample_converts_exactly(tmp_path: Path, isolated: Path) -> None:
+    """onnx2tf 1.28.8 writes a half-pixel resize for Resize(align_corners) above opset 17 (0.37 off on
+    this graph, measured); the converter lowers the copy to opset 17 first, so LiteRT matches ONNX."""
+    _needs_converter()
+    import onnx
+    import onnxruntime as ort
+    from ai_edge_litert.interpreter import Interpreter
+    from onnx import TensorProto, helper, numpy_helper
+
+    from mfsbench.export.card import card_artifact
+
+    graph = helper.make_graph(
+        [helper.make_node("Resize", ["target", "", "scales"], ["output"], mode="linear",
+                          coordinate_transformation_mode="align_corners")], "upsample",
+        [helper.make_tensor_value_info("target", TensorProto.FLOAT, [1, 3, 16, 16])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 3, 32, 32])],
+        [numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+    model.ir_version = 9
+    path = tmp_path / "upsample.onnx"
+    onnx.save(model, path)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    artifact = card_artifact(path, digest, "tflite", "fp32", input_names=("target",),
+                             output_names=("output",), input_shapes={"target": (1, 3, 16, 16)})
+    assert artifact.details["opset"].startswith("20 → 17")
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == digest  # the original is untouched
+    x = np.random.default_rng(3).random((1, 3, 16, 16), dtype=np.float32)
+    want = ort.InferenceSession(str(path)).run(None, {"target": x})[0]
+    runner = Interpreter(model_path=str(artifact.path)).get_signature_runner("serving_default")
+    (got,) = runner(target=x.transpose(0, 2, 3, 1)).values()
+    assert np.abs(got.transpose(0, 3, 1, 2) - want).max() <= 1e-4

@@ -12,11 +12,16 @@ calibration ``.npy`` from GitHub at run time, is never used.
 * **The user's file is only read:** onnx2tf rewrites its input ONNX file in place (it names unnamed
   nodes), so it converts a private copy; the card's sha256 still holds afterwards (tested).
 * **Nothing downloads:** the conversion runs in a child process whose sockets refuse to connect; a
-  converter that tried to fetch anything fails with one line instead.
+  converter that tried to fetch anything fails with one line instead. onnx2tf fetches sample images
+  for its own dummy inference when every graph input is a 3-channel image (the student's frame stage),
+  even at fp32, unless its cwd holds them: the child writes seeded data there (:data:`SAMPLE_NOTE`).
 * **Pinned:** onnx2tf 1.28.8 (1.29 pins TF 2.19, numpy 1.26 and onnx 1.19), tensorflow 2.21.0,
   tf-keras 2.21.0; onnxsim is not used (``not_use_onnxsim``), dynamic dimensions are fixed to the
   card's static shapes (``overwrite_input_shape``); only TFLite builtin ops are allowed (no Flex ops,
   which the LiteRT interpreter and ``benchmark_model`` cannot run).
+* **Opset ≤ 17:** onnx2tf 1.28.8 turns ``Resize`` with ``align_corners`` into a half-pixel resize at
+  opset 18 and later (wrong by up to 0.37 on one upsample, measured); a newer graph's private copy is
+  rewritten to opset 17 first (:func:`_opset_for_onnx2tf`, checked exact in ONNX Runtime).
 * **Layout:** onnx2tf writes 4-D inputs and outputs channels-last (NHWC). :func:`io_layout` reads the
   file's own tensors back from the interpreter (in the order the LiteRT runtime lists them) and
   matches each to the ONNX graph's tensor: ``NCHW→NHWC`` when the file holds the transpose, as is
@@ -53,6 +58,12 @@ NEEDED = (("onnx2tf", "onnx2tf"), ("tensorflow", "tensorflow"), ("tf_keras", "tf
           ("onnx_graphsurgeon", "onnx-graphsurgeon"), ("sng4onnx", "sng4onnx"), ("psutil", "psutil"))
 #: packages whose versions decide the converted bytes (recorded and part of the cache key)
 CONVERTER_PACKAGES = ("onnx2tf", "tensorflow", "tf-keras")
+#: what onnx2tf 1.28.8 looks for in its cwd (``download_test_image_data``) before downloading it
+SAMPLE_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"
+SAMPLE_NOTE = (f"{SAMPLE_FILE} written in onnx2tf's cwd: uniform [0, 1) seed 0 (it would download MS-COCO "
+               "samples otherwise); used only by its own fp32 dummy inference, never for calibration")
+#: the newest opset onnx2tf 1.28.8 converts Resize(align_corners) correctly at
+MAX_OPSET = 17
 #: the longest a conversion may take (a 550 MB graph converts in minutes, not hours)
 TIMEOUT_S = 1800.0
 
@@ -152,6 +163,11 @@ def _child(source: Path, out: Path, shapes: list[str]) -> dict[str, Any]:
         copy = Path(tmp) / "input" / "model.onnx"
         copy.parent.mkdir()
         shutil.copyfile(source, copy)
+        opset_note = _opset_for_onnx2tf(copy, shapes)
+        # a graph whose inputs are all 3-channel images makes onnx2tf (even at fp32) load sample data
+        # for its dummy inference from its cwd, or download it from GitHub: it finds it in its cwd
+        np.save(Path(tmp) / SAMPLE_FILE, np.random.default_rng(0).random((20, 128, 128, 3), np.float32))
+        os.chdir(tmp)
         onnx2tf.convert(input_onnx_file_path=str(copy), output_folder_path=str(Path(tmp) / "saved_model"),
                         non_verbose=True,
                         not_use_onnxsim=True, output_signaturedefs=True,
@@ -165,8 +181,53 @@ def _child(source: Path, out: Path, shapes: list[str]) -> dict[str, Any]:
     partial.replace(out)  # a killed run leaves no half-written file under the final name
     return {"converter": describe_converter(), **{k: v for k, v in converter_versions().items()},
             "onnxsim": "not used (not_use_onnxsim)", "ops": "TFLITE_BUILTINS only (no Flex ops)",
-            "fixed_input_shapes": shapes, "import_s": round(imported - started, 2),
+            "fixed_input_shapes": shapes, "opset": opset_note, "onnx2tf_sample_data": SAMPLE_NOTE,
+            "import_s": round(imported - started, 2),
             "convert_s": round(time.perf_counter() - imported, 2), "network": "blocked during conversion"}
+
+
+def _opset_for_onnx2tf(path: Path, shapes: list[str]) -> str:
+    """Rewrite ``path`` (the private copy) to opset :data:`MAX_OPSET` when it is newer, checked exact.
+
+    Why: onnx2tf 1.28.8 honours ``Resize``'s ``align_corners`` only at opset ≤ 17; above, it writes a
+    half-pixel resize (measured: a bilinear ×2 ``align_corners=True`` upsample at opset 20 came out of
+    LiteRT 0.37 off, the student's frame stage 4.6e-4 off). ``onnx.version_converter`` turns the copy
+    into opset 17, and ONNX Runtime must give identical outputs for both on a seeded input.
+
+    Raises:
+        MfsbenchError: the version converter fails, or the rewritten graph computes something else.
+    """
+    import onnx
+    import onnxruntime as ort
+    from onnx import version_converter
+
+    model = onnx.load(str(path))
+    opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
+    if opset <= MAX_OPSET:
+        return f"{opset} (as the card's file)"
+    try:
+        lowered = version_converter.convert_version(model, MAX_OPSET)
+        onnx.checker.check_model(lowered)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise MfsbenchError(f"the graph's opset {opset} could not be rewritten to {MAX_OPSET}, where onnx2tf "
+                            f"1.28.8 converts Resize correctly: {first}") from None
+    before = path.with_name("opset_original.onnx")
+    path.replace(before)
+    onnx.save(lowered, str(path))
+    rng = np.random.default_rng(0)
+    feeds = {name: rng.random(tuple(int(d) for d in dims.split(",")), np.float32)
+             for name, _, dims in (item.rpartition(":") for item in shapes)}
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    runs = [ort.InferenceSession(str(f), options, providers=["CPUExecutionProvider"]).run(None, feeds)
+            for f in (before, path)]
+    worst = max(float(np.abs(a - b).max()) for a, b in zip(*runs, strict=True))
+    if worst > 1e-6:
+        raise MfsbenchError(f"rewriting the graph from opset {opset} to {MAX_OPSET} changed its outputs by "
+                            f"{worst:.2e} in ONNX Runtime; not converted")
+    return (f"{opset} → {MAX_OPSET} (onnx.version_converter on the private copy; ONNX Runtime max |diff| "
+            f"{worst:.1e}): onnx2tf 1.28.8 converts Resize align_corners only at opset ≤ {MAX_OPSET}")
 
 
 def io_layout(path: Path, onnx_inputs: Mapping[str, Sequence[int]],
