@@ -267,6 +267,10 @@ def test_one_host_or_none_recorded_prints_no_host_column() -> None:
     markdown = device.render_markdown(alone)
     assert "Host alpha" not in markdown and "## Peaks of this machine" in markdown
     assert device.speed_ratios(alone) == [("openvino", "fp32", 60.0, True)]
+    alone[0].env.pop("host")  # one host and a cell that did not record one: still one machine
+    markdown = device.render_markdown(alone)
+    assert "Host " not in markdown and markdown.count("Machine: AMD EPYC 7B13") == 1
+    assert "host" not in device.render_csv(alone).splitlines()[0].split(",")
     unrecorded = desktop_records()
     for record in unrecorded:
         record.env.pop("host", None)  # records from before hosts were recorded

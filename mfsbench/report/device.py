@@ -230,17 +230,24 @@ def machine_line(record: Record) -> str:
             f"{env.get('platform', '?')}; threads per cell: {_text(threads) if threads else '?'}.")
 
 
+def _by_host(frame: pd.DataFrame) -> list[tuple[str | None, pd.Index]]:
+    """The shown cells' rows per host, hosts in first-seen order, when they ran on several (a cell
+    without a recorded host is a group of its own); one group named None otherwise."""
+    if len(_hosts(frame)) <= 1:
+        return [(None, frame.index)]
+    hosts = keyed_text(column(frame, "env.host"))
+    return [(host or "not recorded", frame.index[hosts == host]) for host in hosts.unique()]
+
+
 def _machine_lines(frame: pd.DataFrame, records: Sequence[Record]) -> list[str]:
     """Where the shown cells ran: the machine line of one host, or one line per host (a cell that
     measured something has the thread count, so the newest such cell of each host describes it)."""
-    hosts = keyed_text(column(frame, "env.host"))
-    ok = column(frame, "status") == "ok"
+    ok = set(frame.index[column(frame, "status") == "ok"])
     lines = []
-    for host in hosts.unique():
-        mine = hosts == host
-        chosen = frame.index[mine & ok] if (mine & ok).any() else frame.index[mine]
-        lines.append(machine_line(records[chosen[-1]]) if len(hosts.unique()) == 1
-                     else f"Host {host or 'not recorded'}: {machine_line(records[chosen[-1]])}")
+    for host, rows in _by_host(frame):
+        chosen = [position for position in rows if position in ok] or list(rows)
+        line = machine_line(records[chosen[-1]])
+        lines.append(line if host is None else f"Host {host}: {line}")
     return lines
 
 
@@ -345,14 +352,12 @@ def _one_of(cells: Sequence[Record], key: str) -> str:
 
 def _peak_lines(frame: pd.DataFrame, records: Sequence[Record]) -> list[str]:
     """One line per precision (and host, when the cells ran on several): the peak MAC/s measured and how."""
-    hosts = keyed_text(column(frame, "env.host"))
-    several = len(hosts.unique()) > 1
     lines = []
-    for host in hosts.unique():
-        cells = [records[position] for position in frame.index[hosts == host]]
+    for host, rows in _by_host(frame):
+        cells = [records[position] for position in rows]
         # the last cell's: a peak re-measured during the run (a cell beat it) is the one that held
         stored = next((r.info["peaks"] for r in reversed(cells) if r.info.get("peaks")), None) or {}
-        where = f"{host or 'host not recorded'}, " if several else ""
+        where = "" if host is None else f"{host}, "
         lines += [f"{where}{precision}: {peak['macs_per_s'] / 1e9:.1f} GMAC/s — {peak['method']}"
                   if peak.get("macs_per_s")
                   else f"{where}{precision}: none — {peak.get('method') or peak.get('reason')}"
