@@ -11,6 +11,7 @@ run id with the peaks stored in the run, which is exactly what the resume tests 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,7 +44,7 @@ class Stages:
     measured_at: dict[str, int] = field(default_factory=dict)  # len(measured) after each stage
 
 
-def _interrupting(stages: Stages) -> object:
+def _interrupting(stages: Stages) -> Callable[..., None]:
     """``_measure_cell`` that notes each cell's runtime and is interrupted (Ctrl-C) in the second."""
     from mfsbench.device import sweep as device
 
