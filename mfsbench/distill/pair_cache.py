@@ -45,9 +45,6 @@ from torch import Tensor, nn
 
 from mfsbench.distill.objective import TeacherView
 
-#: default of ``[perf] cache_gib``: the memory the cache's big parts may take
-DEFAULT_CACHE_GIB = 4.0
-
 
 @dataclass
 class Entry:
