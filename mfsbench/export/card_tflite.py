@@ -21,7 +21,8 @@ calibration ``.npy`` from GitHub at run time, is never used.
   which the LiteRT interpreter and ``benchmark_model`` cannot run).
 * **Opset ≤ 17:** onnx2tf 1.28.8 turns ``Resize`` with ``align_corners`` into a half-pixel resize at
   opset 18 and later (wrong by up to 0.37 on one upsample, measured); a newer graph's private copy is
-  rewritten to opset 17 first (:func:`_opset_for_onnx2tf`, checked exact in ONNX Runtime).
+  rewritten to opset 17 first, and ``Constant`` nodes (list-valued ones crash onnx2tf) become
+  initializers (:func:`_prepare_for_onnx2tf`, checked exact in ONNX Runtime).
 * **Layout:** onnx2tf writes 4-D inputs and outputs channels-last (NHWC). :func:`io_layout` reads the
   file's own tensors back from the interpreter (in the order the LiteRT runtime lists them) and
   matches each to the ONNX graph's tensor: ``NCHW→NHWC`` when the file holds the transpose, as is
@@ -62,6 +63,8 @@ CONVERTER_PACKAGES = ("onnx2tf", "tensorflow", "tf-keras")
 SAMPLE_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"
 SAMPLE_NOTE = (f"{SAMPLE_FILE} written in onnx2tf's cwd: uniform [0, 1) seed 0 (it would download MS-COCO "
                "samples otherwise); used only by its own fp32 dummy inference, never for calibration")
+#: ``Constant`` attributes turned into initializers before conversion
+FOLDABLE = ("value", "value_float", "value_floats", "value_int", "value_ints")
 #: the newest opset onnx2tf 1.28.8 converts Resize(align_corners) correctly at
 MAX_OPSET = 17
 #: the longest a conversion may take (a 550 MB graph converts in minutes, not hours)
@@ -163,7 +166,7 @@ def _child(source: Path, out: Path, shapes: list[str]) -> dict[str, Any]:
         copy = Path(tmp) / "input" / "model.onnx"
         copy.parent.mkdir()
         shutil.copyfile(source, copy)
-        opset_note = _opset_for_onnx2tf(copy, shapes)
+        prepared = _prepare_for_onnx2tf(copy, shapes)
         # a graph whose inputs are all 3-channel images makes onnx2tf (even at fp32) load sample data
         # for its dummy inference from its cwd, or download it from GitHub: it finds it in its cwd
         np.save(Path(tmp) / SAMPLE_FILE, np.random.default_rng(0).random((20, 128, 128, 3), np.float32))
@@ -181,40 +184,64 @@ def _child(source: Path, out: Path, shapes: list[str]) -> dict[str, Any]:
     partial.replace(out)  # a killed run leaves no half-written file under the final name
     return {"converter": describe_converter(), **{k: v for k, v in converter_versions().items()},
             "onnxsim": "not used (not_use_onnxsim)", "ops": "TFLITE_BUILTINS only (no Flex ops)",
-            "fixed_input_shapes": shapes, "opset": opset_note, "onnx2tf_sample_data": SAMPLE_NOTE,
+            "fixed_input_shapes": shapes, "prepared": prepared, "onnx2tf_sample_data": SAMPLE_NOTE,
             "import_s": round(imported - started, 2),
             "convert_s": round(time.perf_counter() - imported, 2), "network": "blocked during conversion"}
 
 
-def _opset_for_onnx2tf(path: Path, shapes: list[str]) -> str:
-    """Rewrite ``path`` (the private copy) to opset :data:`MAX_OPSET` when it is newer, checked exact.
+def _prepare_for_onnx2tf(path: Path, shapes: list[str]) -> str:
+    """Rewrite ``path`` (the private copy) into what onnx2tf 1.28.8 converts correctly; checked exact.
 
-    Why: onnx2tf 1.28.8 honours ``Resize``'s ``align_corners`` only at opset ≤ 17; above, it writes a
-    half-pixel resize (measured: a bilinear ×2 ``align_corners=True`` upsample at opset 20 came out of
-    LiteRT 0.37 off, the student's frame stage 4.6e-4 off). ``onnx.version_converter`` turns the copy
-    into opset 17, and ONNX Runtime must give identical outputs for both on a seeded input.
+    * ``Constant`` nodes become initializers: onnx2tf fails on list-valued ones (``value_floats``,
+      ``value_ints``: "'list' object has no attribute 'shape'", measured on the student's frame stage
+      as torch exports it without optimisation);
+    * a graph newer than opset :data:`MAX_OPSET` is lowered to it with ``onnx.version_converter``:
+      above, onnx2tf writes ``Resize``'s ``align_corners`` as a half-pixel resize (measured: one
+      bilinear ×2 ``align_corners=True`` upsample at opset 20 came out of LiteRT 0.37 off, the student's
+      frame stage 4.6e-4 off).
+
+    ONNX Runtime must give identical outputs for the original and the rewritten graph on a seeded input.
 
     Raises:
         MfsbenchError: the version converter fails, or the rewritten graph computes something else.
     """
     import onnx
     import onnxruntime as ort
-    from onnx import version_converter
+    from onnx import helper, numpy_helper, version_converter
 
     model = onnx.load(str(path))
+    notes = []
+    kept, folded = [], 0
+    for node in model.graph.node:
+        attr = node.attribute[0] if node.op_type == "Constant" and len(node.attribute) == 1 else None
+        if attr is None or attr.name not in FOLDABLE:
+            kept.append(node)
+            continue
+        value = helper.get_attribute_value(attr)
+        array = (numpy_helper.to_array(value) if attr.name == "value"
+                 else np.asarray(value, np.float32 if "float" in attr.name else np.int64))
+        model.graph.initializer.append(numpy_helper.from_array(array, node.output[0]))
+        folded += 1
+    if folded:
+        del model.graph.node[:]
+        model.graph.node.extend(kept)
+        notes.append(f"{folded} Constant node(s) made initializers")
     opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
-    if opset <= MAX_OPSET:
-        return f"{opset} (as the card's file)"
-    try:
-        lowered = version_converter.convert_version(model, MAX_OPSET)
-        onnx.checker.check_model(lowered)
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise MfsbenchError(f"the graph's opset {opset} could not be rewritten to {MAX_OPSET}, where onnx2tf "
-                            f"1.28.8 converts Resize correctly: {first}") from None
-    before = path.with_name("opset_original.onnx")
+    if opset > MAX_OPSET:
+        try:
+            model = version_converter.convert_version(model, MAX_OPSET)
+            onnx.checker.check_model(model)
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise MfsbenchError(f"the graph's opset {opset} could not be rewritten to {MAX_OPSET}, where "
+                                f"onnx2tf 1.28.8 converts Resize correctly: {first}") from None
+        notes.append(f"opset {opset} → {MAX_OPSET} (onnx.version_converter): onnx2tf 1.28.8 converts Resize "
+                     f"align_corners only at opset ≤ {MAX_OPSET}")
+    if not notes:
+        return f"as the card's file (opset {opset})"
+    before = path.with_name("original.onnx")
     path.replace(before)
-    onnx.save(lowered, str(path))
+    onnx.save(model, str(path))
     rng = np.random.default_rng(0)
     feeds = {name: rng.random(tuple(int(d) for d in dims.split(",")), np.float32)
              for name, _, dims in (item.rpartition(":") for item in shapes)}
@@ -224,10 +251,9 @@ def _opset_for_onnx2tf(path: Path, shapes: list[str]) -> str:
             for f in (before, path)]
     worst = max(float(np.abs(a - b).max()) for a, b in zip(*runs, strict=True))
     if worst > 1e-6:
-        raise MfsbenchError(f"rewriting the graph from opset {opset} to {MAX_OPSET} changed its outputs by "
+        raise MfsbenchError(f"rewriting the graph for onnx2tf ({'; '.join(notes)}) changed its outputs by "
                             f"{worst:.2e} in ONNX Runtime; not converted")
-    return (f"{opset} → {MAX_OPSET} (onnx.version_converter on the private copy; ONNX Runtime max |diff| "
-            f"{worst:.1e}): onnx2tf 1.28.8 converts Resize align_corners only at opset ≤ {MAX_OPSET}")
+    return f"{'; '.join(notes)}; on the private copy, ONNX Runtime max |diff| {worst:.1e}"
 
 
 def io_layout(path: Path, onnx_inputs: Mapping[str, Sequence[int]],
