@@ -41,11 +41,14 @@ def test_one_device_report_and_clean_device(adb_server, loopback, run_cli, tmp_p
     binary = replay_binary(tmp_path / "benchmark_model", RECORDED)
     out = tmp_path / "out dir"
     result = run_cli("device", "--adb", "--serial", device.serial, "--models", "mobilefaceswap_224",
-                     "--benchmark-binary", str(binary), "--threads", "4", "--affinity", "1",
+                     "--benchmark-binary", str(binary), "--threads", "4", "--affinity", "1", "--seed", "3",
                      "--out", str(out))
     assert result.code == 0, result.err
     (record,) = _records(out)
     assert record["status"] == "ok" and record["command"] == "device-android"
+    # the phone ran the weights the record names (before: unseeded, and --seed/--checkpoint ignored)
+    assert record["info"]["weights"] == "random, seed 3"
+    assert record["info"]["phone_run"]["weights"] == {"seed": 3}
     assert record["metrics"]["p50_ms"] == pytest.approx(51.891)
     assert record["metrics"]["init_ms"] == pytest.approx(119.515)
     info = record["info"]
@@ -161,3 +164,19 @@ def test_ctrl_c_keeps_each_finished_model_and_resume_runs_the_rest(adb_server, l
     assert again.code == 0 and "measured already" in again.err
     assert len([c for c in device.commands if "--graph" in c]) == ran_before + 1
     assert run_cli(*command[:-1], str(tmp_path / "empty"), "--resume").code == 2
+
+
+def test_phone_weights_follow_seed_and_checkpoint_as_on_the_desktop(tmp_path: Path) -> None:
+    import argparse
+
+    from device_runners.android.cli import phone_weights
+    from mfsbench.errors import BadInputError
+    from mfsbench.registry import get_spec
+
+    student = [get_spec("mobilefaceswap_224")]
+    assert phone_weights(argparse.Namespace(seed=7, checkpoint=[]), student).seed == 7
+    official = phone_weights(argparse.Namespace(seed=0, checkpoint=["a.pdparams"]), student)
+    assert official.seed is None and official.checkpoints == ("a.pdparams",)
+    with pytest.raises(BadInputError, match="exactly one --models"):
+        phone_weights(argparse.Namespace(seed=0, checkpoint=["a.pdparams"]),
+                      [*student, get_spec("simswap_224")])

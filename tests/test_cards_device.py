@@ -159,15 +159,52 @@ def test_device_refuses_bad_cards_in_one_line(run_cli, tmp_path: Path, sha: str 
 
 
 @pytest.mark.cli
-def test_device_adb_refuses_a_card_under_a_tflite_binary(run_cli, tmp_path: Path) -> None:
+def test_device_adb_refuses_a_card_under_a_tflite_binary_without_the_converter(
+        run_cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the cards-tflite extra (simulated: it is installed by `make install`) a TFLite
+    benchmark_model cannot take a card: one line naming the extra and the ONNX alternative."""
+    from mfsbench.export import card_tflite
+
+    reason = "converting a card to TFLite needs onnx2tf: pip install 'mfsbench[cards-tflite]'"
+    monkeypatch.setattr(card_tflite, "missing_reason", lambda: reason)
     card = _card(tmp_path / "models")
     binary = tmp_path / "benchmark_model"
     binary.write_bytes(b"\x7fELF")
     result = run_cli("device", "--adb", "--models", str(card), "--benchmark-binary", str(binary),
                      "--accept-license", "--out", str(tmp_path / "out"))
     assert result.code == 2, result.err
-    assert "onnx2tf" in result.err and "onnxruntime_perf_test" in result.err
+    assert "cards-tflite" in result.err and "onnxruntime_perf_test" in result.err
     assert len(result.err.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.adb
+@pytest.mark.cli
+def test_device_adb_pushes_a_cards_tflite_conversion_to_benchmark_model(adb_server, loopback,  # noqa: F811
+                                                                        run_cli, tmp_path: Path) -> None:
+    """With the cards-tflite extra, a TFLite benchmark_model times the card's onnx2tf conversion: the
+    phone holds that very file (sha256), and the record names the converter and the card's licence."""
+    from mfsbench.export.card import no_tflite_reason
+
+    if no_tflite_reason() is not None:
+        pytest.skip(no_tflite_reason())
+    device = loopback()
+    card = _card(tmp_path / "models")
+    binary = tmp_path / "benchmark_model"
+    binary.write_text("#!/bin/sh\n"
+                      "for arg in \"$@\"; do case $arg in --graph=*) f=${arg#--graph=};; esac; done\n"
+                      "[ -f \"$f\" ] || exit 2\n"
+                      f"cat <<'EOF'\n{(ADB_DATA / 'sample_benchmark_model.txt').read_text()}EOF\n")
+    binary.chmod(0o755)
+    out = tmp_path / "out"
+    result = run_cli("device", "--adb", "--serial", device.serial, "--models", str(card),
+                     "--benchmark-binary", str(binary), "--accept-license", "--out", str(out))
+    assert result.code == 0, result.err
+    (record,) = read_records(out / "records.jsonl")
+    assert record.status == "ok" and record.info["tool"] == "tflite" and record.info["format"] == "tflite"
+    assert record.info["model_sha256"] == record.info["device_sha256"]  # the converted file ran
+    assert "onnx2tf" in str(record.info["export"])
+    assert record.info["license"] == "LicenseRef-InsightFace-NonCommercial"
 
 
 @pytest.mark.adb

@@ -37,6 +37,7 @@ from mfsbench.records import Record, append_records, last_run, new_run_id, read_
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from mfsbench.device.sweep import WeightsRef
     from mfsbench.registry import ModelSpec
 
 
@@ -64,48 +65,53 @@ def _serials(adb: Adb, wanted: list[str] | None) -> list[str]:
     return list(dict.fromkeys(wanted))
 
 
-def export_models(specs: list[ModelSpec], size_arg: int | None, tool: str, work: Path) -> list[PhoneModel]:
-    """Each spec's frame stage as the file the tool runs (a card's own ONNX file as it is), in ``work``."""
+def export_models(specs: list[ModelSpec], size_arg: int | None, tool: str, work: Path,
+                  weights: WeightsRef | None = None) -> list[PhoneModel]:
+    """Each spec's frame stage as the file the tool runs, in ``work``: a zoo model with ``weights``
+    (seeded random ones by default, as on the desktop, so every phone and host runs the same file);
+    a card's own ONNX file as it is under onnxruntime_perf_test, or its onnx2tf conversion (the
+    ``cards-tflite`` extra, per-user cache) under a TFLite benchmark_model."""
+    from mfsbench.device.sweep import WeightsRef, build_frame_stage
     from mfsbench.export.base import get_exporter
-    from mfsbench.export.stages import stage_input_names, stage_module
-    from mfsbench.registry import create_model
+    from mfsbench.export.stages import stage_input_names
 
     exporter = get_exporter("onnx" if tool == "ort" else "tflite")
     models = []
     for spec in specs:
         size = size_arg or spec.native_size
-        if spec.card is not None:  # the card's own ONNX file is pushed as it is (checked: ort only)
-            from mfsbench.device.card import weights_described
+        if spec.card is not None:
+            from mfsbench.device.card import phone_file, weights_described
 
-            path = spec.card.swapper_path
+            path, fmt, details = phone_file(spec, tool)
             models.append(PhoneModel(spec.name, path, size, {
-                "display_name": spec.display_name, "format": "onnx", "size_mb": path.stat().st_size / 1e6,
-                "weights": weights_described(spec), **spec.card.record_info()}))
+                "display_name": spec.display_name, "format": fmt, "size_mb": path.stat().st_size / 1e6,
+                "weights": weights_described(spec), "export": details, **spec.card.record_info()}))
             continue
         _say(f"device --adb: exporting {spec.name} @ {size} to {exporter.name} fp32 ...")
-        module, example = stage_module(spec, create_model(spec.name), "frame", size)
+        module, example, described = build_frame_stage(spec, size, weights or WeightsRef())
         artifact = exporter.export(module, example, work / spec.name, "fp32",
                                    input_names=stage_input_names(spec, "frame"), stem=spec.name)
         models.append(PhoneModel(spec.name, artifact.path, size,
                                  {"display_name": spec.display_name, "format": artifact.format,
-                                  "size_mb": artifact.size_mb}))
+                                  "size_mb": artifact.size_mb, "weights": described}))
     return models
 
 
 def check_card_for_phone(spec: ModelSpec, tool: str) -> None:
-    """A card runs on a phone through onnxruntime_perf_test (its ONNX file, pushed as it is); a
-    TFLite benchmark_model cannot take it.
+    """A card runs on a phone through onnxruntime_perf_test (its ONNX file, pushed as it is), or
+    under a TFLite benchmark_model as its onnx2tf conversion when the ``cards-tflite`` extra is here.
 
     Raises:
-        BadInputError: a card with a TFLite binary, or a card without a pinned sha256.
+        BadInputError: a card with a TFLite binary and no converter, or a card without a pinned sha256.
     """
     from mfsbench.device.card import require_sha256
-    from mfsbench.export.card import NO_TFLITE
+    from mfsbench.export.card import no_tflite_reason
 
     require_sha256(spec)
-    if tool != "ort":
-        raise BadInputError(f"card {spec.name} cannot run under a TFLite benchmark_model: {NO_TFLITE}; "
-                            "pass --benchmark-binary onnxruntime_perf_test to time its ONNX file")
+    reason = no_tflite_reason() if tool != "ort" else None
+    if reason:
+        raise BadInputError(f"card {spec.name} cannot run under a TFLite benchmark_model here: {reason}; "
+                            "or pass --benchmark-binary onnxruntime_perf_test to time its ONNX file")
 
 
 def run_adb(args: argparse.Namespace) -> int:
@@ -124,6 +130,7 @@ def run_adb(args: argparse.Namespace) -> int:
     for spec in specs:
         if spec.card is not None:
             check_card_for_phone(spec, tool_of(binary))
+    weights = phone_weights(args, specs)
     out = writable_dir(args.out)
     engine_name, address = getattr(args, "engine", "local"), getattr(args, "ray_address", None)
     if engine_name == "ray" or address:
@@ -131,13 +138,31 @@ def run_adb(args: argparse.Namespace) -> int:
 
         engine = get_engine(engine_name, address=address)  # --ray-address alone: refused here
         try:
-            return _run(args, out, binary=binary, settings=settings, specs=specs,
+            return _run(args, out, binary=binary, settings=settings, specs=specs, weights=weights,
                         serials=cluster_serials(engine, args.serial), where=engine)
         finally:
             engine.close()
     adb = Adb(timeout_s=args.adb_timeout)
-    return _run(args, out, binary=binary, settings=settings, specs=specs, serials=_serials(adb, args.serial),
-                where=adb)
+    return _run(args, out, binary=binary, settings=settings, specs=specs, weights=weights,
+                serials=_serials(adb, args.serial), where=adb)
+
+
+def phone_weights(args: argparse.Namespace, specs: list[ModelSpec]) -> WeightsRef:
+    """The zoo models' weights on the phones: ``--checkpoint`` (one zoo model) or seeded random ones
+    (``--seed``), exactly as the desktop sweep takes them, so a phone times the weights its record names.
+
+    Raises:
+        BadInputError: ``--checkpoint`` with several models or with a card (whose weights are its file).
+    """
+    from mfsbench.device.sweep import WeightsRef
+
+    checkpoints = tuple(getattr(args, "checkpoint", None) or ())
+    if checkpoints and len(specs) != 1:
+        raise BadInputError("--checkpoint loads one model's files: pass exactly one --models with it")
+    if checkpoints and specs[0].card is not None:
+        raise BadInputError(f"--checkpoint with card {specs[0].name}: a card's weights are its ONNX file "
+                            "(files.swapper); drop --checkpoint")
+    return WeightsRef(seed=None if checkpoints else getattr(args, "seed", 0), checkpoints=checkpoints)
 
 
 def cluster_serials(engine: Any, wanted: list[str] | None) -> list[str]:
@@ -160,10 +185,13 @@ def cluster_serials(engine: Any, wanted: list[str] | None) -> list[str]:
 
 
 def _run(args: argparse.Namespace, out: Path, *, binary: Path, settings: PhoneSettings,
-         specs: list[ModelSpec], serials: list[str], where: Any) -> int:
+         specs: list[ModelSpec], weights: WeightsRef, serials: list[str], where: Any) -> int:
     """The run on ``serials``: through this host's adb (``where`` an :class:`Adb`) or as engine units
     (``where`` a Ray engine)."""
     described = settings.describe(binary)
+    # the weights are part of what a resumed run must share (another seed or checkpoint: another run)
+    described["weights"] = ({"checkpoints": list(weights.checkpoints)} if weights.checkpoints
+                            else {"seed": weights.seed})
     store = out / "records.jsonl"
     stored = read_records(store) if args.resume and store.is_file() else []
     run_id, this_run = (last_run(stored, COMMAND, what="`mfsbench device --adb` run",
@@ -182,7 +210,8 @@ def _run(args: argparse.Namespace, out: Path, *, binary: Path, settings: PhoneSe
     if isinstance(where, Adb):
         with tempfile.TemporaryDirectory(prefix="mfsbench-adb-") as work:
             wanted = [spec for spec in specs if any(spec.name in names for names in plan.values())]
-            exported = {m.name: m for m in export_models(wanted, args.size, tool_of(binary), Path(work))}
+            exported = {m.name: m for m in export_models(wanted, args.size, tool_of(binary), Path(work),
+                                                         weights)}
             if exported:
                 _say(f"device --adb: running on {', '.join(s for s, names in plan.items() if names)} ...")
             _, interrupted = run_devices(where, {serial: [exported[n] for n in names]
@@ -190,7 +219,7 @@ def _run(args: argparse.Namespace, out: Path, *, binary: Path, settings: PhoneSe
                                          binary, settings, on_record=keep)
     else:
         interrupted = _run_units(where, plan, args, specs=specs, binary=binary, described=described,
-                                 settings=settings, keep=keep)
+                                 settings=settings, weights=weights, keep=keep)
     from mfsbench.report import device_android
 
     current = device_android.latest(this_run)  # a resumed cell's new record replaces its failed one
@@ -209,7 +238,7 @@ def _run(args: argparse.Namespace, out: Path, *, binary: Path, settings: PhoneSe
 
 
 def _run_units(engine: Any, plan: dict[str, list[str]], args: argparse.Namespace, *, specs: list[ModelSpec],
-               binary: Path, described: dict[str, Any], settings: PhoneSettings,
+               binary: Path, described: dict[str, Any], settings: PhoneSettings, weights: WeightsRef,
                keep: Callable[[Record], None]) -> bool:
     """Every phone × model of ``plan`` as one engine unit; each record kept as its unit lands.
     Returns whether Ctrl-C stopped it (the units in flight are abandoned with the driver)."""
@@ -221,7 +250,7 @@ def _run_units(engine: Any, plan: dict[str, list[str]], args: argparse.Namespace
     task = PhoneUnitTask(specs=tuple(s for s in specs if any(s.name in names for names in plan.values())),
                          size=args.size, binary=str(binary.resolve()),
                          binary_sha256=str(described["benchmark_binary_sha256"]), settings=settings,
-                         adb_timeout_s=args.adb_timeout, engine=engine.name)
+                         adb_timeout_s=args.adb_timeout, engine=engine.name, weights=weights)
     _say(f"device --adb: {len(units)} phone × model unit(s) on {engine.name}, one at a time per phone: "
          f"{', '.join(s for s, names in plan.items() if names)} ...")
 

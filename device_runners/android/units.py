@@ -28,6 +28,7 @@ from mfsbench.errors import BadInputError
 from mfsbench.records import Record, environment, now_iso
 
 if TYPE_CHECKING:
+    from mfsbench.device.sweep import WeightsRef
     from mfsbench.registry import ModelSpec
 
 #: one unit: (serial, model name)
@@ -45,6 +46,7 @@ class PhoneUnitTask:
     settings: PhoneSettings
     adb_timeout_s: float = 60.0
     engine: str = "ray"
+    weights: WeightsRef | None = None  # None: seeded random weights (the default seed)
 
     def ray_options(self, unit: PhoneUnit) -> dict[str, Any]:
         """The phone's resource: one job per phone at a time, on the host that can reach it."""
@@ -63,10 +65,10 @@ class PhoneUnitTask:
         def export() -> PhoneModel:
             work = Path(tempfile.mkdtemp(prefix="mfsbench-adb-unit-"))
             atexit.register(shutil.rmtree, work, True)
-            (exported,) = export_models([spec], self.size, tool, work)
+            (exported,) = export_models([spec], self.size, tool, work, self.weights)
             return exported
 
-        return worker_memo(("phone-export", name, self.size, tool), export)
+        return worker_memo(("phone-export", name, self.size, tool, self.weights), export)
 
     def check_binary(self, serial: str) -> Path:
         """The benchmark binary on this host, the driver's very file.
