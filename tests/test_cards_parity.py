@@ -53,15 +53,28 @@ pixel = {{ color = "RGB", scale = 255.0, mean = [0.0, 0.0, 0.0], std = [1.0, 1.0
 kind = "embedding"
 """
 
+#: What a card adds to crop and paste as the zoo student does (``tests/test_cards_fit_mask.py``): the
+#: zoo's 6-DoF least-squares fit with a zero border, and the fusion-mask output blended as ``paste_back``.
+ZOO_PIPELINE = """[target.warp]
+fit = "affine"
+border = "zero"
+[run.paste]
+mask = ["output"]
+output = "output_1"
+"""
 
-def export_student_card(runner: Any, name: str, folder: Path, *, deployed: bool = False) -> Path:
+
+def export_student_card(runner: Any, name: str, folder: Path, *, deployed: bool = False,
+                        zoo_pipeline: bool = False) -> Path:
     """Export ``runner``'s injected frame network (a :class:`~mfsbench.swap.runners.TorchRunner` after
     ``inject``) and write a card for it; returns the card's path.
 
     ``deployed=False`` exports the network as written, as ``swap --runtime onnxruntime`` does
     (:class:`~mfsbench.swap.runners.OnnxZooRunner`); ``deployed=True`` as ``mfsbench export`` and the
     device sweep do: the exact ``export_ready`` rewrites, then the exact optimiser, which change the
-    work done (fewer MACs), never the outputs beyond rounding.
+    work done (fewer MACs), never the outputs beyond rounding. ``zoo_pipeline=True`` adds
+    :data:`ZOO_PIPELINE` (the zoo's affine fit and fusion-mask paste); without it the card crops and
+    pastes with the schema's defaults (similarity fit, ``box`` mask).
 
     Why by hand and not ``mfsbench card init``: the draft needs a graph with an identity input, and
     the student's frame stage has none (its identity is injected as weights); the card says which
@@ -79,14 +92,14 @@ def export_student_card(runner: Any, name: str, folder: Path, *, deployed: bool 
     with torch.no_grad():
         outputs = module(example)
     count = len(outputs) if isinstance(outputs, tuple) else 1
-    stem = f"{name}_{'deployed' if deployed else 'as_written'}"
+    stem = f"{name}_{'deployed' if deployed else 'as_written'}{'_zoo_pipeline' if zoo_pipeline else ''}"
     path = folder / f"{stem}.onnx"
     export_onnx(FlatOutputs(module), [example], path, ["target"], [f"output_{i}" for i in range(count)],
                 optimize=deployed)
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
     card = folder / f"{stem}.toml"
-    card.write_text(CARD.format(card_id=stem, model=name, file=path.name, sha=sha, size=size),
-                    encoding="utf-8")
+    text = CARD.format(card_id=stem, model=name, file=path.name, sha=sha, size=size)
+    card.write_text(text + (ZOO_PIPELINE if zoo_pipeline else ""), encoding="utf-8")
     return card
 
 

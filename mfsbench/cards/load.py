@@ -130,7 +130,25 @@ def _check_graph(card: Card, path: Path) -> tuple[list[TensorInfo], list[TensorI
             g >= 0 and d >= 0 and g != d for g, d in zip(got, out.shape, strict=False))):
         raise CardError(f"{card.path}: field `io.output.shape` {list(out.shape)} disagrees with "
                         f"{path.name}'s output {out.index} {list(got)}")
+    if card.paste_output is not None:
+        _check_mask_output(card, outputs, path)
     return inputs, outputs, model
+
+
+def _check_mask_output(card: Card, outputs: list[TensorInfo], path: Path) -> None:
+    """``run.paste.output`` names a graph output shaped like a one-channel mask of the crop."""
+    names = [o.name for o in outputs]
+    if card.paste_output not in names:
+        raise CardError(f"{card.path}: field `run.paste.output` {card.paste_output!r} is not an output of "
+                        f"{path.name} (outputs: {', '.join(names) or 'none'}); use the graph's name")
+    index = names.index(card.paste_output)
+    if index == card.output.index:
+        raise CardError(f"{card.path}: field `run.paste.output` {card.paste_output!r} is the swapped crop "
+                        "itself (`io.output.index`); name the mask output")
+    shape = outputs[index].shape
+    if len(shape) != 4 or shape[1] not in (1, -1) or any(d not in (card.size, -1) for d in shape[2:]):
+        raise CardError(f"{card.path}: field `run.paste.output` {card.paste_output!r} has shape "
+                        f"{list(shape)}; a paste mask is N×1×{card.size}×{card.size} (`target.size`)")
 
 
 def _projection_shape(card: Card, model: Any) -> tuple[int, ...] | None:

@@ -26,7 +26,11 @@ DTYPES = ("float32", "float16")
 IDENTITY_KINDS = ("embedding", "image")
 NORMS = ("none", "l2")
 PROJECTIONS = ("none", "initializer", "onnx")
-MASKS = ("box",)
+MASKS = ("box", "output")
+#: ``target.warp.fit``: the community swappers' similarity (no shear) or the zoo student's 6-DoF affine.
+FITS = ("similarity", "affine")
+#: ``target.warp.border``: what the warp puts outside the image (FaceFusion replicates, the zoo zeroes).
+BORDERS = ("replicate", "zero")
 
 
 class CardError(BadInputError):
@@ -129,6 +133,11 @@ class Card:
     paste_blur: float
     exclude_initializers: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default_factory=tuple)
+    #: ``target.warp``: how the 5 landmarks are fitted to the template and the crop's border filled
+    fit: str = "similarity"
+    border: str = "replicate"
+    #: ``run.paste.output``: the graph output whose mask pastes the crop (``mask = ["output"]``)
+    paste_output: str | None = None
 
     @property
     def swapper(self) -> FileRef:
@@ -248,19 +257,15 @@ def parse_card(data: dict[str, Any], path: Path) -> Card:
     if size <= 0:
         raise target.fail("size", f"is {size}; it must be positive")
     pixel = _pixel(target.table("pixel", {}))
+    warp = target.table("warp", {})
+    fit = warp.choice("fit", FITS, "similarity")
+    border = warp.choice("border", BORDERS, "replicate")
+    warp.done()
     target.done()
     identity = _identity(top.table("identity"), files)
     run = top.table("run", {})
     separable = run.take("separable", bool, True)
-    paste = run.table("paste", {})
-    mask = paste.take("mask", list, ["box"])
-    for item in mask:
-        if item not in MASKS:
-            raise paste.fail("mask", f"has {item!r}; the masks this mfsbench knows: {', '.join(MASKS)}")
-    blur = paste.take("blur", float, 0.3)
-    if not 0.0 <= blur <= 1.0:
-        raise paste.fail("blur", f"is {blur}; it must lie in [0, 1] (a fraction of the crop size)")
-    paste.done()
+    mask, blur, paste_output = _paste(run.table("paste", {}))
     run.done()
     complexity = top.table("complexity", {})
     exclude = complexity.take("exclude_initializers", list, [])
@@ -278,7 +283,38 @@ def parse_card(data: dict[str, Any], path: Path) -> Card:
                 license=license_spec, files=files, target_io=target_io, source_io=source_io,
                 output=output, template=template, size=size, pixel=pixel, identity=identity,
                 separable=separable, paste_mask=tuple(mask), paste_blur=blur,
-                exclude_initializers=tuple(exclude), notes=tuple(str(n) for n in notes))
+                exclude_initializers=tuple(exclude), notes=tuple(str(n) for n in notes), fit=fit,
+                border=border, paste_output=paste_output)
+
+
+def _paste(paste: _Table) -> tuple[list[str], float, str | None]:
+    """``run.paste``: the mask names, the box blur, the graph output of an ``output`` mask."""
+    mask = paste.take("mask", list, ["box"])
+    for item in mask:
+        if item not in MASKS:
+            raise paste.fail("mask", f"has {item!r}; the masks this mfsbench knows: {', '.join(MASKS)}")
+    blur_given = paste.take("blur", float, None)
+    blur = 0.3 if blur_given is None else blur_given
+    if not 0.0 <= blur <= 1.0:
+        raise paste.fail("blur", f"is {blur}; it must lie in [0, 1] (a fraction of the crop size)")
+    paste_output = paste.take("output", str, None, what="the name of a graph output")
+    if "output" in mask:
+        # the zoo student's fusion-mask blend (``paste_back``) has its own erosion and fades: it is
+        # not combined with a box, and a box blur would be a field nothing reads
+        if len(mask) != 1:
+            raise paste.fail("mask", f"is {mask!r}; \"output\" pastes with the graph's own mask alone: "
+                             "use [\"output\"] or [\"box\"]")
+        if paste_output is None:
+            raise paste.fail("output", "is missing; name the graph output that holds the paste mask "
+                             "(mask = [\"output\"] needs it)")
+        if blur_given is not None:
+            raise paste.fail("blur", "is set but mask = [\"output\"] blends as the zoo does (no box blur); "
+                             "remove it")
+    elif paste_output is not None:
+        raise paste.fail("output", f"is {paste_output!r} but `run.paste.mask` is {mask!r}; "
+                         "add mask = [\"output\"] or remove it")
+    paste.done()
+    return mask, blur, paste_output
 
 
 def _license(table: _Table) -> LicenseSpec:

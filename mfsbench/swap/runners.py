@@ -9,8 +9,11 @@ back. :class:`TorchRunner` is the zoo path as it always was (:mod:`mfsbench.swap
 (``specs/plugin_models.md`` §1–3): target input name, size, colour order, scale, mean/std; the
 identity from an encoder, an optional projection (inswapper's ``emap``: ``latent = normalize(emb) @
 emap``, then normalised) and normalisation; output range, de-normalisation and colour; the card's
-template (name or 5 points, similarity fit) and its ``box`` paste mask. A video runs the identity
-stage once and the frame stage per frame, exactly as a zoo model does.
+template (name or 5 points) and its fit (``target.warp``: the community swappers' similarity with a
+replicated border by default, or the zoo student's 6-DoF least-squares affine and zero border), and its
+paste mask (``run.paste``: FaceFusion's ``box``, or a graph output blended exactly as the zoo blends its
+fusion mask, :func:`~mfsbench.faces.paste.paste_back`). A video runs the identity stage once and the
+frame stage per frame, exactly as a zoo model does.
 
 The identity encoder of a card (``identity.encoder``) is either a graph among the card's
 ``[files]`` (run with InsightFace's ArcFace convention: the ``arcface_112_v2`` crop, ``(x − 127.5) /
@@ -445,7 +448,14 @@ class OnnxCardRunner:
         pixel = card.pixel
         self._mean = np.asarray(pixel.mean, np.float32)
         self._std = np.asarray(pixel.std, np.float32)
-        self.mask = box_mask(card.size, card.paste_blur)
+        # the paste mask: the card's box, or (``run.paste.mask = ["output"]``) the named graph output
+        outputs = [o.name for o in self.session.get_outputs()]
+        if card.paste_output is not None and card.paste_output not in outputs:
+            raise BadInputError(f"{card.path}: field `run.paste.output` {card.paste_output!r} is not an "
+                                f"output of {loaded.swapper_path.name} (outputs: {', '.join(outputs)}); "
+                                "use the graph's name")
+        self.mask_index = outputs.index(card.paste_output) if card.paste_output is not None else None
+        self.mask = box_mask(card.size, card.paste_blur) if self.mask_index is None else None
         self.projection = self._projection()
         self.source: np.ndarray | None = None
 
@@ -472,7 +482,7 @@ class OnnxCardRunner:
 
     def align_source(self, image: np.ndarray, landmarks5: np.ndarray) -> np.ndarray:
         if self.card.identity.kind == "image":
-            return align_to_points(image, landmarks5, self.points, self.size)[0]
+            return self._align(image, landmarks5)[0]
         assert self.encoder is not None
         return self.encoder.align(image, landmarks5)
 
@@ -514,7 +524,31 @@ class OnnxCardRunner:
     # ---------------------------------------------------------------------------- frame stage
 
     def align_target(self, image: np.ndarray, landmarks5: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return align_to_points(image, landmarks5, self.points, self.size)
+        return self._align(image, landmarks5)
+
+    def _align(self, image: np.ndarray, landmarks5: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The card's crop: its template, fitted and bordered as ``target.warp`` says.
+
+        The default (similarity, replicated border) is :func:`align_to_points`, as every card before
+        ``target.warp`` existed. ``fit = "affine"`` is the zoo's own 6-DoF least-squares fit
+        (:func:`~mfsbench.faces.align.estimate_affine_lstsq`, what ``align_face`` runs for the student)
+        and ``border = "zero"`` its zero border, so a card for the student's export crops as the zoo does.
+        """
+        card = self.card
+        if card.fit == "similarity" and card.border == "replicate":
+            return align_to_points(image, landmarks5, self.points, self.size)
+        from mfsbench.faces.align import cv2_module, estimate_affine_lstsq, estimate_similarity
+
+        landmarks = np.asarray(landmarks5, np.float64)
+        if landmarks.shape != (5, 2) or not np.isfinite(landmarks).all():
+            raise BadInputError(f"alignment needs 5 finite landmarks (5, 2), got shape {landmarks.shape}")
+        fit = estimate_affine_lstsq if card.fit == "affine" else estimate_similarity
+        matrix = fit(landmarks, self.points)
+        cv2 = cv2_module()
+        border = cv2.BORDER_CONSTANT if card.border == "zero" else cv2.BORDER_REPLICATE
+        crop = cv2.warpAffine(image, matrix, (self.size, self.size), flags=cv2.INTER_LINEAR,
+                              borderMode=border, borderValue=0)
+        return crop, matrix
 
     def _pixels(self, crop_bgr: np.ndarray) -> np.ndarray:
         """Crop → 1×3×S×S tensor: the card's colour order, ``(x / scale − mean) / std``."""
@@ -542,19 +576,34 @@ class OnnxCardRunner:
         if out.color == "RGB":
             image = image[:, :, ::-1]
         crop = np.ascontiguousarray(np.round(image * 255.0).astype(np.uint8))
-        if crop.shape[:2] != self.mask.shape:
+        if crop.shape[:2] != (self.size, self.size):
             raise BadInputError(f"{self.loaded.swapper_path.name} returned a {crop.shape[1]}×{crop.shape[0]} "
                                 f"crop; the card's `target.size` is {self.size}")
-        return crop, self.mask
+        if self.mask is not None:
+            return crop, self.mask
+        # the graph's mask output, as the zoo adapter reads its fusion mask: channel 0, clamped to [0, 1]
+        assert self.mask_index is not None
+        mask = np.asarray(result[self.mask_index], np.float32)
+        if mask.ndim != 4 or mask.shape[1] != 1 or mask.shape[2:] != crop.shape[:2] or not np.isfinite(
+                mask).all():
+            raise BadInputError(f"{self.loaded.swapper_path.name}'s output {self.card.paste_output!r} "
+                                f"({list(mask.shape)}) is not a finite 1×1×{self.size}×{self.size} mask; "
+                                "check `run.paste.output`")
+        return crop, np.clip(mask[0, 0], 0.0, 1.0)
 
     def paste(self, frame: np.ndarray, crop: np.ndarray, matrix: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        from mfsbench.faces.paste import paste_linear
+        from mfsbench.faces.paste import paste_back, paste_linear
 
+        if self.mask_index is not None:  # a graph's own mask: blended exactly as the zoo blends its own
+            return paste_back(frame, crop, matrix, mask)
         return paste_linear(frame, crop, matrix, mask)
 
     def describe(self) -> dict[str, Any]:
         info: dict[str, Any] = {"runtime": self.runtime, **self.loaded.record_info(),
-                                "identity_kind": self.card.identity.kind}
+                                "identity_kind": self.card.identity.kind, "fit": self.card.fit,
+                                "border": self.card.border,
+                                "paste_mask": (f"output:{self.card.paste_output}" if self.card.paste_output
+                                               else "+".join(self.card.paste_mask))}
         if self.encoder is not None:
             info["identity_encoder"] = self.encoder.info
         return info
