@@ -6,7 +6,8 @@ output name the graph lacks is one line naming the field through ``mfsbench card
 
 The swap half exports the tiny zoo student (seeded weights, one identity injected) as a card with
 ``fit = "affine"``, ``border = "zero"`` and ``mask = ["output"]`` (the student's fusion-mask head) and
-checks that ``mfsbench swap --model CARD`` gives the zoo pipeline's whole photo within one 8-bit level.
+checks that ``mfsbench swap --model CARD`` gives the zoo pipeline's whole photo within one 8-bit level,
+and that ``mfsbench card init`` drafts those fields for the export.
 """
 
 from __future__ import annotations
@@ -130,6 +131,7 @@ def test_zoo_pipeline_card_swaps_the_photo_as_the_zoo_does(face_photos, tmp_path
     torch = pytest.importorskip("torch")
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
+    from mfsbench.cards.load import load_card
     from mfsbench.faces.detectors import get_detector, read_image
     from mfsbench.registry import create_model, get_spec
     from mfsbench.swap.pipeline import SwapPipeline
@@ -154,6 +156,17 @@ def test_zoo_pipeline_card_swaps_the_photo_as_the_zoo_does(face_photos, tmp_path
                                 str(tmp_path / "swap.jsonl"), "--allow-random-weights")
         assert result.code == 0, result.err
         photos[zoo_pipeline] = read_image(out)
+    # `card init` recognises the student's export and drafts the same fit and mask
+    graph = tmp_path / f"{name}_as_written_zoo_pipeline.onnx"
+    drafted = tmp_path / "drafted.toml"
+    result = cli_in_process("card", "init", str(graph), "--out", str(drafted))
+    assert result.code == 0, result.err
+    assert _check(drafted)[0] == 0, _check(drafted)[1]
+    card_spec = load_card(drafted).card
+    assert (card_spec.family, card_spec.fit, card_spec.border, card_spec.paste_output) == (
+        "mobilefaceswap", "affine", "zero", "output_1")
+    assert card_spec.template == "arcface_112_v2" and card_spec.pixel.scale == 255.0
+
     diff = np.abs(photos[True].astype(int) - want.astype(int)).max(axis=2)
     assert int(diff.max()) <= 1, (int(diff.max()), int((diff > 1).sum()))
     assert int(np.abs(want.astype(int) - target.astype(int)).max()) > 10  # the zoo did swap the face

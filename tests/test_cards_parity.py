@@ -67,10 +67,11 @@ output = "output_1"
 def export_student_card(runner: Any, name: str, folder: Path, *, deployed: bool = False,
                         zoo_pipeline: bool = False) -> Path:
     """Export ``runner``'s injected frame network (a :class:`~mfsbench.swap.runners.TorchRunner` after
-    ``inject``) and write a card for it; returns the card's path.
+    ``inject``: the model's frame stage with the runner's identity) and write a card for it; returns
+    the card's path.
 
-    ``deployed=False`` exports the network as written, as ``swap --runtime onnxruntime`` does
-    (:class:`~mfsbench.swap.runners.OnnxZooRunner`); ``deployed=True`` as ``mfsbench export`` and the
+    ``deployed=False`` exports the network as written (unfolded batch norms, the zoo entry's own
+    modules); ``deployed=True`` as ``mfsbench export`` and the
     device sweep do: the exact ``export_ready`` rewrites, then the exact optimiser, which change the
     work done (fewer MACs), never the outputs beyond rounding. ``zoo_pipeline=True`` adds
     :data:`ZOO_PIPELINE` (the zoo's affine fit and fusion-mask paste); without it the card crops and
@@ -83,7 +84,11 @@ def export_student_card(runner: Any, name: str, folder: Path, *, deployed: bool 
     from mfsbench.export.onnx import export_onnx
     from mfsbench.export.stages import FlatOutputs, export_ready
 
-    frame = copy.deepcopy(runner.frame_net).to(memory_format=torch.contiguous_format).eval()
+    # the network as the model defines it: the runner's own frame_net has its batch norms folded
+    # (a swap-speed rewrite), which would drop their parameters from the count the card is compared on
+    with torch.no_grad():
+        written = runner.model.frame_stage(runner.identity)
+    frame = copy.deepcopy(written).to(memory_format=torch.contiguous_format).eval()
     if hasattr(frame, "inplace_activations"):
         frame.inplace_activations = False  # the graph as written goes to ONNX
     size = runner.size

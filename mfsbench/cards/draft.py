@@ -3,7 +3,10 @@
 The graph's inputs, outputs and initializers say which community family it most likely is (rules
 from ``specs/plugin_models.md`` §1: inswapper_128 is the only one with a 128 px target, a 512-wide
 source and a trailing 512×512 ``emap``; SimSwap's 256 export takes a 512-wide source and ImageNet
-normalisation; everything else is drafted as ``custom`` with neutral values). What the graph cannot
+normalisation; the zoo student's own frame-stage export, one target input and two outputs, the
+swapped crop and its one-channel fusion mask at the crop's size, is drafted with the student's
+pipeline: RGB in [0, 1], the 6-DoF affine fit with a zero border and the mask output pasted as the zoo
+pastes it; everything else is drafted as ``custom`` with neutral values). What the graph cannot
 show (the licence, the normalisation of an unknown family) is written with a ``# CHECK`` comment, and
 an unknown licence is drafted as non-commercial: the safe side until the user says otherwise.
 """
@@ -45,7 +48,24 @@ FAMILIES = {
                       '{ kind = "none" }  # CHECK: FaceFusion feeds crossface_simswap.onnx output here',
                       "l2", "CC-BY-NC-4.0", "https://github.com/neuralchen/SimSwap#license",
                       "256 or 512 px target and a 512-wide source, no emap"),
+    "mobilefaceswap": Family("mobilefaceswap", "arcface_112_v2", (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), False,
+                             '{ kind = "none" }', "l2", "LicenseRef-Unknown", "",
+                             "the zoo student's frame stage: one target input (identity injected as "
+                             "weights), outputs the swapped crop and its 1-channel fusion mask"),
 }
+
+#: The student's frame stage has no identity input; the card still names the identity (``io.source``)
+#: the runner would make, and ``card check`` skips it because the graph has a single input.
+_INJECTED_SOURCE = TensorInfo("source", (1, 512), "float32")
+
+
+def _student_export(inputs: list[TensorInfo], outputs: list[TensorInfo]) -> bool:
+    """The zoo student's frame stage: one N×3×S×S input, outputs N×3×S×S and N×1×S×S."""
+    if len(inputs) != 1 or len(inputs[0].shape) != 4 or len(outputs) != 2:
+        return False
+    size = inputs[0].shape[-1]
+    return (size > 0 and inputs[0].shape[1:] == (3, size, size) and outputs[0].shape[1:] == (3, size, size)
+            and outputs[1].shape[1:] == (1, size, size))
 
 
 def _recognise(target: TensorInfo, source: TensorInfo, last_init: tuple[int, ...] | None) -> Family | None:
@@ -82,10 +102,14 @@ def draft_card(graph: Path, out: Path) -> str:
     except (WireError, OSError) as exc:
         raise CardError(f"{graph} is not an ONNX model ({exc}); pass a .onnx file") from None
     inputs, outputs = signature(model)
-    target, source = _pick_io(inputs, graph)
-    initializers = list(model.graph.initializer)
-    last = tuple(initializers[-1].dims) if initializers else None
-    family = _recognise(target, source, last)
+    student = _student_export(inputs, outputs)
+    if student:
+        target, source, family = inputs[0], _INJECTED_SOURCE, FAMILIES["mobilefaceswap"]
+    else:
+        target, source = _pick_io(inputs, graph)
+        initializers = list(model.graph.initializer)
+        last = tuple(initializers[-1].dims) if initializers else None
+        family = _recognise(target, source, last)
     size = target.shape[-1] if target.shape[-1] > 0 else 256
     folder = out.parent.resolve()
     resolved = graph.resolve()
@@ -107,7 +131,7 @@ def draft_card(graph: Path, out: Path) -> str:
         f'id = "{family.license_id if family else "LicenseRef-Unknown"}"',
         "commercial = false",
     ]
-    if family:
+    if family and family.license_source:
         lines.append(f'source = "{family.license_source}"')
     lines += [
         "",
@@ -117,7 +141,8 @@ def draft_card(graph: Path, out: Path) -> str:
         "",
         "[io]",
         f'target = {{ name = "{target.name}", shape = {_list(target.shape)}, dtype = "{target.dtype}" }}',
-        f'source = {{ name = "{source.name}", shape = {_list(source.shape)}, dtype = "{source.dtype}" }}',
+        f'source = {{ name = "{source.name}", shape = {_list(source.shape)}, dtype = "{source.dtype}" }}'
+        + ("  # the identity is injected into the graph's weights: not a graph input" if student else ""),
         f"output = {{ index = 0, shape = {_list(out_shape)}, range = [0.0, 1.0], color = \"RGB\", "
         f"denorm = {'true' if family and family.denorm else 'false'} }}{check}",
         "",
@@ -125,6 +150,8 @@ def draft_card(graph: Path, out: Path) -> str:
         f'template = "{family.template if family else "arcface_128"}"{check}',
         f"size = {size}",
         f'pixel = {{ color = "RGB", scale = 255.0, mean = {_list(mean)}, std = {_list(std)} }}{check}',
+        *(['warp = { fit = "affine", border = "zero" }  # the zoo student\'s 6-DoF least-squares fit']
+          if student else []),
         "",
         "[identity]",
         f'kind = "{"embedding" if len(source.shape) == 2 else "image"}"',
@@ -134,7 +161,8 @@ def draft_card(graph: Path, out: Path) -> str:
         "",
         "[run]",
         "separable = true",
-        "paste = { mask = [\"box\"], blur = 0.3 }",
+        (f'paste = {{ mask = ["output"], output = "{outputs[1].name}" }}  # its fusion mask, blended as '
+         "the zoo blends it" if student else "paste = { mask = [\"box\"], blur = 0.3 }"),
         "",
     ]
     return "\n".join(lines)

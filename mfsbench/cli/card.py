@@ -77,7 +77,8 @@ def run_check(args: argparse.Namespace) -> int:
     consent = "commercial use allowed" if card.license.commercial else f"non-commercial: {accepted}"
     print(f"  licence    {card.license.id} ({consent})")
     template = card.template if isinstance(card.template, str) else "explicit 5 points"
-    print(f"  target     {card.target_io.name} {list(card.target_io.shape)}: align to {template} at "
+    print(f"  target     {card.target_io.name} {list(card.target_io.shape)}: align to {template} "
+          f"({card.fit} fit, {card.border} border) at "
           f"{card.size} px, {card.pixel.color}, x/{card.pixel.scale:g}, mean {_fmt(card.pixel.mean)}, "
           f"std {_fmt(card.pixel.std)}")
     identity = card.identity
@@ -85,8 +86,9 @@ def run_check(args: argparse.Namespace) -> int:
           f"encoder {identity.encoder or '-'}, input norm {identity.input_norm}, projection "
           f"{identity.projection.kind}, post norm {identity.post_norm}")
     print(f"  output     #{card.output.index}, range {list(card.output.range)}, {card.output.color}, "
-          f"denorm {'yes' if card.output.denorm else 'no'}; paste-back {'+'.join(card.paste_mask)} "
-          f"mask, blur {card.paste_blur:g}")
+          f"denorm {'yes' if card.output.denorm else 'no'}; paste-back "
+          + (f"with output {card.paste_output!r} as the zoo blends its mask" if card.paste_output else
+             f"{'+'.join(card.paste_mask)} mask, blur {card.paste_blur:g}"))
     print(f"  stages     {' + '.join(spec.stage_names)}; modes {', '.join(spec.modes)}")
     for name, (count, _shapes) in count_stages(loaded).items():
         apart = ", ".join(f"{k} {v['shape']}" for k, v in count.excluded.items()
