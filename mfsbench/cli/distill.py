@@ -15,11 +15,13 @@ import os
 from pathlib import Path
 from typing import Any
 
+from mfsbench.cli.common import add_license_option, apply_license_option
 from mfsbench.errors import BadInputError
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--teacher", help="teacher model name (simswap_224, test_simswap, …)")
+    parser.add_argument("--teacher", help="teacher model name (simswap_224, test_simswap, …) or a model card "
+                        "(card.toml path or card id; runs in ONNX Runtime, see the README)")
     parser.add_argument("--student", help="student model name (mobilefaceswap_224, mfs_* ablations, …)")
     parser.add_argument("--data", type=Path, help="folder of face photos and/or videos")
     parser.add_argument("--out", type=Path, help="run folder (records, checkpoints, samples, student)")
@@ -35,7 +37,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, help="images per step (default: the config's)")
     parser.add_argument("--min-eye-distance", type=float, help="eye distance filter in px (paper: 70)")
     parser.add_argument("--teacher-weights", action="append", default=None, metavar="[FORMAT=]PATH",
-                        help="teacher checkpoint(s), as `mfsbench swap --checkpoint`")
+                        help="teacher checkpoint(s), as `mfsbench swap --checkpoint` (for a card: its "
+                        "suite ArcFace encoder's weights, arcface_tar= or arcface_pdparams=)")
     parser.add_argument("--id-weights", help="ArcFace weights for the student's Id network, L_id and α")
     parser.add_argument("--perceptual-weights", help="VGG-16 state dict (.safetensors / .pth)")
     parser.add_argument("--parser-weights", help="face-parsing BiSeNet checkpoint (79999_iter.pth); sets "
@@ -50,6 +53,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compile", action="store_true", default=None, help="torch.compile student and nets")
     parser.add_argument("--cache", type=Path, help="aligned-face cache folder (default: OUT/faces)")
     parser.add_argument("--print-config", action="store_true", help="print every key, its default and source")
+    add_license_option(parser)
     parser.set_defaults(run=run)
 
 
@@ -103,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, flag) is None:
             raise BadInputError(f"--{flag} is required (see mfsbench distill --help)")
     config = cfg.resolve(args.preset, args.config, overrides(args))
+    apply_license_option(args)  # before the teacher is resolved: resolving a card checks its licence
     from mfsbench.distill.session import Session
 
     rank, world = _distributed()

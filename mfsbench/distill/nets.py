@@ -143,11 +143,61 @@ def _build_frozen_helpers(config: dict[str, dict[str, Any]], nets: Nets) -> None
         nets.loaded.append(record)
 
 
-def build_nets(config: dict[str, dict[str, Any]]) -> Nets:
-    """Student (seeded), teacher, VGG; loads every named file; refuses random ones unless allowed."""
+def _card_teacher(config: dict[str, dict[str, Any]], spec: ModelSpec, student: MobileFaceSwap,
+                  student_spec: ModelSpec, data_align: str) -> Nets:
+    """A model card as the teacher (:mod:`mfsbench.distill.card_teacher`): ``--teacher-weights`` are
+    its identity encoder's weights when that is the suite's ArcFace (as ``swap --checkpoint`` for a
+    card); the student's Id network is then a copy of that encoder when the shapes agree."""
+    from mfsbench.distill.card_teacher import CardTeacher
+
+    m = config["model"]
+    if config["loss"]["lambda_feature"] > 0:
+        raise BadInputError(f"--teacher {m['teacher']} is a model card: its inner feature maps are not "
+                            "reachable in ONNX Runtime; set [loss] lambda_feature = 0")
+    size = config["data"]["size"] or student_spec.native_size
+    checkpoints = list(m["teacher_weights"] or [])
+    loaded = spec.card
+    assert loaded is not None
+    if checkpoints and (loaded.card.identity.kind == "image" or loaded.card.identity.encoder in loaded.paths):
+        raise BadInputError(f"--teacher-weights: the card {loaded.card.path} brings its own identity "
+                            "(its source image or its encoder graph); drop --teacher-weights")
+    teacher = CardTeacher(spec, checkpoints, allow_random=True, seed=config["run"]["seed"] + 1,
+                          student_size=size, data_align=data_align)
+    nets = Nets(student, student_spec, teacher, spec, None)
+    info = teacher.describe()
+    nets.loaded.append({"role": "teacher", "path": info["card"], "sha256": info["sha256"], "format": "card",
+                        "runtime": "onnxruntime", "license": info["license"]})
+    if teacher.random_encoder:
+        nets.random.append("teacher_encoder")
+    elif teacher.encoder_info:
+        nets.loaded.append({"role": "teacher_encoder", **teacher.encoder_info})
+    if m["id_weights"]:
+        nets.loaded.append(_record("id_net", _load_id_net(student.id_net, Path(m["id_weights"]))))
+        return nets
+    model = getattr(teacher.runner.encoder, "model", None)  # the suite ArcFace (None: an encoder graph)
+    same = model is not None and {k: v.shape for k, v in model.state_dict().items()} == {
+        k: v.shape for k, v in student.id_net.state_dict().items()}
+    if same:
+        assert model is not None
+        student.id_net.load_state_dict(model.state_dict())
+        if teacher.random_encoder:
+            nets.random.append("id_net")
+        else:
+            nets.loaded.append({"role": "id_net", "path": "copied from the card's ArcFace encoder"})
+    else:  # seeded random with --allow-random-weights (build_student seeded it), refused otherwise
+        nets.random.append("id_net")
+    return nets
+
+
+def build_nets(config: dict[str, dict[str, Any]], data_align: str = "arcface") -> Nets:
+    """Student (seeded), teacher, VGG; loads every named file; refuses random ones unless allowed.
+    ``data_align``: the template the training crops were aligned with (a card teacher's frames)."""
     m = config["model"]
     student, student_spec = build_student(m["student"], config["run"]["seed"])
     teacher_spec = get_spec(m["teacher"])
+    if teacher_spec.card is not None:
+        nets = _card_teacher(config, teacher_spec, student, student_spec, data_align)
+        return _finish(config, nets)
     if "identity" not in teacher_spec.stage_names or teacher_spec.family in STUDENT_FAMILIES[:2]:
         raise BadInputError(f"--teacher {m['teacher']} is not a face-swap teacher with an identity input; "
                             "use simswap_224, faceshifter_256 or test_simswap")
@@ -180,14 +230,18 @@ def build_nets(config: dict[str, dict[str, Any]]) -> Nets:
         else:
             nets.loaded.append({"role": "id_net", "path": "copied from the teacher's Id network"})
 
-    _build_frozen_helpers(config, nets)
+    return _finish(config, nets)
 
-    if nets.random and not m["allow_random_weights"]:
+
+def _finish(config: dict[str, dict[str, Any]], nets: Nets) -> Nets:
+    """The frozen helpers, the random-weights check, and every frozen network in eval mode."""
+    _build_frozen_helpers(config, nets)
+    if nets.random and not config["model"]["allow_random_weights"]:
         raise BadInputError(
             f"no weights given for {', '.join(nets.random)}: a student distilled from random networks "
             "proves only that the pipeline runs; pass the weights (--teacher-weights, --id-weights, "
             "--perceptual-weights, --parser-weights) or --allow-random-weights"
         )
-    _freeze(teacher)
-    _freeze(student.id_net)
+    _freeze(nets.teacher)
+    _freeze(nets.student.id_net)
     return nets

@@ -99,6 +99,14 @@ def id_input(rgb01: Tensor) -> Tensor:
     return imagenet_normalize(resize_for_id(rgb01, 112))
 
 
+def run_teacher(teacher: nn.Module, source: Tensor, target: Tensor) -> Tensor:
+    """The teacher's swap (RGB [0, 1], fp32) of a batch of source and target crops. A torch teacher takes
+    ArcFace's 112 input of the source; a card teacher (``takes_source_crop``) the source crop itself,
+    since it makes its encoder's own crop from it (:mod:`mfsbench.distill.card_teacher`)."""
+    out = teacher(source if getattr(teacher, "takes_source_crop", False) else id_input(source), target)
+    return (out[0] if isinstance(out, tuple) else out).float()
+
+
 def cosine(a: Tensor, b: Tensor) -> Tensor:
     return F.cosine_similarity(a.float(), b.float(), dim=1)
 
@@ -126,8 +134,7 @@ def teacher_view(config: dict[str, Any], parts: Parts, batch: Batch, z_src: Tens
     layers = find_layers(parts.teacher, loss["feature_teacher_layers"]) if loss["lambda_feature"] > 0 else []
     with torch.no_grad():
         with section("teacher"), capture_outputs(layers) as features:
-            out = parts.teacher(id_input(batch.source), batch.target)
-            out = (out[0] if isinstance(out, tuple) else out).float()
+            out = run_teacher(parts.teacher, batch.source, batch.target)
         alpha = ones
         if rw["identity"]:
             with section("identity"):

@@ -28,7 +28,9 @@ is stamped with what its values depend on: every parameter and buffer of the fro
 tensor itself, its storage and its in-place version counter, so ``load_state_dict``, an in-place edit
 or a swapped tensor all count), their train/eval modes, the training crops tensor, and the config
 keys that reach the pair's values (``model``, ``data``, ``loss``, ``reweight``, the seed that picks the
-fixed sources, the frozen nets' precision). Each step compares the stamp first (about a millisecond)
+fixed sources, the frozen nets' precision), and a model-card teacher's ``cache_key`` (the sha256 of
+the card, its files and its encoder's weights: an ONNX Runtime graph has no torch tensors to watch).
+Each step compares the stamp first (about a millisecond)
 and empties the cache when anything differs.
 """
 
@@ -135,7 +137,9 @@ class Dependencies:
         config = self._config
         keys = {s: config[s] for s in ("model", "data", "loss", "reweight")}
         keys["seed"], keys["precision"] = config["run"]["seed"], config["perf"]["precision"]
-        return (self.epoch, tuple(id(net) for net in roots), tuple(t._version for t in self._tensors),
+        return (self.epoch, tuple(id(net) for net in roots),
+                tuple(getattr(net, "cache_key", "") for net in roots),
+                tuple(t._version for t in self._tensors),
                 tuple(t.data_ptr() for t in self._tensors), tuple(m.training for m in self._modules),
                 (id(crops), crops.data_ptr(), crops._version), json.dumps(keys, sort_keys=True))
 

@@ -17,12 +17,20 @@ from mfsbench.registry import get_spec
 
 
 def teacher_alignment(config: dict[str, Any]) -> str:
-    """'teacher' → the template the teacher family was trained on (SimSwap: its multi-pose fit)."""
+    """'teacher' → the template the teacher family was trained on (SimSwap: its multi-pose fit); a card
+    teacher's crops are made from ``arcface`` crops (:mod:`mfsbench.distill.card_teacher`), and any
+    other alignment is refused here, before faces are detected."""
     align = config["data"]["align"]
+    spec = get_spec(config["model"]["teacher"])
+    if spec.card is not None:
+        from mfsbench.distill.card_teacher import CARD_DATA_ALIGN, refuse_alignment
+
+        if align not in ("teacher", CARD_DATA_ALIGN):
+            refuse_alignment(spec.card.card, align)
+        return CARD_DATA_ALIGN
     if align != "teacher":
         return align
-    family = get_spec(config["model"]["teacher"]).family
-    return "arcface" if family.startswith("mobilefaceswap") else "simswap"
+    return "arcface" if spec.family.startswith("mobilefaceswap") else "simswap"
 
 
 class Session:
@@ -30,12 +38,13 @@ class Session:
                  cache: Path | None = None, rank: int = 0, world: int = 1) -> None:
         self.config, self.preset, self.out = config, preset, out
         size = config["data"]["size"] or get_spec(config["model"]["student"]).native_size
-        settings = PrepSettings(size, teacher_alignment(config), config["data"]["min_eye_distance_px"],
+        align = teacher_alignment(config)
+        settings = PrepSettings(size, align, config["data"]["min_eye_distance_px"],
                                 config["data"]["detector"])
         cache = cache or out / "faces"
         manifest = prepare(data, cache, settings)
         self.crops = CropSet(cache / manifest["key"], manifest, config["data"]["holdout"])
-        self.nets = build_nets(config)
+        self.nets = build_nets(config, align)
         self.distiller = Distiller(config, self.nets, self.crops, out, rank=rank, world=world)
         self.distiller.preset = preset
 

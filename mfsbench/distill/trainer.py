@@ -33,7 +33,7 @@ from mfsbench.distill.data import CropSet, background_mask, draw_batch, fixed_so
 from mfsbench.distill.discriminator import PatchDiscriminator, d_hinge_loss
 from mfsbench.distill.evaluate import HeldOutIdentity, image_metrics, plot_curves, write_grid
 from mfsbench.distill.nets import Nets
-from mfsbench.distill.objective import Batch, Parts, TeacherView, id_input, objective, pair_view
+from mfsbench.distill.objective import Batch, Parts, TeacherView, id_input, objective, pair_view, run_teacher
 from mfsbench.distill.pair_cache import Dependencies, PairCache
 from mfsbench.distill.student import student_forward
 from mfsbench.distill.sync_norm import globalize_batchnorm
@@ -188,13 +188,14 @@ class Distiller:
     def _parts(self) -> Parts:
         perf, nets = self.config["perf"], self.nets
         teacher, id_net, vgg = nets.teacher, nets.student.id_net, nets.vgg
+        card = getattr(teacher, "takes_source_crop", False)  # a card teacher: fp32 ONNX Runtime as it is
         if perf["precision"] == "bf16":
             kind = self.device.type
-            teacher, id_net = Autocast(teacher, kind), Autocast(id_net, kind)
+            teacher, id_net = teacher if card else Autocast(teacher, kind), Autocast(id_net, kind)
             vgg = Autocast(vgg, kind) if vgg is not None else None
         student_fn: Any = student_forward
         if perf["compile"]:
-            teacher, id_net = torch.compile(teacher), torch.compile(id_net)
+            teacher, id_net = teacher if card else torch.compile(teacher), torch.compile(id_net)
             vgg = torch.compile(vgg) if vgg is not None else None
             student_fn = torch.compile(student_forward)
         quality = nets.quality.to(self.device) if nets.quality is not None else None
@@ -353,8 +354,7 @@ class Distiller:
     def evaluate(self, write_samples: bool = True) -> dict[str, float]:
         source, target = self._eval_pairs()
         if self._eval_teacher is None:
-            out = self.nets.teacher(id_input(source), target)
-            self._eval_teacher = (out[0] if isinstance(out, tuple) else out).float()
+            self._eval_teacher = run_teacher(self.nets.teacher, source, target)
         student = self.nets.student
         student.swap.eval()
         try:
@@ -402,6 +402,7 @@ class Distiller:
             "config": self.config,
             "config_hash": math_hash(self.config),
             "git_commit": environment().get("git_commit"),
+            "teacher_key": getattr(self.nets.teacher, "cache_key", None),
             "history": self.history,
             "evals": self.evals,
         }
@@ -412,6 +413,11 @@ class Distiller:
         return ckpt.save(self.out / "checkpoints", self.state(), self.config["run"]["keep_last"])
 
     def restore(self, payload: dict[str, Any]) -> None:
+        key = getattr(self.nets.teacher, "cache_key", None)
+        if key is not None and payload.get("teacher_key") != key:
+            raise BadInputError(f"--resume: the teacher card {self.config['model']['teacher']} (or its "
+                                "encoder weights) changed since the checkpoint was written; resuming would "
+                                "not continue that run: restore the card or start a new --out")
         self.nets.student.swap.load_state_dict(payload["student"])
         if self.disc is not None:
             self.disc.load_state_dict(payload["disc"])
@@ -427,6 +433,8 @@ class Distiller:
     def _info(self) -> dict[str, Any]:
         return {
             "step": self.step, "teacher": self.nets.teacher_spec.name, "preset": self.preset,
+            **({"teacher_card": self.nets.teacher.describe()} if hasattr(self.nets.teacher, "cache_key")
+               else {}),
             "config": self.config,
             "config_sources": sources(self.config), "config_hash": math_hash(self.config),
             "random_weights": list(self.nets.random), "weights": self.nets.loaded,

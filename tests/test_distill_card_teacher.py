@@ -1,0 +1,215 @@
+"""``mfsbench distill --teacher CARD.toml``: a model card as the teacher, in ONNX Runtime (issue 18 item 1).
+
+The teacher card is the zoo's tiny student exported with one source identity injected (its ONNX graph
+has no identity input), so the card teacher can be compared with the torch network it came from: on
+the same aligned crops, :class:`~mfsbench.distill.card_teacher.CardTeacher` must give the torch frame
+stage's output within fp32 parity. Then ``mfsbench distill`` trains from that card end to end, its
+records name the card (id, sha256, runtime, licence), and the two refusals are one line each, rc 2:
+a non-commercial card without ``--accept-license``, and crops aligned with a template a card's crop
+cannot be derived from.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.cards_fixtures import no_consent  # noqa: F401 - every test starts without licence consent
+from tests.distill_faces import TEST_MIN_EYE_PX, write_face_folder
+from tests.face_assets import face_photos_fixture  # noqa: F401 - registers the fixture
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxscript")
+
+STUDENT = "test_mobilefaceswap"
+#: fp32 parity between ONNX Runtime and torch on outputs in [0, 1]
+TOLERANCE = 1e-4
+
+CARD = """schema = 1
+id = "{card_id}"
+family = "mobilefaceswap"
+description = "the tiny zoo student's frame stage with one source identity injected (distill teacher test)"
+[license]
+id = "{license}"
+commercial = {commercial}
+[files.swapper]
+path = "{file}"
+sha256 = "{sha}"
+[io]
+target = {{ name = "target", shape = [1, 3, {size}, {size}] }}
+source = {{ name = "source", shape = [1, 512] }}
+output = {{ index = 0, range = [0.0, 1.0], color = "RGB", denorm = false }}
+[target]
+template = "arcface_112_v2"
+size = {size}
+pixel = {{ color = "RGB", scale = 255.0, mean = [0.0, 0.0, 0.0], std = [1.0, 1.0, 1.0] }}
+[identity]
+kind = "embedding"
+"""
+
+
+@pytest.fixture(scope="module")
+def teacher_card(face_photos: dict, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The tiny student's injected frame stage exported once to ONNX, with two cards for it (MIT, and
+    a non-commercial licence), plus the torch frame network it came from."""
+    from mfsbench.export.onnx import export_onnx
+    from mfsbench.export.stages import FlatOutputs
+    from mfsbench.faces.detectors import get_detector, read_image
+    from mfsbench.registry import create_model, get_spec
+    from mfsbench.swap.runners import TorchRunner
+
+    folder = tmp_path_factory.mktemp("card_teacher")
+    spec = get_spec(STUDENT)
+    torch.manual_seed(0)
+    zoo = TorchRunner(spec, create_model(STUDENT), spec.native_size)
+    source = read_image(face_photos["biden"].path)
+    zoo.inject(zoo.align_source(source, get_detector("dlib").detect(source)[0].landmarks5))
+    frame = copy.deepcopy(zoo.frame_net).to(memory_format=torch.contiguous_format).eval()
+    if hasattr(frame, "inplace_activations"):
+        frame.inplace_activations = False
+    size = spec.native_size
+    example = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0))
+    path = folder / "student_frame.onnx"
+    export_onnx(FlatOutputs(frame), [example], path, ["target"], ["output_0", "output_1"], optimize=False)
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    cards = {}
+    for name, license_id, commercial in (("mit", "MIT", "true"), ("nc", "CC-BY-NC-4.0", "false")):
+        card = folder / f"teacher_{name}.toml"
+        text = CARD.format(card_id=f"distill_teacher_{name}", license=license_id, commercial=commercial,
+                           file=path.name, sha=sha, size=size)
+        card.write_text(text, encoding="utf-8")
+        cards[name] = card
+    return {"cards": cards, "frame": frame, "size": size, "sha256": sha}
+
+
+@pytest.fixture(scope="module")
+def faces(face_photos: dict, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("card_distill_faces")
+    return write_face_folder(face_photos, root / "photos"), root / "cache"
+
+
+def _crops(face_photos: dict, size: int) -> torch.Tensor:
+    """Real faces aligned as the distill cache aligns them (``arcface`` at the student's size), RGB [0, 1]."""
+    from mfsbench.faces.align import align
+    from mfsbench.faces.detectors import get_detector, read_image
+
+    detector, crops = get_detector("dlib"), []
+    for name in ("obama2", "biden", "obama2"):
+        image = read_image(face_photos[name].path)
+        crop, _ = align(image, detector.detect(image)[0].landmarks5, "arcface", size)
+        crops.append(torch.from_numpy(crop[:, :, ::-1].astype(np.float32) / 255.0).permute(2, 0, 1))
+    return torch.stack(crops)
+
+
+@pytest.mark.slow  # the ONNX export of the fixture takes 5-12 s on 2 loaded cores
+def test_card_teacher_equals_the_torch_network_it_was_exported_from(teacher_card: dict, face_photos: dict,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from mfsbench.distill.card_teacher import CardTeacher
+    from mfsbench.distill.objective import run_teacher
+    from mfsbench.registry import get_spec
+
+    spec = get_spec(str(teacher_card["cards"]["mit"]))
+    teacher = CardTeacher(spec, [], allow_random=True, seed=1, student_size=teacher_card["size"],
+                          data_align="arcface")
+    assert teacher.to_card is None and not teacher.reads_identity  # same frame; identity baked in
+    target = _crops(face_photos, teacher_card["size"])
+    source = target.roll(1, dims=0)
+    got = run_teacher(teacher, source, target)
+    with torch.no_grad():
+        want = teacher_card["frame"](target)[0]
+    assert got.shape == want.shape == target.shape
+    assert float((got - want).abs().max()) <= TOLERANCE
+    assert float((got - target).abs().max()) > 0.05  # it swaps: not the target handed back
+    info = teacher.describe()
+    assert info["kind"] == "card" and info["runtime"] == "onnxruntime"
+    assert info["sha256"] == teacher_card["sha256"] and info["license"] == "MIT"
+    assert len(teacher.cache_key) == 64
+
+
+@pytest.mark.slow
+def test_distill_trains_from_a_card_and_its_records_name_it(teacher_card: dict, faces: tuple[Path, Path],
+                                                            tmp_path: Path, run_cli) -> None:
+    base = ("distill", "--teacher", str(teacher_card["cards"]["nc"]), "--student", STUDENT,
+            "--data", str(faces[0]), "--cache", str(faces[1]), "--min-eye-distance", str(TEST_MIN_EYE_PX),
+            "--preset", "kd_only")
+    refused = run_cli(*base, "--out", str(tmp_path / "r"), "--steps", "2", "--allow-random-weights")
+    assert refused.code == 2 and "--accept-license" in refused.err and "CC-BY-NC-4.0" in refused.err
+    assert len(refused.err.strip().splitlines()) == 1 and "Traceback" not in refused.err
+    assert not (tmp_path / "r").exists()  # refused before any work
+    toml = tmp_path / "small.toml"
+    toml.write_text("[loss]\nperceptual_width = 8\n[run]\nlog_every = 1\neval_identity = false\n"
+                    "[perf]\ncache_teacher = true\n[data]\npairs = \"fixed\"\nhflip = false\n")
+    done = run_cli(*base, "--out", str(tmp_path / "ok"), "--steps", "3", "--batch-size", "2",
+                   "--config", str(toml), "--allow-random-weights", "--accept-license")
+    assert done.code == 0, done.err
+    assert "held-out PSNR to teacher" in done.out
+    records = [json.loads(line) for line in (tmp_path / "ok" / "records.jsonl").read_text().splitlines()]
+    train = [r for r in records if r["stage"] == "train"]
+    assert len(train) == 3 and {r["stage"] for r in records} == {"train", "eval"}
+    for record in records:
+        card = record["info"]["teacher_card"]
+        assert card["kind"] == "card" and card["runtime"] == "onnxruntime"
+        assert card["card_id"] == "distill_teacher_nc" and card["sha256"] == teacher_card["sha256"]
+        assert card["license"] == "CC-BY-NC-4.0" and card["license_commercial"] is False
+        assert record["info"]["teacher"] == "distill_teacher_nc"
+        assert {"role": "teacher", "sha256": teacher_card["sha256"], "license": "CC-BY-NC-4.0"}.items() <= \
+            next(w for w in record["info"]["weights"] if w["role"] == "teacher").items()
+        assert "id_net" in record["info"]["random_weights"]
+    assert train[-1]["metrics"]["time_teacher_s"] >= 0 and train[0]["metrics"]["loss_rec"] > 0
+    assert train[-1]["info"]["pair_cache"]["pairs"] > 0  # the card's outputs were cached per pair
+    assert (tmp_path / "ok" / "student.safetensors").is_file()
+
+
+@pytest.mark.slow  # the module's card fixture exports ONNX
+def test_distill_refuses_a_card_on_crops_it_cannot_be_fed(teacher_card: dict, faces: tuple[Path, Path],
+                                                         tmp_path: Path, run_cli) -> None:
+    """SimSwap's multi-pose alignment picks one of five templates per face and the cache keeps no
+    landmarks: the card's crop cannot be made from such a crop. Refused before any detection."""
+    toml = tmp_path / "simswap.toml"
+    toml.write_text("[data]\nalign = \"simswap\"\n")
+    refused = run_cli("distill", "--teacher", str(teacher_card["cards"]["mit"]), "--student", STUDENT,
+                      "--data", str(faces[0]), "--cache", str(tmp_path / "cache"),
+                      "--out", str(tmp_path / "o"),
+                      "--config", str(toml), "--steps", "1", "--allow-random-weights")
+    assert refused.code == 2, refused.err
+    assert len(refused.err.strip().splitlines()) == 1 and "Traceback" not in refused.err
+    assert "align" in refused.err and "arcface" in refused.err
+    assert not (tmp_path / "cache").exists()
+
+
+@pytest.mark.slow  # the module's card fixture exports ONNX
+def test_a_card_on_another_template_is_fed_and_read_back_through_the_template_warp(
+        teacher_card: dict, face_photos: dict) -> None:
+    """A card whose template is the student's shifted 8 px right (a whole-pixel warp, so bilinear
+    resampling is exact): its crop is the target shifted right with the border replicated, its output
+    comes back shifted left, and the columns its crop does not cover keep the target."""
+    from mfsbench.distill.card_teacher import CardTeacher
+    from mfsbench.faces.align import ARCFACE_TEMPLATE_112
+    from mfsbench.registry import get_spec
+
+    size, shift = teacher_card["size"], 8
+    mit = teacher_card["cards"]["mit"]
+    points = (ARCFACE_TEMPLATE_112 / 112.0 + np.array([shift / size, 0.0])).tolist()
+    text = mit.read_text(encoding="utf-8").replace('template = "arcface_112_v2"', f"template = {points}")
+    card = mit.with_name("teacher_shifted.toml")
+    card.write_text(text.replace('id = "distill_teacher_mit"', 'id = "distill_teacher_shifted"'),
+                    encoding="utf-8")
+    teacher = CardTeacher(get_spec(str(card)), [], allow_random=True, seed=1, student_size=size,
+                          data_align="arcface")
+    assert teacher.to_card is not None
+    target = _crops(face_photos, size)
+    got = teacher(target.roll(1, dims=0), target)
+    shifted = torch.cat([target[..., :1].expand(-1, -1, -1, shift), target[..., :-shift]], dim=-1)
+    with torch.no_grad():
+        card_out = teacher_card["frame"](shifted)[0]
+    assert float((got[..., :-shift] - card_out[..., shift:]).abs().max()) <= TOLERANCE
+    assert float((got[..., -shift:] - target[..., -shift:]).abs().max()) <= 1e-6
+    assert teacher.describe()["template"] == "custom 5-point"
