@@ -213,3 +213,34 @@ def test_a_card_on_another_template_is_fed_and_read_back_through_the_template_wa
     assert float((got[..., :-shift] - card_out[..., shift:]).abs().max()) <= TOLERANCE
     assert float((got[..., -shift:] - target[..., -shift:]).abs().max()) <= 1e-6
     assert teacher.describe()["template"] == "custom 5-point"
+
+
+def test_the_card_key_reaches_the_pair_cache_stamp_and_resume() -> None:
+    """An edited card (another ``cache_key``) empties the teacher cache and refuses ``--resume``; a torch
+    teacher (no ``cache_key``) is unaffected by the resume check."""
+    from types import SimpleNamespace
+
+    from torch import nn
+
+    from mfsbench.distill.pair_cache import Dependencies
+    from mfsbench.distill.trainer import Distiller
+    from mfsbench.errors import BadInputError
+
+    teacher = nn.Module()
+    teacher.cache_key = "a" * 64
+    config = {"model": {"teacher": "card.toml"}, "data": {}, "loss": {}, "reweight": {},
+              "run": {"seed": 0}, "perf": {"precision": "fp32"}}
+    crops = torch.zeros(2, 3, 4, 4)
+    depends = Dependencies(lambda: [teacher], lambda: crops, config)
+    before = depends.stamp()
+    assert depends.stamp() == before
+    teacher.cache_key = "b" * 64
+    assert depends.stamp() != before
+
+    fake = SimpleNamespace(nets=SimpleNamespace(teacher=teacher), config=config)
+    with pytest.raises(BadInputError, match=r"teacher card card\.toml .* changed"):
+        Distiller.restore(fake, {"teacher_key": "a" * 64})  # type: ignore[arg-type]
+    torch_teacher = SimpleNamespace(nets=SimpleNamespace(teacher=nn.Module(), student=None), config=config)
+    # a torch teacher passes the card check and fails only later, at the (absent) student
+    with pytest.raises(AttributeError, match="swap"):
+        Distiller.restore(torch_teacher, {})  # type: ignore[arg-type]
