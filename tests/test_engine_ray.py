@@ -102,6 +102,36 @@ def test_ray_and_local_tables_are_byte_identical(tree: tuple[Path, Path], local_
     assert (tmp_path / "merged" / "table2_quality.csv").read_bytes() == local_csv
 
 
+def test_a_torch_row_is_byte_identical_and_its_units_ran_the_drivers_threads(
+        tree: tuple[Path, Path], ray_instance: object, tmp_path: Path) -> None:
+    """A Ray worker starts torch on 1 intra-op thread; the student's float output moves by 1 ulp
+    between 1 and 2 threads (a bench-sized run then differs in id_cos's 8th digit). Each unit pins the
+    driver's count, and the count it read back is recorded: a worker left on 1 fails here."""
+    import torch
+
+    from mfsbench.records import read_records
+
+    student = ("--models", "mobilefaceswap_224", "--allow-random-weights", "--threads", "2")
+    local = cli_in_process(*quality(tree, tmp_path / "local", *student))
+    assert local.code == 0, local.err
+    assert torch.get_num_threads() == 2
+    remote = cli_in_process(*quality(tree, tmp_path / "ray", *student, "--engine", "ray"))
+    assert remote.code == 0, remote.err
+    table = (tmp_path / "local" / "table2_quality.csv").read_bytes()
+    assert b"mobilefaceswap_224" in table
+    assert (tmp_path / "ray" / "table2_quality.csv").read_bytes() == table
+    (pipeline,) = [r for r in read_records(tmp_path / "ray" / "records.jsonl") if r.model == "pipeline"]
+    assert pipeline.info["unit_threads"] == [2]
+
+
+def test_a_unit_that_no_node_can_hold_is_refused_in_one_line(tree: tuple[Path, Path], ray_instance: object,
+                                                            tmp_path: Path) -> None:
+    """3 threads per unit on a 2-CPU instance: Ray would wait for ever; the run says so instead."""
+    result = cli_in_process(*quality(tree, tmp_path, "--engine", "ray", "--threads", "3"))
+    assert result.code == 2
+    assert "--threads 2" in result.err and "has 2 CPU(s)" in result.err
+
+
 def test_a_sigkilled_worker_is_retried_and_counted_once(tree: tuple[Path, Path], local_csv: bytes,
                                                         ray_instance: object, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:

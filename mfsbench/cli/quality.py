@@ -83,6 +83,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="each node's own SQLite cache for published runs ({host} is replaced by the "
                              "node's host name; default OUT/quality_cache.node-{host}.sqlite; on a cluster "
                              "use a local disk: SQLite cannot be shared across hosts)")
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="intra-op threads of every swap and evaluator (default: torch's here). Float "
+                             "results depend on it in the last digits, so each engine unit runs with the "
+                             "same N and a Ray unit reserves N CPUs: --engine ray then reproduces a local "
+                             "table digit for digit")
     parser.add_argument("--out", default="reports", help="folder for reports and records (default reports)")
     parser.add_argument("--allow-incomplete", action="store_true",
                         help="evaluate an FF++ copy with problems (missing split files or videos, broken "
@@ -378,6 +383,14 @@ def _check_tree(args: argparse.Namespace, tree: Any, root: Path, subset: str,
 
 
 def _evaluate(args: argparse.Namespace, out: Path, root: Path, protocol: Any) -> int:
+    """Evaluate with ``--threads`` pinned for the run (restored after: the CLI may run in-process)."""
+    from mfsbench.engine import pinned_threads
+
+    with pinned_threads(args.threads) as threads:
+        return _evaluate_pinned(args, out, root, protocol, threads)
+
+
+def _evaluate_pinned(args: argparse.Namespace, out: Path, root: Path, protocol: Any, threads: int) -> int:
     from mfsbench.quality.card import card_for
     from mfsbench.quality.evaluators import build_evaluators
     from mfsbench.quality.ffpp import FFppTree
@@ -405,7 +418,7 @@ def _evaluate(args: argparse.Namespace, out: Path, root: Path, protocol: Any) ->
     stem = "table2_quality" if shard == (0, 1) else f"table2_quality_shard-{shard[0]}-of-{shard[1]}"
     if args.engine == "ray" or args.results_url:
         return _evaluate_units(args, out, root, protocol, tree=tree, rows=rows, problems=problems,
-                               evaluators=evaluators, shard=shard, cache=cache, stem=stem)
+                               evaluators=evaluators, shard=shard, cache=cache, stem=stem, threads=threads)
     if args.ray_address:
         raise BadInputError("--ray-address needs --engine ray; drop it or add --engine ray")
     with hold_cache(cache, "quality"), QualityStore(cache) as store:
@@ -428,7 +441,7 @@ def _evaluate(args: argparse.Namespace, out: Path, root: Path, protocol: Any) ->
 
 def _evaluate_units(args: argparse.Namespace, out: Path, root: Path, protocol: Any, *, tree: Any,
                     rows: list[Any], problems: list[Any], evaluators: Any, shard: tuple[int, int],
-                    cache: Path, stem: str) -> int:
+                    cache: Path, stem: str, threads: int) -> int:
     """The run as engine units: each work item published to ``--results-url``, then rendered here.
 
     Units already published are skipped (the resume of a killed driver); the folder is then read
@@ -442,7 +455,7 @@ def _evaluate_units(args: argparse.Namespace, out: Path, root: Path, protocol: A
     from mfsbench.quality.problems import found_while_decoding
     from mfsbench.quality.runner import QualityRunner, RunSummary
     from mfsbench.quality.store import QualityStore
-    from mfsbench.quality.units import QualityUnitTask, import_units, unit_name
+    from mfsbench.quality.units import QualityUnitTask, check_unit_fits, import_units, unit_name
 
     url = args.results_url or str(out / "units")
     node_cache = args.node_cache or str(out / "quality_cache.node-{host}.sqlite")
@@ -465,14 +478,16 @@ def _evaluate_units(args: argparse.Namespace, out: Path, root: Path, protocol: A
             rows=tuple(rows), evaluators=args.evaluators,
             evaluator_paths=tuple((k, str(v.resolve()) if v else None) for k, v in sorted(paths.items())),
             subset=protocol.subset, node_cache=str(Path(node_cache).absolute()), results_url=url,
-            info_json=json.dumps(info, sort_keys=True))
+            info_json=json.dumps(info, sort_keys=True), threads=threads)
         summary = RunSummary(items_total=len(units), items_cached=len(units) - len(todo))
         timings: dict[str, list[float]] = {}
         computed = 0
+        ran_threads: set[int] = set()
 
         def done(unit: Any, outcome: dict[str, Any]) -> None:
             nonlocal computed
             computed += int(outcome["computed"])
+            ran_threads.add(int(outcome["threads"]))
             summary.items_run += 1
             summary.frames_evaluated += outcome["frames"]
             for stage, (seconds, calls) in outcome["timings"].items():
@@ -486,6 +501,7 @@ def _evaluate_units(args: argparse.Namespace, out: Path, root: Path, protocol: A
         if todo:
             engine = get_engine(args.engine, address=args.ray_address)
             try:
+                check_unit_fits(engine, threads)
                 engine.run(task, todo, done)
             finally:
                 engine.close()
@@ -503,7 +519,8 @@ def _evaluate_units(args: argparse.Namespace, out: Path, root: Path, protocol: A
         _print_problems(found, f"{root} (found while decoding)")
         record = pipeline_record(summary, cache, shard) if summary.items_run else None
         if record is not None:
-            record.info.update({"engine": args.engine, "results_url": url, "units_run": len(todo)})
+            record.info.update({"engine": args.engine, "results_url": url, "units_run": len(todo),
+                                "unit_threads": sorted(ran_threads)})  # as the workers read it back
         _render(store, out, runner.fp, runner.evalset, stem=stem, extra=[record] if record else [])
     if found and not args.allow_incomplete:
         raise BadInputError(f"{len(found)} video(s) under {root} could not be used (listed above); "

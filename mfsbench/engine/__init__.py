@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -91,6 +92,44 @@ def worker_memo(key: Hashable, build: Callable[[], Any]) -> Any:
     return _MEMO[key]
 
 
+def pin_threads(threads: int | None) -> int:
+    """Set torch's intra-op threads to ``threads`` (``None`` keeps torch's default); returns the count.
+
+    Why: a float result depends on the thread count in its last digits (a reduction split over two
+    threads adds in another order: the student's output moves by 1 ulp between 1 and 2 threads), and
+    a Ray worker starts with one thread where the driver has one per core. A unit therefore carries
+    the driver's count and pins it in the worker, so both engines compute the same digits.
+
+    Raises:
+        BadInputError: a count below 1.
+    """
+    import torch
+
+    if threads is not None:
+        if threads < 1:
+            raise BadInputError(f"--threads {threads} is not a thread count; pass 1 or more")
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+    return torch.get_num_threads()
+
+
+@contextmanager
+def pinned_threads(threads: int | None) -> Iterator[int]:
+    """:func:`pin_threads` for one command, then torch's previous count back.
+
+    Why: the driver pins the count its units carry, and a command run in-process (the tests, a
+    notebook) must not leave the process on another count than it found.
+    """
+    import torch
+
+    previous = torch.get_num_threads()
+    try:
+        yield pin_threads(threads)
+    finally:
+        if torch.get_num_threads() != previous:
+            torch.set_num_threads(previous)
+
+
 def maybe_kill_self() -> None:
     """The :data:`KILL_ONCE_ENV` test hook: SIGKILL this process the first time a unit runs."""
     marker = os.environ.get(KILL_ONCE_ENV)
@@ -106,4 +145,4 @@ def maybe_kill_self() -> None:
 
 
 __all__ = ["ENGINES", "KILL_ONCE_ENV", "Engine", "check_engine_options", "get_engine", "maybe_kill_self",
-           "worker_memo"]
+           "pin_threads", "pinned_threads", "worker_memo"]

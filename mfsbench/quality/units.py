@@ -27,8 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mfsbench.engine import maybe_kill_self, worker_memo
+from mfsbench.engine import maybe_kill_self, pin_threads, worker_memo
 from mfsbench.engine.publish import ResultFolder
+from mfsbench.errors import BadInputError
 
 #: ``--node-cache`` may name the host, so one shared folder holds one SQLite file per node.
 HOST_FIELD = "{host}"
@@ -55,11 +56,18 @@ class QualityUnitTask:
     node_cache: str
     results_url: str
     info_json: str = "{}"
+    #: intra-op threads of the driver (:func:`~mfsbench.engine.pin_threads`): the same digits anywhere
+    threads: int = 1
+
+    def ray_options(self, unit: Sequence[str]) -> dict[str, Any]:
+        """A unit reserves as many CPU slots as the threads it runs (no oversubscribed workers)."""
+        return {"num_cpus": self.threads}
 
     def memo_key(self) -> str:
         """One worker per distinct task per process (a new run with other rows builds a new one)."""
         payload = [self.root, self.splits_dir, self.protocol.fingerprint(), [r.key for r in self.rows],
-                   self.evaluators, self.evaluator_paths, self.subset, self.node_cache, self.info_json]
+                   self.evaluators, self.evaluator_paths, self.subset, self.node_cache, self.info_json,
+                   self.threads]
         return hashlib.sha256(json.dumps(payload, default=str).encode("utf-8")).hexdigest()
 
     def _build(self) -> Any:
@@ -83,17 +91,35 @@ class QualityUnitTask:
 
     def __call__(self, unit: Sequence[str]) -> dict[str, Any]:
         """Compute (or find in the node cache) one work item and publish it; returns its summary."""
+        pin_threads(self.threads)  # before building: a reused worker may have run another count
         runner, folder = worker_memo(self.memo_key(), self._build)
         maybe_kill_self()
         target, source, row = unit
         summary = runner.run_unit(target, source, row)
+        ran_threads = pin_threads(None)  # read back after the work: what it ran with, not what was asked
         name = unit_name(runner.fp, runner.evalset, unit)
         rows = runner.store.unit_rows(runner.fp, runner.evalset, row, target, source)
         folder.publish(name, rows, {"command": "quality", "protocol": runner.fp, "evalset": runner.evalset,
                                     "row": row, "target": target, "source": source,
-                                    "host": socket.gethostname()})
+                                    "host": socket.gethostname(), "threads": ran_threads})
         return {"name": name, "computed": bool(summary.items_run), "frames": summary.frames_evaluated,
-                "seconds": summary.seconds, "timings": summary.timings}
+                "seconds": summary.seconds, "timings": summary.timings, "threads": ran_threads}
+
+
+def check_unit_fits(engine: Any, threads: int) -> None:
+    """Refuse a run whose units no node can hold (Ray would wait for ever on an infeasible task).
+
+    Raises:
+        BadInputError: every node has fewer CPUs than one unit's threads, naming the fix.
+    """
+    nodes = getattr(engine, "nodes", None)
+    if nodes is None:  # the local engine runs units here, with this process's threads
+        return
+    largest = max((int(n["resources"].get("CPU", 0)) for n in nodes()), default=0)
+    if largest < threads:
+        raise BadInputError(f"a quality unit runs {threads} thread(s) (--threads) but the largest Ray node "
+                            f"has {largest} CPU(s); pass --threads {max(1, largest)} (the last digits may "
+                            "then differ from a local run with more threads)")
 
 
 def node_cache_path(template: str) -> Path:
