@@ -12,33 +12,13 @@ Prints one line per (model, runtime, precision): p50, MACs run, efficiency, pari
 
 from __future__ import annotations
 
-import hashlib
 import sys
 import tempfile
 from pathlib import Path
 
 import torch
 
-CARD = """schema = 1
-id = "student_card"
-family = "mobilefaceswap"
-description = "the zoo student's frame stage, exported with seeded weights"
-[license]
-id = "MIT"
-commercial = true
-[files.swapper]
-path = "frame.onnx"
-sha256 = "{sha}"
-[io]
-target = {{ name = "target", shape = [1, 3, {size}, {size}] }}
-source = {{ name = "source", shape = [1, 512] }}
-output = {{ index = 0, range = [0.0, 1.0] }}
-[target]
-template = "arcface_112_v2"
-size = {size}
-[identity]
-kind = "embedding"
-"""
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.cards_fixtures: the one card template
 
 
 def main() -> int:
@@ -48,6 +28,7 @@ def main() -> int:
     from mfsbench.export.stages import export_ready
     from mfsbench.records import read_records
     from mfsbench.registry import get_spec
+    from tests.cards_fixtures import write_student_card
 
     out = Path(sys.argv[1] if len(sys.argv) > 1 else "reports/bench_cards_device")
     spec = get_spec("mobilefaceswap_224")
@@ -59,9 +40,9 @@ def main() -> int:
             outputs = module(*example)
         count = len(outputs) if isinstance(outputs, tuple) else 1
         export_onnx(module, example, folder / "frame.onnx", ["target"], [f"output_{i}" for i in range(count)])
-        sha = hashlib.sha256((folder / "frame.onnx").read_bytes()).hexdigest()
-        card = folder / "student_card.toml"
-        card.write_text(CARD.format(sha=sha, size=spec.native_size))
+        card = write_student_card(folder / "student_card.toml", folder / "frame.onnx", card_id="student_card",
+                                  size=spec.native_size,
+                                  description="the zoo student's frame stage, exported with seeded weights")
         code = cli(["device", "--models", str(card), "mobilefaceswap_224", "--backends", "onnxruntime",
                     "openvino", "--precision", "fp32", "int8", "--runs", "30", "--out", str(out),
                     "--format", "csv"])

@@ -8,6 +8,7 @@ graph. The hand-derived counts of each graph are given beside it so tests can ch
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -83,12 +84,85 @@ def converter(path: Path) -> Path:
     return path
 
 
-@pytest.fixture(autouse=True)
-def no_consent(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every test of a module that imports this starts without licence consent (the flag's
-    acceptance is process state)."""
+def _clear_consent(monkeypatch: pytest.MonkeyPatch) -> None:
     from mfsbench.cards import license as card_license
 
     monkeypatch.setattr(card_license, "_accepted", set())
     monkeypatch.delenv(card_license.ACCEPT_ENV, raising=False)
     monkeypatch.delenv("MFSBENCH_CARDS", raising=False)
+
+
+@pytest.fixture(autouse=True)
+def no_consent(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test of a module that imports this starts without licence consent (the flag's
+    acceptance is process state)."""
+    _clear_consent(monkeypatch)
+
+
+@pytest.fixture(autouse=True, name="isolated")
+def isolated_fixture(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """Fixture ``isolated``, autouse in a module that imports it: no licence consent, and a cache of
+    derived artefacts (conversions, exports) under the test's folder, so no test reads a file another
+    test converted. Returns that cache."""
+    _clear_consent(monkeypatch)
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("MFSBENCH_ARTIFACT_CACHE", str(cache))
+    return cache
+
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "cards"
+
+
+def example_card(folder: Path, *, swapper: str = "inswapper_128.onnx", sha: str | None = "auto") -> Path:
+    """The shipped inswapper_128 example card, pointed at an :func:`inswapper_like` graph written to
+    ``folder/swapper``; ``sha`` is ``"auto"`` (the graph's real sha256), ``None`` (no sha256 line) or a
+    given digest (a card that lies about its file)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    graph = inswapper_like(folder / swapper)
+    digest = hashlib.sha256(graph.read_bytes()).hexdigest() if sha == "auto" else sha
+    lines = []
+    for line in (EXAMPLES / "inswapper_128.toml").read_text(encoding="utf-8").splitlines():
+        if line.startswith("sha256"):
+            if digest is not None:
+                lines.append(f'sha256 = "{digest}"')
+            continue
+        lines.append(line.replace("${MFS_MODELS}/inswapper_128.onnx", swapper))
+    card = folder / "inswapper_128.toml"
+    card.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return card
+
+
+#: A card for the zoo student's frame stage exported with one identity injected (target in, RGB [0, 1]
+#: out; the identity input is the card schema's, unread by the graph).
+STUDENT_CARD = """schema = 1
+id = "{card_id}"
+family = "mobilefaceswap"
+description = "{description}"
+[license]
+id = "{license}"
+commercial = {commercial}
+[files.swapper]
+path = "{file}"
+sha256 = "{sha}"
+[io]
+target = {{ name = "target", shape = [1, 3, {size}, {size}] }}
+source = {{ name = "source", shape = [1, 512] }}
+output = {{ index = 0, range = [0.0, 1.0], color = "RGB", denorm = false }}
+[target]
+template = "arcface_112_v2"
+size = {size}
+pixel = {{ color = "RGB", scale = 255.0, mean = [0.0, 0.0, 0.0], std = [1.0, 1.0, 1.0] }}
+[identity]
+kind = "embedding"
+"""
+
+
+def write_student_card(card: Path, graph: Path, *, card_id: str, size: int, description: str,
+                       license_id: str = "MIT", commercial: bool = True, extra: str = "") -> Path:
+    """Write :data:`STUDENT_CARD` for ``graph`` (an ONNX file beside ``card``) with its real sha256;
+    ``extra`` is appended TOML (e.g. the zoo's warp and paste tables)."""
+    text = STUDENT_CARD.format(card_id=card_id, description=description, license=license_id,
+                               commercial=str(commercial).lower(), file=graph.name,
+                               sha=hashlib.sha256(graph.read_bytes()).hexdigest(), size=size)
+    card.write_text(text + extra, encoding="utf-8")
+    return card

@@ -21,6 +21,7 @@ from tests.cards_fixtures import (
     INSWAPPER_LIKE_MACS,
     INSWAPPER_LIKE_PARAMS,
     converter,
+    example_card,
     inswapper_like,
     no_consent,  # noqa: F401  (autouse fixture)
     simswap_like,
@@ -33,14 +34,8 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "cards"
 
 @pytest.fixture
 def inswapper_card(tmp_path: Path) -> Path:
-    """The shipped inswapper_128 example card, pointed at a test graph in its folder."""
-    inswapper_like(tmp_path / "inswapper_128.onnx")
-    text = (EXAMPLES / "inswapper_128.toml").read_text()
-    text = text.replace("${MFS_MODELS}/inswapper_128.onnx", "inswapper_128.onnx")
-    text = _drop_sha(text)
-    card = tmp_path / "inswapper_128.toml"
-    card.write_text(text)
-    return card
+    """The shipped inswapper_128 example card, pointed at a test graph in its folder (no sha256 line)."""
+    return example_card(tmp_path, sha=None)
 
 
 def _drop_sha(text: str) -> str:

@@ -15,46 +15,19 @@ from pathlib import Path
 
 import pytest
 
-from mfsbench.cards import license as card_license
 from mfsbench.cards.count import count_stages
 from mfsbench.cards.graph import count_file
 from mfsbench.cards.load import load_card
-from mfsbench.records import read_records
-from tests.cards_fixtures import INSWAPPER_LIKE_MACS, inswapper_like
+from mfsbench.records import Record, read_records
+from tests.cards_fixtures import (
+    INSWAPPER_LIKE_MACS,
+    example_card,
+    isolated_fixture,  # noqa: F401 - autouse: no consent, a per-test artefact cache
+)
 from tests.face_assets import face_photos_fixture  # noqa: F401
 from tests.loopback_adb import adb_server, loopback  # noqa: F401  (fixtures)
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "cards"
 ADB_DATA = Path(__file__).parent / "data" / "adb"
-
-
-@pytest.fixture(autouse=True)
-def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """No licence consent, and a cache of derived artefacts under the test's folder."""
-    monkeypatch.setattr(card_license, "_accepted", set())
-    monkeypatch.delenv(card_license.ACCEPT_ENV, raising=False)
-    monkeypatch.delenv("MFSBENCH_CARDS", raising=False)
-    cache = tmp_path / "cache"
-    monkeypatch.setenv("MFSBENCH_ARTIFACT_CACHE", str(cache))
-    return cache
-
-
-def _card(folder: Path, *, sha: str | None = "auto") -> Path:
-    """The shipped inswapper_128 example card, pointed at a test graph, with its real sha256."""
-    folder.mkdir(parents=True, exist_ok=True)
-    graph = inswapper_like(folder / "inswapper_128.onnx")
-    digest = hashlib.sha256(graph.read_bytes()).hexdigest()
-    lines = []
-    for line in (EXAMPLES / "inswapper_128.toml").read_text().splitlines():
-        if line.startswith("sha256"):
-            if sha is None:
-                continue
-            lines.append(f'sha256 = "{digest if sha == "auto" else sha}"')
-            continue
-        lines.append(line.replace("${MFS_MODELS}/inswapper_128.onnx", "inswapper_128.onnx"))
-    card = folder / "inswapper_128.toml"
-    card.write_text("\n".join(lines) + "\n")
-    return card
 
 
 @pytest.mark.cli
@@ -63,7 +36,7 @@ def test_device_times_a_card_on_onnxruntime_and_openvino(run_cli, tmp_path: Path
     pytest.importorskip("onnxruntime")
     pytest.importorskip("openvino")
     folder = tmp_path / "models"
-    card = _card(folder)
+    card = example_card(folder)
     out = tmp_path / "out"
     # LiteRT is asked for only where a card cannot have it (no onnx2tf): then it must be a skipped cell
     # naming the converter. Where onnx2tf is installed a card's LiteRT cell converts and times the graph
@@ -111,7 +84,7 @@ def test_card_derivatives_go_to_the_cache_and_are_reused(tmp_path: Path, isolate
     from mfsbench.export.card import card_artifact
 
     folder = tmp_path / "models"
-    card = _card(folder)
+    card = example_card(folder)
     loaded = load_card(card)
     rng = np.random.default_rng(1)
     calibration = [(rng.random((3, 128, 128), dtype=np.float32), rng.standard_normal((1, 512)).astype("f4"))
@@ -150,12 +123,37 @@ def test_card_derivatives_go_to_the_cache_and_are_reused(tmp_path: Path, isolate
 )
 def test_device_refuses_bad_cards_in_one_line(run_cli, tmp_path: Path, sha: str | None,
                                               flags: tuple[str, ...], needle: str) -> None:
-    card = _card(tmp_path / "models", sha=sha)
+    card = example_card(tmp_path / "models", sha=sha)
     result = run_cli("device", "--models", str(card), "--backends", "onnxruntime", "--precision", "fp32",
                      *flags, "--out", str(tmp_path / "out"))
     assert result.code == 2, result.err
     assert needle in result.err and len(result.err.strip().splitlines()) == 1
     assert not (tmp_path / "out" / "records.jsonl").exists()
+
+
+#: Each fake phone tool: how it finds the model file it was given (it must exist on the phone, else
+#: exit 2), and the real tool's output it prints (``tests/data/adb``)
+_FAKE_TOOLS = {
+    "benchmark_model": ('for arg in "$@"; do case $arg in --graph=*) f=${arg#--graph=};; esac; done\n',
+                        "sample_benchmark_model.txt"),
+    "onnxruntime_perf_test": ('for f in "$@"; do :; done\n', "onnxruntime_perf_test.txt"),  # model last
+}
+
+
+def _card_on_fake_phone(run_cli, device, card: Path, tmp_path: Path, tool: str) -> Record:
+    """``device --adb`` of ``card`` on the loopback phone with the fake ``tool`` (:data:`_FAKE_TOOLS`);
+    the run's one record."""
+    find_model, sample = _FAKE_TOOLS[tool]
+    binary = tmp_path / tool
+    binary.write_text(f"#!/bin/sh\n{find_model}[ -f \"$f\" ] || exit 2\n"
+                      f"cat <<'EOF'\n{(ADB_DATA / sample).read_text()}EOF\n")
+    binary.chmod(0o755)
+    out = tmp_path / "out"
+    result = run_cli("device", "--adb", "--serial", device.serial, "--models", str(card),
+                     "--benchmark-binary", str(binary), "--accept-license", "--out", str(out))
+    assert result.code == 0, result.err
+    (record,) = read_records(out / "records.jsonl")
+    return record
 
 
 @pytest.mark.cli
@@ -167,7 +165,7 @@ def test_device_adb_refuses_a_card_under_a_tflite_binary_without_the_converter(
 
     reason = "converting a card to TFLite needs onnx2tf: pip install 'mfsbench[cards-tflite]'"
     monkeypatch.setattr(card_tflite, "missing_reason", lambda: reason)
-    card = _card(tmp_path / "models")
+    card = example_card(tmp_path / "models")
     binary = tmp_path / "benchmark_model"
     binary.write_bytes(b"\x7fELF")
     result = run_cli("device", "--adb", "--models", str(card), "--benchmark-binary", str(binary),
@@ -188,19 +186,8 @@ def test_device_adb_pushes_a_cards_tflite_conversion_to_benchmark_model(adb_serv
 
     if no_tflite_reason() is not None:
         pytest.skip(no_tflite_reason())
-    device = loopback()
-    card = _card(tmp_path / "models")
-    binary = tmp_path / "benchmark_model"
-    binary.write_text("#!/bin/sh\n"
-                      "for arg in \"$@\"; do case $arg in --graph=*) f=${arg#--graph=};; esac; done\n"
-                      "[ -f \"$f\" ] || exit 2\n"
-                      f"cat <<'EOF'\n{(ADB_DATA / 'sample_benchmark_model.txt').read_text()}EOF\n")
-    binary.chmod(0o755)
-    out = tmp_path / "out"
-    result = run_cli("device", "--adb", "--serial", device.serial, "--models", str(card),
-                     "--benchmark-binary", str(binary), "--accept-license", "--out", str(out))
-    assert result.code == 0, result.err
-    (record,) = read_records(out / "records.jsonl")
+    record = _card_on_fake_phone(run_cli, loopback(), example_card(tmp_path / "models"), tmp_path,
+                                 "benchmark_model")
     assert record.status == "ok" and record.info["tool"] == "tflite" and record.info["format"] == "tflite"
     assert record.info["model_sha256"] == record.info["device_sha256"]  # the converted file ran
     assert "onnx2tf" in str(record.info["export"])
@@ -211,19 +198,10 @@ def test_device_adb_pushes_a_cards_tflite_conversion_to_benchmark_model(adb_serv
 @pytest.mark.cli
 def test_device_adb_pushes_a_cards_onnx_to_onnxruntime_perf_test(adb_server, loopback, run_cli,  # noqa: F811
                                                                  tmp_path: Path) -> None:
-    device = loopback()
     folder = tmp_path / "models"
-    card = _card(folder)
+    card = example_card(folder)
     digest = hashlib.sha256((folder / "inswapper_128.onnx").read_bytes()).hexdigest()
-    binary = tmp_path / "onnxruntime_perf_test"
-    binary.write_text("#!/bin/sh\nfor last in \"$@\"; do :; done\n[ -f \"$last\" ] || exit 2\n"
-                      f"cat <<'EOF'\n{(ADB_DATA / 'onnxruntime_perf_test.txt').read_text()}EOF\n")
-    binary.chmod(0o755)
-    out = tmp_path / "out"
-    result = run_cli("device", "--adb", "--serial", device.serial, "--models", str(card),
-                     "--benchmark-binary", str(binary), "--accept-license", "--out", str(out))
-    assert result.code == 0, result.err
-    (record,) = read_records(out / "records.jsonl")
+    record = _card_on_fake_phone(run_cli, loopback(), card, tmp_path, "onnxruntime_perf_test")
     assert record.status == "ok" and record.model == "inswapper_128"
     assert record.info["model_sha256"] == digest == record.info["device_sha256"]  # the user's file ran
     assert record.info["weights"] == f"sha256 {digest}, card {card}"
@@ -237,7 +215,7 @@ def test_card_inputs_follow_the_card_and_a_whole_graph_says_so(tmp_path: Path) -
     from mfsbench.cards.spec import resolve
     from mfsbench.device.card import card_inputs, identity_vector
 
-    card = _card(tmp_path / "models")
+    card = example_card(tmp_path / "models")
     text = card.read_text().replace('pixel = { color = "RGB", scale = 255.0, mean = [0.0, 0.0, 0.0], '
                                     'std = [1.0, 1.0, 1.0] }',
                                     'pixel = { color = "BGR", scale = 127.5, mean = [1.0, 1.0, 1.0], '

@@ -20,35 +20,11 @@ import pytest
 from mfsbench.cards import license as card_license
 from mfsbench.cards.load import load_card
 from mfsbench.records import read_records
-from tests.cards_fixtures import inswapper_like
+from tests.cards_fixtures import (
+    example_card,
+    isolated_fixture,  # noqa: F401 - autouse: no consent, a per-test artefact cache
+)
 from tests.face_assets import face_photos_fixture  # noqa: F401 - registers the fixture
-
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "cards"
-
-
-@pytest.fixture(autouse=True)
-def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """No licence consent, and a cache of derived artefacts under the test's folder."""
-    monkeypatch.setattr(card_license, "_accepted", set())
-    monkeypatch.delenv(card_license.ACCEPT_ENV, raising=False)
-    monkeypatch.delenv("MFSBENCH_CARDS", raising=False)
-    cache = tmp_path / "cache"
-    monkeypatch.setenv("MFSBENCH_ARTIFACT_CACHE", str(cache))
-    return cache
-
-
-def _card(folder: Path) -> Path:
-    """The shipped inswapper_128 example card, pointed at a test graph, with its real sha256."""
-    folder.mkdir(parents=True, exist_ok=True)
-    graph = inswapper_like(folder / "inswapper_128.onnx")
-    digest = hashlib.sha256(graph.read_bytes()).hexdigest()
-    text = (EXAMPLES / "inswapper_128.toml").read_text()
-    lines = [f'sha256 = "{digest}"' if line.startswith("sha256")
-             else line.replace("${MFS_MODELS}/inswapper_128.onnx", "inswapper_128.onnx")
-             for line in text.splitlines()]
-    card = folder / "inswapper_128.toml"
-    card.write_text("\n".join(lines) + "\n")
-    return card
 
 
 def _needs_converter() -> None:
@@ -71,7 +47,7 @@ def test_card_converts_to_an_nhwc_tflite_in_the_cache_within_fp32_parity(tmp_pat
     from mfsbench.export.card import card_artifact
 
     folder = tmp_path / "models"
-    card = _card(folder)
+    card = example_card(folder)
     loaded = load_card(card)
     names = ("target", "source")
     shapes = {"target": (1, 3, 128, 128), "source": (1, 512)}
@@ -128,7 +104,7 @@ def test_device_times_a_card_on_litert_with_parity(run_cli, tmp_path: Path, isol
                                                       face_photos) -> None:
     _needs_converter()
     pytest.importorskip("ai_edge_quantizer")
-    card = _card(tmp_path / "models")
+    card = example_card(tmp_path / "models")
     out = tmp_path / "out"
     result = run_cli("device", "--models", str(card), "--backends", "litert", "--precision", "fp32",
                      "--accept-license", "--runs", "3", "--warmup", "1", "--min-seconds", "0",

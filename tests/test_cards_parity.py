@@ -14,13 +14,13 @@ deployed export), compares the counts, and goes through ``mfsbench swap`` end to
 from __future__ import annotations
 
 import copy
-import hashlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
+from tests.cards_fixtures import write_student_card
 from tests.face_assets import face_photos_fixture  # noqa: F401 - registers the fixture
 
 torch = pytest.importorskip("torch")
@@ -30,28 +30,6 @@ pytest.importorskip("onnxscript")
 
 #: fp32 parity of the network output (values in [0, 1])
 TOLERANCE = 1e-4
-
-CARD = """schema = 1
-id = "{card_id}"
-family = "mobilefaceswap"
-description = "the zoo student's frame stage ({model}, seeded weights) with one source identity injected"
-[license]
-id = "MIT"
-commercial = true
-[files.swapper]
-path = "{file}"
-sha256 = "{sha}"
-[io]
-target = {{ name = "target", shape = [1, 3, {size}, {size}] }}
-source = {{ name = "source", shape = [1, 512] }}
-output = {{ index = 0, range = [0.0, 1.0], color = "RGB", denorm = false }}
-[target]
-template = "arcface_112_v2"
-size = {size}
-pixel = {{ color = "RGB", scale = 255.0, mean = [0.0, 0.0, 0.0], std = [1.0, 1.0, 1.0] }}
-[identity]
-kind = "embedding"
-"""
 
 #: What a card adds to crop and paste as the zoo student does (``tests/test_cards_fit_mask.py``): the
 #: zoo's 6-DoF least-squares fit with a zero border, and the fusion-mask output blended as ``paste_back``.
@@ -101,11 +79,10 @@ def export_student_card(runner: Any, name: str, folder: Path, *, deployed: bool 
     path = folder / f"{stem}.onnx"
     export_onnx(FlatOutputs(module), [example], path, ["target"], [f"output_{i}" for i in range(count)],
                 optimize=deployed)
-    sha = hashlib.sha256(path.read_bytes()).hexdigest()
-    card = folder / f"{stem}.toml"
-    text = CARD.format(card_id=stem, model=name, file=path.name, sha=sha, size=size)
-    card.write_text(text + (ZOO_PIPELINE if zoo_pipeline else ""), encoding="utf-8")
-    return card
+    return write_student_card(folder / f"{stem}.toml", path, card_id=stem, size=size,
+                              description=f"the zoo student's frame stage ({name}, seeded weights) with one "
+                                          "source identity injected",
+                              extra=ZOO_PIPELINE if zoo_pipeline else "")
 
 
 def frame_outputs(result: Any) -> list[np.ndarray]:

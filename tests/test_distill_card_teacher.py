@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.cards_fixtures import no_consent  # noqa: F401 - every test starts without licence consent
+from tests.cards_fixtures import no_consent, write_student_card  # noqa: F401 - no_consent: no licence consent
 from tests.distill_faces import TEST_MIN_EYE_PX, write_face_folder
 from tests.face_assets import face_photos_fixture  # noqa: F401 - registers the fixture
 
@@ -32,29 +32,6 @@ pytest.importorskip("onnxscript")
 STUDENT = "test_mobilefaceswap"
 #: fp32 parity between ONNX Runtime and torch on outputs in [0, 1]
 TOLERANCE = 1e-4
-
-CARD = """schema = 1
-id = "{card_id}"
-family = "mobilefaceswap"
-description = "the tiny zoo student's frame stage with one source identity injected (distill teacher test)"
-[license]
-id = "{license}"
-commercial = {commercial}
-[files.swapper]
-path = "{file}"
-sha256 = "{sha}"
-[io]
-target = {{ name = "target", shape = [1, 3, {size}, {size}] }}
-source = {{ name = "source", shape = [1, 512] }}
-output = {{ index = 0, range = [0.0, 1.0], color = "RGB", denorm = false }}
-[target]
-template = "arcface_112_v2"
-size = {size}
-pixel = {{ color = "RGB", scale = 255.0, mean = [0.0, 0.0, 0.0], std = [1.0, 1.0, 1.0] }}
-[identity]
-kind = "embedding"
-"""
-
 
 @pytest.fixture(scope="module")
 def teacher_card(face_photos: dict, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
@@ -79,15 +56,14 @@ def teacher_card(face_photos: dict, tmp_path_factory: pytest.TempPathFactory) ->
     example = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0))
     path = folder / "student_frame.onnx"
     export_onnx(FlatOutputs(frame), [example], path, ["target"], ["output_0", "output_1"], optimize=False)
-    sha = hashlib.sha256(path.read_bytes()).hexdigest()
-    cards = {}
-    for name, license_id, commercial in (("mit", "MIT", "true"), ("nc", "CC-BY-NC-4.0", "false")):
-        card = folder / f"teacher_{name}.toml"
-        text = CARD.format(card_id=f"distill_teacher_{name}", license=license_id, commercial=commercial,
-                           file=path.name, sha=sha, size=size)
-        card.write_text(text, encoding="utf-8")
-        cards[name] = card
-    return {"cards": cards, "frame": frame, "size": size, "sha256": sha}
+    cards = {name: write_student_card(folder / f"teacher_{name}.toml", path, size=size,
+                                      card_id=f"distill_teacher_{name}", license_id=license_id,
+                                      commercial=commercial,
+                                      description="the tiny zoo student's frame stage with one source "
+                                                  "identity injected (distill teacher test)")
+             for name, license_id, commercial in (("mit", "MIT", True), ("nc", "CC-BY-NC-4.0", False))}
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return {"cards": cards, "frame": frame, "size": size, "sha256": digest}
 
 
 @pytest.fixture(scope="module")
@@ -213,6 +189,34 @@ def test_a_card_on_another_template_is_fed_and_read_back_through_the_template_wa
     assert float((got[..., :-shift] - card_out[..., shift:]).abs().max()) <= TOLERANCE
     assert float((got[..., -shift:] - target[..., -shift:]).abs().max()) <= 1e-6
     assert teacher.describe()["template"] == "custom 5-point"
+
+
+def test_the_teacher_maps_the_students_crop_with_the_cards_own_fit(teacher_card: dict) -> None:
+    """A card template stretched 25 % in width is not a similarity of the student's: with ``[target.warp]
+    fit = "affine"`` the student's template points land on the card's exactly (as the swap pipeline's
+    6-DoF fit of the same landmarks would put them); with the default similarity fit they cannot."""
+    from mfsbench.distill.card_teacher import CardTeacher
+    from mfsbench.faces.align import ARCFACE_TEMPLATE_112, template_for
+    from mfsbench.registry import get_spec
+
+    size = teacher_card["size"]
+    mit = teacher_card["cards"]["mit"]
+    stretched = ARCFACE_TEMPLATE_112 / 112.0
+    stretched = np.column_stack([0.5 + (stretched[:, 0] - 0.5) * 1.25, stretched[:, 1]])
+    text = mit.read_text(encoding="utf-8").replace('template = "arcface_112_v2"',
+                                                   f"template = {stretched.tolist()}")
+    student = np.column_stack([template_for("arcface", size), np.ones(5)])
+    misses = {}
+    for fit in ("affine", "similarity"):
+        card = mit.with_name(f"teacher_stretched_{fit}.toml")
+        card.write_text(text.replace('id = "distill_teacher_mit"', f'id = "distill_teacher_{fit}"')
+                        + f'[target.warp]\nfit = "{fit}"\n', encoding="utf-8")
+        teacher = CardTeacher(get_spec(str(card)), [], allow_random=True, seed=1, student_size=size,
+                              data_align="arcface")
+        assert teacher.to_card is not None
+        misses[fit] = float(np.abs(student @ teacher.to_card.T - teacher.runner.points).max())
+    assert misses["affine"] < 1e-6
+    assert misses["similarity"] > 0.5  # pixels
 
 
 def test_the_card_key_reaches_the_pair_cache_stamp_and_resume() -> None:

@@ -7,7 +7,7 @@ the author's own inference. The timed cells then compare against that reference 
 runtime and configuration they time, as zoo cells do.
 
 Inputs, per the card: the target input is a held-out real face crop, aligned with the card's
-template (a similarity fit, :func:`mfsbench.faces.align.align_to_points`) and turned into the
+template with its ``target.warp`` (:func:`mfsbench.faces.align.align_to_points`) and turned into the
 tensor the card declares (colour order, ``pixel / scale``, ``mean``, ``std``, NCHW). The identity
 input is one fixed vector of the declared shape drawn with a seed (standard normal, L2-normalised
 when the card's ``identity.post_norm`` is ``l2``), the way the zoo's video-mode frame stage holds one
@@ -97,7 +97,8 @@ def card_crops_per_photo(spec: ModelSpec, images_bgr: Sequence[np.ndarray], *, l
     for image in images_bgr:
         crops = []
         for face in found.detect(image)[:limit]:
-            crop, _ = align_to_points(image, face.landmarks5, points, card.size)
+            crop, _ = align_to_points(image, face.landmarks5, points, card.size, fit=card.fit,
+                                      border=card.border)
             crops += [crop, np.ascontiguousarray(crop[:, ::-1])] if mirror else [crop]
         per_photo.append(crops)
     return per_photo

@@ -57,11 +57,13 @@ def refuse_alignment(card: Any, align: str) -> None:
         f"{template} crop cannot be derived from them; set [data] align = \"teacher\" or \"arcface\"")
 
 
-def _mapping(student_points: np.ndarray, points: np.ndarray, same_size: bool) -> np.ndarray | None:
-    """The 2×3 similarity from the student's crop to another crop, or None when it is the identity."""
-    from mfsbench.faces.align import estimate_similarity
+def _mapping(student_points: np.ndarray, points: np.ndarray, same_size: bool,
+             fit: str = "similarity") -> np.ndarray | None:
+    """The 2×3 map (``fit``: similarity or affine) from the student's crop to another crop, or None when
+    it is the identity."""
+    from mfsbench.faces.align import fit_points
 
-    matrix = estimate_similarity(student_points, points)
+    matrix = fit_points(student_points, points, fit)
     return None if same_size and np.allclose(matrix, _IDENTITY, atol=1e-6) else matrix
 
 
@@ -88,7 +90,8 @@ class CardTeacher(nn.Module):
         self.card = card
         self.size = student_size
         student_points = template_for(CARD_DATA_ALIGN, student_size)
-        self.to_card = _mapping(student_points, self.runner.points, card.size == student_size)
+        # the card's own fit (target.warp): the swap pipeline maps landmarks onto its template so
+        self.to_card = _mapping(student_points, self.runner.points, card.size == student_size, card.fit)
         self.from_card = None if self.to_card is None else self._invert(self.to_card)
         encoder = self.runner.encoder
         #: whether the graph reads an identity input (a card whose identity is baked into its weights,
@@ -150,23 +153,6 @@ class CardTeacher(nn.Module):
         return cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=border,
                               borderValue=0)
 
-    def _decode(self, result: Any) -> np.ndarray:
-        """The graph's output → H×W×3 RGB float in [0, 1]: :meth:`OnnxCardRunner.decode`'s arithmetic
-        (de-normalisation, range, colour order) without its rounding to uint8."""
-        out, pixel = self.card.output, self.card.pixel
-        image = np.asarray(result[out.index][0], np.float32).transpose(1, 2, 0)
-        if not np.isfinite(image).all():
-            raise BadInputError(f"{self.runner.loaded.swapper_path.name} returned NaN or infinite values "
-                                "(an fp16 graph on this runtime?); use the fp32 export")
-        if image.shape[:2] != (self.card.size, self.card.size):
-            raise BadInputError(f"{self.runner.loaded.swapper_path.name} returned a {image.shape[1]}×"
-                                f"{image.shape[0]} crop; the card's `target.size` is {self.card.size}")
-        if out.denorm:
-            image = image * np.asarray(pixel.std, np.float32) + np.asarray(pixel.mean, np.float32)
-        low, high = out.range
-        image = np.clip((image - low) / (high - low), 0.0, 1.0)
-        return image if out.color == "RGB" else image[:, :, ::-1]
-
     def _back(self, card_rgb: np.ndarray, target: np.ndarray) -> np.ndarray:
         """The card's output in the student's frame; what its crop does not cover keeps the target."""
         if self.from_card is None:
@@ -185,7 +171,7 @@ class CardTeacher(nn.Module):
     def forward(self, source: Tensor, target: Tensor) -> Tensor:
         if source.shape[-1] != self.size or target.shape[-1] != self.size:
             raise ValueError(f"CardTeacher was built for {self.size} px crops, got {list(target.shape)}")
-        zero = getattr(self.card, "border", "replicate") == "zero"
+        zero = self.card.border == "zero"
         rows = []
         matrix, source_size = self.source_frame
         for src, tgt in zip(source, target, strict=True):
@@ -193,7 +179,8 @@ class CardTeacher(nn.Module):
                 self.runner.inject(self._warp(self._bgr255(src), matrix, source_size, zero=zero))
             target_rgb = tgt.detach().float().cpu().permute(1, 2, 0).numpy()
             crop = self._warp(self._bgr255(tgt), self.to_card, self.card.size, zero=zero)
-            rows.append(self._back(self._decode(self.runner.run_frame(crop)), target_rgb))
+            card_rgb = self.runner.decode_float(self.runner.run_frame(crop))[:, :, ::-1]
+            rows.append(self._back(card_rgb, target_rgb))
             self.calls += 1
         batch = torch.from_numpy(np.ascontiguousarray(np.stack(rows).transpose(0, 3, 1, 2), np.float32))
         return batch.to(target.device)

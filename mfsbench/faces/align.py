@@ -194,16 +194,18 @@ def align(image: np.ndarray, landmarks: np.ndarray, method: str, size: int) -> t
 align_face = align
 
 
-def align_to_points(image: np.ndarray, landmarks: np.ndarray, points: np.ndarray,
-                    size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Warp ``image`` onto explicit template ``points`` (pixels of a ``size`` crop), similarity fit.
+def align_to_points(image: np.ndarray, landmarks: np.ndarray, points: np.ndarray, size: int, *,
+                    fit: str = "similarity", border: str = "replicate") -> tuple[np.ndarray, np.ndarray]:
+    """Warp ``image`` onto explicit template ``points`` (pixels of a ``size`` crop).
 
     Why a separate path: a model card pins its own template (``specs/plugin_models.md`` §1: the same
     weights are run with different points by different tools), and the community swappers were
     trained on InsightFace's ``norm_crop`` / FaceFusion's ``estimateAffinePartial2D`` crops, which
     are similarity fits (no shear), unlike MobileFaceSwap's 6-DoF fit. The border is replicated as
     FaceFusion's ``warp_face_by_face_landmark_5`` does, so a face near the frame edge does not feed
-    black into the network.
+    black into the network. A card's ``target.warp`` may ask for the zoo's own crop instead
+    (``fit = "affine"``: :func:`estimate_affine_lstsq`; ``border = "zero"``), so a card for the
+    student's export crops as the zoo does.
 
     Returns:
         ``(crop, matrix)`` as :func:`align`.
@@ -219,10 +221,18 @@ def align_to_points(image: np.ndarray, landmarks: np.ndarray, points: np.ndarray
         raise BadInputError(f"alignment needs 5 landmarks and 5 template points, got {lmk.shape} and "
                             f"{template.shape}")
     cv2 = cv2_module()
-    matrix = estimate_similarity(lmk, template)
+    matrix = fit_points(lmk, template, fit)
     crop = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_REPLICATE)
+                          borderMode=cv2.BORDER_CONSTANT if border == "zero" else cv2.BORDER_REPLICATE,
+                          borderValue=0)
     return crop, matrix
+
+
+def fit_points(src: np.ndarray, dst: np.ndarray, fit: str = "similarity") -> np.ndarray:
+    """The 2×3 map of ``src`` points onto ``dst``: ``"similarity"`` (4 DoF) or ``"affine"`` (6 DoF)."""
+    if fit not in ("similarity", "affine"):
+        raise BadInputError(f"unknown fit {fit!r}; use similarity or affine")
+    return estimate_affine_lstsq(src, dst) if fit == "affine" else estimate_similarity(src, dst)
 
 
 def hopenet_crop(image: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]]:

@@ -529,26 +529,13 @@ class OnnxCardRunner:
     def _align(self, image: np.ndarray, landmarks5: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The card's crop: its template, fitted and bordered as ``target.warp`` says.
 
-        The default (similarity, replicated border) is :func:`align_to_points`, as every card before
-        ``target.warp`` existed. ``fit = "affine"`` is the zoo's own 6-DoF least-squares fit
+        The default (similarity, replicated border) is what every card before ``target.warp`` existed
+        ran. ``fit = "affine"`` is the zoo's own 6-DoF least-squares fit
         (:func:`~mfsbench.faces.align.estimate_affine_lstsq`, what ``align_face`` runs for the student)
         and ``border = "zero"`` its zero border, so a card for the student's export crops as the zoo does.
         """
-        card = self.card
-        if card.fit == "similarity" and card.border == "replicate":
-            return align_to_points(image, landmarks5, self.points, self.size)
-        from mfsbench.faces.align import cv2_module, estimate_affine_lstsq, estimate_similarity
-
-        landmarks = np.asarray(landmarks5, np.float64)
-        if landmarks.shape != (5, 2) or not np.isfinite(landmarks).all():
-            raise BadInputError(f"alignment needs 5 finite landmarks (5, 2), got shape {landmarks.shape}")
-        fit = estimate_affine_lstsq if card.fit == "affine" else estimate_similarity
-        matrix = fit(landmarks, self.points)
-        cv2 = cv2_module()
-        border = cv2.BORDER_CONSTANT if card.border == "zero" else cv2.BORDER_REPLICATE
-        crop = cv2.warpAffine(image, matrix, (self.size, self.size), flags=cv2.INTER_LINEAR,
-                              borderMode=border, borderValue=0)
-        return crop, matrix
+        return align_to_points(image, landmarks5, self.points, self.size, fit=self.card.fit,
+                               border=self.card.border)
 
     def _pixels(self, crop_bgr: np.ndarray) -> np.ndarray:
         """Crop → 1×3×S×S tensor: the card's colour order, ``(x / scale − mean) / std``."""
@@ -563,22 +550,29 @@ class OnnxCardRunner:
             feeds[self.source_name] = self.source
         return self.session.run(None, feeds)
 
-    def decode(self, result: Any) -> tuple[np.ndarray, np.ndarray]:
+    def decode_float(self, result: Any) -> np.ndarray:
+        """The graph's output → S×S×3 BGR float in [0, 1]: the card's de-normalisation, range and colour
+        order, before the rounding to uint8 (what the distillation teacher trains on).
+
+        Raises:
+            BadInputError: non-finite values, or a crop of another size than the card's.
+        """
         out = self.card.output
         image = np.asarray(result[out.index][0], np.float32).transpose(1, 2, 0)
         if not np.isfinite(image).all():
             raise BadInputError(f"{self.loaded.swapper_path.name} returned NaN or infinite values "
                                 "(an fp16 graph on this runtime?); use the fp32 export")
+        if image.shape[:2] != (self.size, self.size):
+            raise BadInputError(f"{self.loaded.swapper_path.name} returned a {image.shape[1]}×"
+                                f"{image.shape[0]} crop; the card's `target.size` is {self.size}")
         if out.denorm:
             image = image * self._std + self._mean
         low, high = out.range
         image = np.clip((image - low) / (high - low), 0.0, 1.0)
-        if out.color == "RGB":
-            image = image[:, :, ::-1]
-        crop = np.ascontiguousarray(np.round(image * 255.0).astype(np.uint8))
-        if crop.shape[:2] != (self.size, self.size):
-            raise BadInputError(f"{self.loaded.swapper_path.name} returned a {crop.shape[1]}×{crop.shape[0]} "
-                                f"crop; the card's `target.size` is {self.size}")
+        return image[:, :, ::-1] if out.color == "RGB" else image
+
+    def decode(self, result: Any) -> tuple[np.ndarray, np.ndarray]:
+        crop = np.ascontiguousarray(np.round(self.decode_float(result) * 255.0).astype(np.uint8))
         if self.mask is not None:
             return crop, self.mask
         # the graph's mask output, as the zoo adapter reads its fusion mask: channel 0, clamped to [0, 1]
