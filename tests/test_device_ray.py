@@ -202,6 +202,33 @@ def test_phones_as_resources_each_run_their_units(ray_cluster: object, phones: l
 
 @pytest.mark.slow
 @pytest.mark.cli
+def test_a_model_card_is_timed_as_a_ray_unit(ray_cluster: object, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A card's spec crosses to the worker as a unit (its files by path, never loaded here): the worker
+    builds the card, takes parity on the user's file, and its record names the file, card and licence."""
+    import hashlib
+
+    from tests.cards_fixtures import INSWAPPER_LIKE_MACS, example_card
+
+    monkeypatch.setenv("MFSBENCH_ARTIFACT_CACHE", str(tmp_path / "cache"))  # forwarded to the workers
+    card = example_card(tmp_path / "models")
+    digest = hashlib.sha256((tmp_path / "models" / "inswapper_128.onnx").read_bytes()).hexdigest()
+    out = tmp_path / "out"
+    result = cli_in_process("device", "--models", str(card), "--backends", "onnxruntime", "--precision",
+                            "fp32", "--accept-license", "--threads", "1", "--runs", "3", "--warmup", "1",
+                            "--min-seconds", "0", "--peak-seconds", "0.05", "--engine", "ray", "--out",
+                            str(out))
+    assert result.code == 0, result.err
+    (record,) = read_records(out / "records.jsonl")
+    assert record.model == "inswapper_128" and record.status in ("ok", "unstable")
+    assert record.info["engine"] == "ray" and record.info["ray_node_id"]
+    assert record.info["weights"] == f"sha256 {digest}, card {card}"
+    assert record.info["license"] == "LicenseRef-InsightFace-NonCommercial"
+    assert record.info["macs_executed"] == INSWAPPER_LIKE_MACS and record.metrics["max_abs_err"] <= 1e-4
+
+
+@pytest.mark.slow
+@pytest.mark.cli
 def test_a_cluster_without_the_timer_is_refused_in_one_line(tmp_path: Path) -> None:
     """A cluster started by plain `ray start` (Ray's test cluster, no timer), joined by a driver process."""
     pytest.importorskip("ray")
