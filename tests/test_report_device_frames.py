@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from pathlib import Path
 
 from mfsbench.records import Record
 from mfsbench.report import device, device_android
@@ -285,3 +286,22 @@ def test_phones_on_several_hosts_get_a_host_column() -> None:
     rows = [line for line in device_android.render_markdown(records).splitlines() if line.startswith("| ")]
     assert [row.split("|")[2].strip() for row in rows[1:]] == ["alpha", "alpha", "beta"]
     assert device_android.render_csv(phone_records(ENV, ENV)) == EXPECTED_PHONE_CSV
+
+
+def test_the_roofline_has_one_panel_per_host_each_under_its_own_peaks(tmp_path: Path) -> None:
+    """A cluster sweep's cells are drawn against the peak of the machine each ran on, never one host's."""
+    records = _two_hosts()
+    for record in records:
+        record.metrics.update(gmacs=0.3, fps_p50=1000.0 / record.metrics["p50_ms"])
+    panels = device.roofline_panels(records)
+    assert [(host, [r.info["backend"] for r in cells]) for host, cells, _ in panels] == [
+        ("alpha", ["onnxruntime", "openvino", "openvino"]), ("beta", ["onnxruntime"])]
+    assert panels[0][2] == PEAKS and panels[1][2]["fp32"]["macs_per_s"] == 3.0e11
+    alpha = [r for r in records if r.env["host"] == "alpha"]
+    assert [host for host, _, _ in device.roofline_panels(alpha)] == [None]  # one machine: no host title
+    from PIL import Image
+
+    for name, shown in (("two.png", records), ("one.png", alpha)):
+        path = device.plot_roofline(shown, tmp_path / name)
+        assert path is not None
+    assert Image.open(tmp_path / "two.png").width > 1.8 * Image.open(tmp_path / "one.png").width

@@ -397,33 +397,57 @@ def render_json(records: Sequence[Record]) -> str:
     return json_text(_table(_shown(records), error=True))
 
 
-def plot_roofline(records: Sequence[Record], path: Path) -> Path | None:
-    """FPS against GMACs per frame (log-log) with the roofline FPS = peak MAC/s ÷ MACs."""
-    from mfsbench.report.plots import pyplot
+def roofline_panels(records: Sequence[Record]) -> list[tuple[str | None, list[Record], dict[str, Any]]]:
+    """The roofline plot's panels: ``(host, cells, peaks)`` per host the newest run's timed cells ran
+    on (one panel named None when they ran on one), each with the peaks *its* host measured.
 
-    plt = pyplot()
+    Why per host: a cell's roofline is the peak of the machine it ran on; a sweep spread over a
+    cluster (``device --engine ray``) drawn against one host's peak would put another machine's cells
+    above or below a roof that was never theirs.
+    """
     cells = [r for r in latest_cells(records) if r.status == "ok" and r.metrics.get("gmacs")
              and r.metrics.get("fps_p50")]
-    if not cells:
-        return None
-    figure, axis = plt.subplots(figsize=(8, 5.5))
+    groups: dict[str | None, list[Record]] = {}
     for record in cells:
-        label = f"{record.model} {record.info.get('backend')} {record.info.get('precision')}"
-        axis.scatter(record.metrics["gmacs"], record.metrics["fps_p50"], label=label)
-    peaks = next((r.info["peaks"] for r in reversed(cells) if r.info.get("peaks")), None) or {}
-    low = min(r.metrics["gmacs"] for r in cells) / 2
-    high = max(r.metrics["gmacs"] for r in cells) * 2
-    for (precision, peak), style in zip(peaks.items(), ("k--", "k:", "k-."), strict=False):
-        rate = peak.get("macs_per_s")
-        if rate:
-            axis.plot([low, high], [rate / (low * 1e9), rate / (high * 1e9)], style,
-                      label=f"{precision} roofline ({rate / 1e9:.0f} GMAC/s peak)")
-    axis.set_xscale("log")
-    axis.set_yscale("log")
-    axis.set_xlabel("GMACs per frame (conv/linear/matmul of the exported graph)")
-    axis.set_ylabel("FPS at p50")
-    axis.grid(which="both", alpha=0.3)
-    axis.legend(fontsize=7)
+        host = record.env.get("host")
+        groups.setdefault(str(host) if host else None, []).append(record)
+    several = len(groups) > 1
+    panels = []
+    for host, group in groups.items():
+        peaks = next((r.info["peaks"] for r in reversed(group) if r.info.get("peaks")), None) or {}
+        panels.append(((host or "not recorded") if several else None, group, peaks))
+    return panels
+
+
+def plot_roofline(records: Sequence[Record], path: Path) -> Path | None:
+    """FPS against GMACs per frame (log-log) with the roofline FPS = peak MAC/s ÷ MACs, one panel per
+    host (:func:`roofline_panels`)."""
+    from mfsbench.report.plots import pyplot
+
+    panels = roofline_panels(records)
+    if not panels:
+        return None
+    plt = pyplot()
+    figure, axes = plt.subplots(1, len(panels), figsize=(8 * len(panels), 5.5), squeeze=False)
+    for axis, (host, cells, peaks) in zip(axes[0], panels, strict=True):
+        for record in cells:
+            label = f"{record.model} {record.info.get('backend')} {record.info.get('precision')}"
+            axis.scatter(record.metrics["gmacs"], record.metrics["fps_p50"], label=label)
+        low = min(r.metrics["gmacs"] for r in cells) / 2
+        high = max(r.metrics["gmacs"] for r in cells) * 2
+        for (precision, peak), style in zip(peaks.items(), ("k--", "k:", "k-."), strict=False):
+            rate = peak.get("macs_per_s")
+            if rate:
+                axis.plot([low, high], [rate / (low * 1e9), rate / (high * 1e9)], style,
+                          label=f"{precision} roofline ({rate / 1e9:.0f} GMAC/s peak)")
+        if host is not None:
+            axis.set_title(f"host {host}: its cells against its own peaks", fontsize=9)
+        axis.set_xscale("log")
+        axis.set_yscale("log")
+        axis.set_xlabel("GMACs per frame (conv/linear/matmul of the exported graph)")
+        axis.set_ylabel("FPS at p50")
+        axis.grid(which="both", alpha=0.3)
+        axis.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
