@@ -8,6 +8,11 @@ Targets (issue 18):
   is cached before timing, the steady state of a long run). The ratio, the time per section of both
   cells and the load average are printed; ``--threads 1`` times steadily where other jobs load the
   cores (with 2 threads on a loaded machine the two cells' backward passes diverge run to run);
+* a model card as the teacher (CPU): the shipped inswapper_128 card on a test graph of its names and
+  shapes, its ResNet-50 identity encoder with random weights (ONNX Runtime, the threads torch has),
+  stepped in turn with the torch teacher on fixed pairs: the same ≤ 30 % target on time outside the
+  counted sections, and the teacher's seconds per step of both printed (the card teacher embeds each
+  distinct source once; the torch teacher has no such reuse);
 * CUDA (``--device cuda``): images/s, time split and peak memory for fp32/bf16 × compile off/on.
 
 Inputs are synthesised (smooth random images): this measures the pipeline's cost, never quality, and
@@ -26,9 +31,12 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.cards_fixtures: the test card graph
 
 from mfsbench.distill import config as cfg
 from mfsbench.distill.nets import build_nets
@@ -131,6 +139,31 @@ def base_config(args: argparse.Namespace, data_extra: dict | None = None, **perf
     return cfg.resolve("paper", None, over)
 
 
+def _card_teacher_cell(args: argparse.Namespace, plain: dict, kd: dict, emit: Any) -> list[str]:
+    """The card-teacher cell (see the module docstring), stepped in turn with ``plain``; its failures."""
+    from mfsbench.cards import license as card_license
+    from tests.cards_fixtures import example_card
+
+    card = example_card(args.out / "card_teacher")
+    card_license.accept_licenses({"LicenseRef-InsightFace-NonCommercial"})  # a test graph, no one's weights
+    with_card = base_config(args, kd)
+    with_card["model"]["teacher"] = str(card)
+    warmups = (args.warmup, args.warmup)
+    torch_teacher, card_teacher = measure_interleaved((plain, with_card), args.steps, warmups, args.out)
+    ok = card_teacher["uncounted_fraction"] <= 0.30
+    emit("cpu_card_teacher", with_card, card_teacher,
+         {"target": "uncounted_fraction <= 0.30", "met": ok, "card": str(card),
+          "beside": {"teacher": plain["model"]["teacher"], "teacher_s": torch_teacher["time_teacher_s"],
+                     "step_s": torch_teacher["step_s"]}})
+    sys.stdout.write(
+        f"card teacher (inswapper_128 card on a test graph, random ResNet-50 encoder, ONNX Runtime): "
+        f"teacher {card_teacher['time_teacher_s']:.3f} s of a {card_teacher['step_s']:.3f} s step, against "
+        f"{torch_teacher['time_teacher_s']:.3f} s of {torch_teacher['step_s']:.3f} s for the torch teacher "
+        f"{plain['model']['teacher']}; uncounted {card_teacher['uncounted_fraction']:.1%} of a step "
+        f"(target <= 30%: {'met' if ok else 'NOT met'})\n")
+    return [] if ok else [f"card teacher: uncounted fraction {card_teacher['uncounted_fraction']:.2f} > 0.30"]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
@@ -189,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
             "thread(s)\n")
         if not met:
             failures.append(f"teacher caching saved {saving:.0%} < 40%")
+        failures += _card_teacher_cell(args, plain, kd, emit)
     else:
         for precision in ("fp32", "bf16"):
             for compile_ in (False, True):

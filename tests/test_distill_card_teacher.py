@@ -219,6 +219,31 @@ def test_the_teacher_maps_the_students_crop_with_the_cards_own_fit(teacher_card:
     assert misses["similarity"] > 0.5  # pixels
 
 
+@pytest.mark.slow  # a random-weight ResNet-50 identity encoder: ~0.6 s a source on one loaded core
+def test_a_card_teacher_runs_its_identity_encoder_once_per_distinct_source(face_photos: dict,
+                                                                          tmp_path: Path) -> None:
+    """inswapper's card reads an embedding from a ResNet-50 encoder: three rows of two distinct faces,
+    stepped twice, run it twice in all, and the swaps equal a fresh teacher's (the reuse is exact)."""
+    from mfsbench.cards import license as card_license
+    from mfsbench.distill.card_teacher import CardTeacher
+    from mfsbench.registry import get_spec
+    from tests.cards_fixtures import example_card
+
+    card_license.accept_licenses()
+    spec = get_spec(str(example_card(tmp_path / "models")))
+
+    def teacher() -> CardTeacher:
+        return CardTeacher(spec, [], allow_random=True, seed=1, student_size=64, data_align="arcface")
+
+    crops = _crops(face_photos, 64)  # obama2, biden, obama2
+    reused = teacher()
+    assert reused.reads_identity
+    reused(crops, crops)
+    again = reused(crops.roll(1, dims=0), crops)
+    assert reused.identity_runs == 2 and reused.calls == 6
+    assert torch.equal(again, teacher()(crops.roll(1, dims=0), crops))
+
+
 def test_the_card_key_reaches_the_pair_cache_stamp_and_resume() -> None:
     """An edited card (another ``cache_key``) empties the teacher cache and refuses ``--resume``; a torch
     teacher (no ``cache_key``) is unaffected by the resume check."""
