@@ -203,3 +203,35 @@ def test_offline_protocol_card_names_the_offline_evaluators(run_cli) -> None:
         return text.split("fingerprint `")[1].split("`", maxsplit=1)[0]
 
     assert fingerprint(official.out) != fingerprint(offline.out)
+
+
+@pytest.mark.slow  # two exports of the tiny student's frame stage (one per source identity)
+def test_runtime_onnxruntime_is_a_row_of_its_own_with_the_torch_rows_numbers(
+        acceptance: tuple[Path, Path, CliResult, float], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--runtime onnxruntime`` runs the zoo model's frame stage exported per identity: a row under its
+    own key and label, its record naming the runtime, and (fp32, decoded to 8 bits) the torch row's
+    numbers; a card asked to run in torch is one line."""
+    from tests.cards_fixtures import example_card
+
+    monkeypatch.setenv("MFSBENCH_SWAP_CACHE", str(tmp_path / "swap_cache"))
+    root = acceptance[0]
+    student = ("--models", "test_mobilefaceswap", "--allow-random-weights", "--methods", "none")
+    for runtime in ("torch", "onnxruntime"):
+        result = _run(root, tmp_path / "out", *student, "--runtime", runtime)
+        assert result.code == 0, result.err
+    rows = _rows(tmp_path / "out")
+    torch_row = rows["test_mobilefaceswap@random-weights:0/image"]
+    ort_row = rows["test_mobilefaceswap@random-weights:0/image/onnxruntime"]
+    assert ort_row["label"].endswith("[onnxruntime]")
+    assert int(ort_row["frames_ok"]) == int(torch_row["frames_ok"]) > 0
+    for metric in ("id_cos_mean", "pose_error", "feature_distance"):
+        assert float(ort_row[metric]) == pytest.approx(float(torch_row[metric]), abs=1e-3)
+    assert len(list((tmp_path / "swap_cache").glob("*.onnx"))) == PEOPLE  # one export per source video
+    records = [json.loads(line) for line in (tmp_path / "out" / "records.jsonl").read_text().splitlines()]
+    runtimes = {r["info"].get("runtime") for r in records if r["model"] == "test_mobilefaceswap"}
+    assert runtimes == {"torch", "onnxruntime"}
+    card = example_card(tmp_path / "models")
+    refused = _run(root, tmp_path / "card", "--models", str(card), "--accept-license", "--runtime", "torch")
+    assert refused.code == 2 and "drop --runtime torch" in refused.err
+    assert len(refused.err.strip().splitlines()) == 1

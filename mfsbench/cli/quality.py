@@ -64,6 +64,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--evaluator-config", help="JSON or TOML file with cosface/hopenet/inception paths")
     parser.add_argument("--checkpoint", action="append", default=[], metavar="MODEL=PATH",
                         help="official checkpoint of a zoo model (repeat per file; MODEL=FORMAT=PATH works)")
+    parser.add_argument("--runtime", choices=("torch", "onnxruntime"), default=None,
+                        help="what runs a zoo model's frame stage: torch (default) or onnxruntime (exported "
+                             "once per source identity to the per-user cache, as swap --runtime does: rows "
+                             "of their own, labelled [onnxruntime]); a card always runs in onnxruntime")
     parser.add_argument("--allow-random-weights", action="store_true",
                         help="run zoo models without checkpoints; rows are labelled random-weights")
     parser.add_argument("--seed", type=int, default=0, help="seed of random weights (default 0)")
@@ -130,6 +134,20 @@ def _gmacs(spec: Any, mode: str) -> float | None:
     return (expected.identity_flops + expected.frame_flops) / 1e9
 
 
+def _row_runtime(runtime: str | None, spec: Any) -> str | None:
+    """``--runtime`` for one model: None where it is the model's own runtime (the row keeps its key).
+
+    Raises:
+        BadInputError: ``--runtime torch`` for a model card (its graph is ONNX).
+    """
+    if spec.card is not None:
+        if runtime == "torch":
+            raise BadInputError(f"{spec.name} is a model card: it runs in onnxruntime only; "
+                                "drop --runtime torch")
+        return None
+    return "onnxruntime" if runtime == "onnxruntime" else None
+
+
 #: Which mfsbench architecture an FF++ method's videos came from (for the FLOPs axis only).
 METHOD_SPECS = {"Deepfakes": "deepfakes_64", "FaceShifter": "faceshifter_256"}
 
@@ -147,6 +165,7 @@ def _rows(args: argparse.Namespace, tree: Any, compression: str) -> list[Any]:
     for name in models:
         spec = get_spec(name)
         adapter_for(spec)
+        runtime = _row_runtime(args.runtime, spec)  # an impossible runtime before any weights question
         flags = ckpts.get(name, [])
         card = spec.card
         # a card that ships its own identity encoder runs no random network without --checkpoint
@@ -164,7 +183,9 @@ def _rows(args: argparse.Namespace, tree: Any, compression: str) -> list[Any]:
             weights = "card-encoder" if own_encoder else f"random-weights:{args.seed}"
         if card is not None:  # the swapper's own digest: an edited ONNX is a new row, never a cached one
             weights += f"+card:{card.sha256['swapper'][:16]}"
-        rows.append(zoo_row(name, mode, weights, checkpoints=flags, seed=args.seed, gmacs=_gmacs(spec, mode)))
+        own = "torch" if card is None else "onnxruntime"
+        rows.append(zoo_row(name, mode, weights, checkpoints=flags, seed=args.seed, gmacs=_gmacs(spec, mode),
+                            runtime=runtime or own, own_runtime=own))
     present = tree.methods()
     if args.methods is None:
         methods = present

@@ -87,6 +87,10 @@ class PairExecutor(GalleryBuilder):
             else:
                 model = create_model(spec.name)
                 load_checkpoints(spec, model, list(row.checkpoints))
+                if row.runtime == "onnxruntime":  # the frame stage exported per identity, as swap does
+                    from mfsbench.swap.runners import OnnxZooRunner
+
+                    model = OnnxZooRunner(spec, model, spec.native_size)
             pipeline = SwapPipeline(spec, model, _Replay(), spec.native_size)
             self._pipelines[row.key] = pipeline
         return pipeline

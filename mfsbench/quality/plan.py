@@ -39,10 +39,14 @@ class RowPlan:
     method: str | None = None
     seed: int = 0
     gmacs: float | None = None  # per output frame in this row's mode (paper convention), for the plot
+    #: what runs a swap row's frame stage: "torch" (a zoo network), "onnxruntime" (a card's graph, or a
+    #: zoo network's frame stage exported per identity: ``quality --runtime``); None for rows without one
+    runtime: str | None = None
 
     def info(self) -> dict[str, Any]:
         return {"model": self.model, "kind": self.kind, "label": self.label, "mode": self.mode,
-                "weights": self.weights, "method": self.method, "gmacs": self.gmacs}
+                "weights": self.weights, "method": self.method, "gmacs": self.gmacs,
+                **({"runtime": self.runtime} if self.runtime else {})}
 
 
 def calibration_rows() -> list[RowPlan]:
@@ -71,11 +75,16 @@ def method_row(method: str, compression: str, gmacs: float | None = None) -> Row
 
 
 def zoo_row(model: str, mode: str, weights: str, *, checkpoints: Sequence[str], seed: int,
-            gmacs: float | None = None) -> RowPlan:
-    """``weights`` is the checkpoints' sha256 (joined by ``+``) or ``random-weights:<seed>``."""
+            gmacs: float | None = None, runtime: str = "torch", own_runtime: str = "torch") -> RowPlan:
+    """``weights`` is the checkpoints' sha256 (joined by ``+``) or ``random-weights:<seed>``;
+    ``runtime`` what runs the frame stage: other than the model's ``own_runtime``, a row of its own
+    (its own key and label; the model's own keeps the key rows had before runtimes were recorded)."""
     label = model + (" (random weights)" if weights.startswith("random-weights") else "")
-    return RowPlan(f"{model}@{weights}/{mode}", model, "zoo", label, mode=mode, weights=weights,
-                   checkpoints=tuple(checkpoints), seed=seed, gmacs=gmacs)
+    key = f"{model}@{weights}/{mode}"
+    if runtime != own_runtime:
+        label, key = f"{label} [{runtime}]", f"{key}/{runtime}"
+    return RowPlan(key, model, "zoo", label, mode=mode, weights=weights, checkpoints=tuple(checkpoints),
+                   seed=seed, gmacs=gmacs, runtime=runtime)
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:

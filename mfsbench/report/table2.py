@@ -75,6 +75,8 @@ class Table2Row:
     pose_err: float | None = None
     fd: float | None = None
     fd_n: int = 0
+    #: what ran a swap row's frame stage (torch or onnxruntime; ``quality --runtime``)
+    runtime: str | None = None
     skipped: Counter = field(default_factory=Counter)
     #: reason category → the pairs (``target_source``, FF++'s own naming) whose frames it skipped
     skipped_videos: dict[str, set[str]] = field(default_factory=dict)
@@ -205,7 +207,7 @@ def collect(store: QualityStore, fingerprint: str, evalset: str) -> tuple[Header
         if row_evalset != evalset:
             continue
         row = Table2Row(key, info["label"], info["kind"], info["model"], info.get("mode"),
-                        info.get("weights", "-"), info.get("gmacs"))
+                        info.get("weights", "-"), info.get("gmacs"), runtime=info.get("runtime"))
         for target, source, status, reason, ok, skipped in store.items(fingerprint, key, evalset):
             row.frames_ok += ok
             row.frames_skipped += skipped
@@ -507,9 +509,16 @@ def to_records(header: Header, rows: Sequence[Table2Row]) -> list[Record]:
                   "evaluators": {k: (v or {}).get("name") for k, v in evs.items()},
                   "gallery_size": header.gallery_size, "skipped": dict(row.skipped),
                   "dataset_complete": not header.problems, "dataset_problems": counts(header.problems),
-                  "paper": None if row.paper is None else vars(row.paper), **_card_info(row.model)},
+                  "paper": None if row.paper is None else vars(row.paper), **_card_info(row.model),
+                  **_runtime_info(row)},
         ))
     return records
+
+
+def _runtime_info(row: Table2Row) -> dict[str, str]:
+    """What ran a swap row's frame stage, as its plan recorded it (none for calibration and FF++ method
+    rows, which run no network, nor for rows cached before runtimes were recorded)."""
+    return {"runtime": row.runtime} if row.runtime else {}
 
 
 def _card_info(model: str) -> dict[str, Any]:
