@@ -81,6 +81,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                        ray="one Ray task per model, one timing at a time on each node that declares the "
                            "mfsbench-timer resource (`mfsbench ray-node`); --adb: one task per phone × "
                            "model on the cluster's adb:<serial> phones")
+    parser.add_argument("--results-url", default=None, metavar="URL",
+                        help="desktop sweep: each model unit also publishes its records as one immutable "
+                             "Parquet file under URL (a shared folder or any fsspec URL); --resume imports "
+                             "this run's published units instead of measuring them again")
     phone = parser.add_argument_group("phones (--adb)")
     phone.add_argument("--adb", action="store_true",
                        help="time on Android phones through adb instead of this machine")
@@ -110,6 +114,11 @@ def run(args: argparse.Namespace) -> int:
     if args.adb:
         from device_runners.android.cli import run_adb
 
+        if args.results_url:
+            from mfsbench.errors import BadInputError
+
+            raise BadInputError("--results-url publishes desktop sweep units; phone runs (--adb) write "
+                                "OUT/records.jsonl as each phone × model lands: drop --results-url")
         return run_adb(args)
     from mfsbench.device.axis import sweep_cells
     from mfsbench.device.runtimes import available_runtimes
@@ -151,9 +160,9 @@ def run(args: argparse.Namespace) -> int:
 
     cells = sweep_cells(backends, args.precision)
     try:
-        if args.engine == "ray" or args.ray_address:
+        if args.engine == "ray" or args.ray_address or args.results_url:
             _sweep_on_engine(args, specs, cells, settings, faces=faces, weights=weights, resumed=resumed,
-                             on_record=keep)
+                             on_record=keep, run_id=run_id)
         else:
             _sweep(specs, cells, settings, args.size, faces=faces, weights=weights,
                    peak_seconds=args.peak_seconds, done=resumed.done if resumed else set(),
@@ -210,28 +219,44 @@ def _sweep(specs: list[ModelSpec], cells: list[tuple[str, str]], settings: Sweep
 
 def _sweep_on_engine(args: argparse.Namespace, specs: list[ModelSpec], cells: list[tuple[str, str]],
                      settings: SweepSettings, *, faces: Path | None, weights: WeightsRef,
-                     resumed: ResumePoint | None, on_record: Callable[[Record], None]) -> None:
+                     resumed: ResumePoint | None, on_record: Callable[[Record], None], run_id: str) -> None:
     """Every model with pending cells as one engine unit; each unit's records handed to ``on_record``
-    as the unit lands (a killed driver keeps every landed unit; ``--resume`` runs the rest).
+    as the unit lands (a killed driver keeps every landed unit; ``--resume`` runs the rest). With
+    ``--results-url`` each unit also publishes its records as one file, and a unit of this run found
+    published is imported, not measured again (a driver killed after a unit finished but before its
+    records reached ``records.jsonl``).
 
     Raises:
         BadInputError: ``--ray-address`` without ``--engine ray``, or a cluster no timing unit can run on.
     """
     from mfsbench.device.sweep import pending_cells
-    from mfsbench.device.units import DesktopUnitTask, stored_peaks_by_host
+    from mfsbench.device.units import DesktopUnitTask, published_records, stored_peaks_by_host
     from mfsbench.engine import get_engine
 
     done = resumed.done if resumed else set()
+    url = args.results_url
+    task = DesktopUnitTask(tuple(cells), settings, weights, str(faces.resolve()) if faces else None,
+                           args.peak_seconds, frozenset(done),
+                           stored_peaks_by_host(resumed.records) if resumed else (),
+                           engine="ray" if args.engine == "ray" or args.ray_address else "local",
+                           results_url=url, run_id=run_id)
     units = []
     for spec in specs:
         side = args.size or spec.native_size
-        if pending_cells(spec.name, side, cells, done):
-            units.append((spec, side))
-        else:
+        if not pending_cells(spec.name, side, cells, done):
             print(f"device: {spec.name} @ {side}: every cell is measured already", file=sys.stderr)
+            continue
+        published = published_records(url, task.unit_name((spec, side))) if url else None
+        if published is None:
+            units.append((spec, side))
+            continue
+        print(f"device: {spec.name} @ {side}: {len(published)} cell(s) of this run imported from {url} "
+              "(published before the driver stopped)", file=sys.stderr)
+        for record in published:
+            on_record(record)
     if not units:
         return
-    engine = get_engine(args.engine, address=args.ray_address)
+    engine = get_engine(task.engine, address=args.ray_address)
     try:
         if engine.name == "ray":
             from mfsbench.engine.timing import check_timing_nodes
@@ -239,9 +264,6 @@ def _sweep_on_engine(args: argparse.Namespace, specs: list[ModelSpec], cells: li
             nodes = check_timing_nodes(engine.nodes(), settings.threads)  # type: ignore[attr-defined]
             print(f"device: {len(units)} model unit(s) on Ray, one timing at a time on each of {len(nodes)} "
                   "timing node(s) ...", file=sys.stderr, flush=True)
-        task = DesktopUnitTask(tuple(cells), settings, weights, str(faces.resolve()) if faces else None,
-                               args.peak_seconds, frozenset(done),
-                               stored_peaks_by_host(resumed.records) if resumed else (), engine=engine.name)
 
         def landed(unit: tuple[ModelSpec, int], records: list[Record]) -> None:
             host = records[0].env.get("host", "?") if records else "?"

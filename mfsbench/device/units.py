@@ -81,6 +81,26 @@ class DesktopUnitTask:
     #: host name → the peaks a resumed sweep measured there (see :func:`stored_peaks_by_host`)
     stored_peaks: tuple[tuple[str, str], ...] = ()
     engine: str = "ray"
+    #: ``--results-url``: each unit's records published there as one immutable file (None: returned only)
+    results_url: str | None = None
+    #: the sweep's run id: a unit's published file belongs to this run (another run measures again)
+    run_id: str = ""
+
+    def unit_name(self, unit: DesktopUnit) -> str:
+        """The unit's fingerprint: the run, the model and size, the cells it measures and everything
+        that shapes them (not the other models' progress: a resume after the unit published, whatever
+        else landed meanwhile, finds the same name)."""
+        import hashlib
+        import json
+        from dataclasses import asdict
+
+        from mfsbench.device.sweep import pending_cells
+
+        spec, size = unit
+        pending = pending_cells(spec.name, size, list(self.cells), set(self.done))
+        payload = [self.run_id, spec.name, size, sorted(map(list, pending)), asdict(self.settings),
+                   asdict(self.weights), self.faces]
+        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
     def ray_options(self, unit: DesktopUnit) -> dict[str, Any]:
         """The node's timer and ``threads`` CPU slots: one timing unit per node at a time."""
@@ -135,4 +155,28 @@ class DesktopUnitTask:
                  "host": socket.gethostname(), "niceness": niceness}
         for record in records:
             record.info["unit"] = where
+        if self.results_url:
+            publish_unit(self.results_url, self.unit_name(unit), records, spec.name, size)
         return records
+
+
+def publish_unit(url: str, name: str, records: list[Record], model: str, size: int) -> None:
+    """One unit's records as ``<url>/<name>.parquet`` (written atomically: whole or absent)."""
+    from mfsbench.engine.publish import ResultFolder
+
+    rows = [(str(index), (record.to_json(),)) for index, record in enumerate(records)]
+    ResultFolder(url).publish(name, rows, {"command": "device", "model": model, "size": size,
+                                           "host": socket.gethostname(), "cells": len(records)})
+
+
+def published_records(url: str, name: str) -> list[Record] | None:
+    """A unit's published records, or None when it is not published."""
+    import json
+
+    from mfsbench.engine.publish import ResultFolder
+
+    folder = ResultFolder(url)
+    if name not in folder.names():
+        return None
+    rows, _ = folder.read(name)
+    return [Record.from_dict(json.loads(values[0])) for _, values in sorted(rows, key=lambda r: int(r[0]))]
