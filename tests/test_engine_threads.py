@@ -10,7 +10,7 @@ import torch
 
 from mfsbench.engine import pin_threads, pinned_threads
 from mfsbench.errors import BadInputError
-from mfsbench.quality.units import QualityUnitTask, check_unit_fits
+from mfsbench.quality.units import QualityUnitTask, fit_unit_threads
 
 
 def test_pinned_threads_sets_the_count_and_gives_the_previous_one_back() -> None:
@@ -19,8 +19,8 @@ def test_pinned_threads_sets_the_count_and_gives_the_previous_one_back() -> None
     with pinned_threads(wanted) as threads:
         assert threads == wanted == torch.get_num_threads()
     assert torch.get_num_threads() == before
-    with pinned_threads(None) as threads:  # no request: torch's own count, untouched
-        assert threads == before
+    with pinned_threads(None) as threads:  # no request: nothing pinned, torch's count untouched
+        assert threads is None and torch.get_num_threads() == before
 
 
 def test_a_count_below_one_is_refused_naming_the_fix() -> None:
@@ -29,7 +29,7 @@ def test_a_count_below_one_is_refused_naming_the_fix() -> None:
 
 
 class _Cluster:
-    """What :func:`check_unit_fits` reads of a Ray engine: its alive nodes and their resources."""
+    """What :func:`fit_unit_threads` reads of a Ray engine: its alive nodes and their resources."""
 
     def __init__(self, *cpus: float) -> None:
         self.cpus = cpus
@@ -38,11 +38,27 @@ class _Cluster:
         return [{"node_id": str(i), "address": "", "resources": {"CPU": c}} for i, c in enumerate(self.cpus)]
 
 
-def test_a_unit_larger_than_every_node_is_refused_and_one_that_fits_passes() -> None:
+def test_an_explicit_count_no_node_holds_is_refused_and_the_default_falls_back_with_a_warning(
+        capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(BadInputError, match=r"largest Ray node has 1 CPU\(s\); pass --threads 1"):
-        check_unit_fits(_Cluster(1.0, 1.0), 2)
-    check_unit_fits(_Cluster(1.0, 4.0), 4)
-    check_unit_fits(object(), 64)  # the local engine has no nodes: its units run in this process
+        fit_unit_threads(_Cluster(1.0, 1.0), 2, explicit=True)
+    assert capsys.readouterr().err == ""
+    assert fit_unit_threads(_Cluster(1.0, 1.0), 2, explicit=False) == 1  # the driver's count, defaulted
+    assert "quality units run 1 thread(s)" in capsys.readouterr().err
+    assert fit_unit_threads(_Cluster(1.0, 4.0), 4, explicit=True) == 4
+    assert fit_unit_threads(object(), 64, explicit=True) == 64  # local engine: units run in this process
+    assert capsys.readouterr().err == ""
+
+
+def test_no_thread_request_leaves_torch_unimported() -> None:
+    """A cache re-render passes no --threads: the command must not load torch for it."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom mfsbench.engine import pinned_threads\n"
+            "with pinned_threads(None) as t:\n    print(t, 'torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["None", "False"]
 
 
 def test_a_quality_unit_reserves_its_threads_and_keys_its_worker_by_them(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ naming the pid that holds it.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sqlite3
 import sys
@@ -407,11 +408,12 @@ def _evaluate(args: argparse.Namespace, out: Path, root: Path, protocol: Any) ->
     """Evaluate with ``--threads`` pinned for the run (restored after: the CLI may run in-process)."""
     from mfsbench.engine import pinned_threads
 
-    with pinned_threads(args.threads) as threads:
+    with pinned_threads(args.threads) as threads:  # None: no --threads (torch left as it is, unimported)
         return _evaluate_pinned(args, out, root, protocol, threads)
 
 
-def _evaluate_pinned(args: argparse.Namespace, out: Path, root: Path, protocol: Any, threads: int) -> int:
+def _evaluate_pinned(args: argparse.Namespace, out: Path, root: Path, protocol: Any,
+                     threads: int | None) -> int:
     from mfsbench.quality.card import card_for
     from mfsbench.quality.evaluators import build_evaluators
     from mfsbench.quality.ffpp import FFppTree
@@ -462,7 +464,7 @@ def _evaluate_pinned(args: argparse.Namespace, out: Path, root: Path, protocol: 
 
 def _evaluate_units(args: argparse.Namespace, out: Path, root: Path, protocol: Any, *, tree: Any,
                     rows: list[Any], problems: list[Any], evaluators: Any, shard: tuple[int, int],
-                    cache: Path, stem: str, threads: int) -> int:
+                    cache: Path, stem: str, threads: int | None) -> int:
     """The run as engine units: each work item published to ``--results-url``, then rendered here.
 
     Units already published are skipped (the resume of a killed driver); the folder is then read
@@ -470,13 +472,13 @@ def _evaluate_units(args: argparse.Namespace, out: Path, root: Path, protocol: A
     """
     import time
 
-    from mfsbench.engine import get_engine
+    from mfsbench.engine import get_engine, pin_threads
     from mfsbench.engine.publish import ResultFolder
     from mfsbench.quality.lock import hold_cache
     from mfsbench.quality.problems import found_while_decoding
     from mfsbench.quality.runner import QualityRunner, RunSummary
     from mfsbench.quality.store import QualityStore
-    from mfsbench.quality.units import QualityUnitTask, check_unit_fits, import_units, unit_name
+    from mfsbench.quality.units import QualityUnitTask, fit_unit_threads, import_units, unit_name
 
     url = args.results_url or str(out / "units")
     node_cache = args.node_cache or str(out / "quality_cache.node-{host}.sqlite")
@@ -499,7 +501,7 @@ def _evaluate_units(args: argparse.Namespace, out: Path, root: Path, protocol: A
             rows=tuple(rows), evaluators=args.evaluators,
             evaluator_paths=tuple((k, str(v.resolve()) if v else None) for k, v in sorted(paths.items())),
             subset=protocol.subset, node_cache=str(Path(node_cache).absolute()), results_url=url,
-            info_json=json.dumps(info, sort_keys=True), threads=threads)
+            info_json=json.dumps(info, sort_keys=True), threads=threads or pin_threads(None))
         summary = RunSummary(items_total=len(units), items_cached=len(units) - len(todo))
         timings: dict[str, list[float]] = {}
         computed = 0
@@ -522,8 +524,8 @@ def _evaluate_units(args: argparse.Namespace, out: Path, root: Path, protocol: A
         if todo:
             engine = get_engine(args.engine, address=args.ray_address)
             try:
-                check_unit_fits(engine, threads)
-                engine.run(task, todo, done)
+                fitted = fit_unit_threads(engine, task.threads, explicit=args.threads is not None)
+                engine.run(dataclasses.replace(task, threads=fitted), todo, done)
             finally:
                 engine.close()
         summary.seconds = time.perf_counter() - started

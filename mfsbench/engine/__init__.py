@@ -114,12 +114,16 @@ def pin_threads(threads: int | None) -> int:
 
 
 @contextmanager
-def pinned_threads(threads: int | None) -> Iterator[int]:
-    """:func:`pin_threads` for one command, then torch's previous count back.
+def pinned_threads(threads: int | None) -> Iterator[int | None]:
+    """:func:`pin_threads` for one command, then torch's previous count back; ``None`` (no request)
+    yields None and does not import torch (a re-render from the cache never loads it).
 
     Why: the driver pins the count its units carry, and a command run in-process (the tests, a
     notebook) must not leave the process on another count than it found.
     """
+    if threads is None:
+        yield None
+        return
     import torch
 
     previous = torch.get_num_threads()

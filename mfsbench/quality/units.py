@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import socket
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,20 +107,31 @@ class QualityUnitTask:
                 "seconds": summary.seconds, "timings": summary.timings, "threads": ran_threads}
 
 
-def check_unit_fits(engine: Any, threads: int) -> None:
-    """Refuse a run whose units no node can hold (Ray would wait for ever on an infeasible task).
+def fit_unit_threads(engine: Any, threads: int, *, explicit: bool) -> int:
+    """The threads a unit runs with on ``engine``: ``threads`` where a node can hold them.
+
+    Why: Ray would wait for ever on a task no node can hold. An explicit ``--threads`` is refused;
+    the driver's own count (no ``--threads``) falls back to the largest node's CPUs with one warning
+    line, since a cluster of small nodes is a normal setup (the count that ran is recorded).
 
     Raises:
-        BadInputError: every node has fewer CPUs than one unit's threads, naming the fix.
+        BadInputError: an explicit count larger than every node, naming the count that fits.
     """
     nodes = getattr(engine, "nodes", None)
     if nodes is None:  # the local engine runs units here, with this process's threads
-        return
+        return threads
     largest = max((int(n["resources"].get("CPU", 0)) for n in nodes()), default=0)
-    if largest < threads:
+    if largest >= threads:
+        return threads
+    if explicit:
         raise BadInputError(f"a quality unit runs {threads} thread(s) (--threads) but the largest Ray node "
                             f"has {largest} CPU(s); pass --threads {max(1, largest)} (the last digits may "
                             "then differ from a local run with more threads)")
+    fitted = max(1, largest)
+    sys.stderr.write(f"warning: quality units run {fitted} thread(s), the largest Ray node's CPUs (this "
+                     f"process has {threads}); float results may differ from a local run in their last "
+                     "digits: pass --threads N to choose the count\n")
+    return fitted
 
 
 def node_cache_path(template: str) -> Path:
