@@ -3,7 +3,7 @@
 The local engine runs the same units as Ray (no Ray needed here). A driver killed after a unit
 finished but before its records reached ``records.jsonl`` is simulated by cutting that model's
 records from the store: ``--resume`` must import the published unit (same measurement, not a new
-one), and a new run (another run id) must measure again.
+one); a unit's name belongs to its run id and its own pending cells.
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ def _measured(record: Record) -> tuple:
     return record.model, record.info["unit"]["started"], record.metrics["p50_ms"]
 
 
-@pytest.mark.slow  # three tiny sweeps with their peak measurements: ~45 s on 2 loaded cores
+@pytest.mark.slow  # two tiny sweeps with their peak measurements: ~35 s on 2 loaded cores
 @pytest.mark.cli
-def test_a_published_unit_is_imported_on_resume_and_a_new_run_measures_again(tmp_path: Path) -> None:
+def test_a_published_unit_is_imported_on_resume(tmp_path: Path) -> None:
     out, units = tmp_path / "out", tmp_path / "units"
     first = cli_in_process(*SWEEP, "--results-url", str(units), "--out", str(out))
     assert first.code == 0, first.err
@@ -48,9 +48,27 @@ def test_a_published_unit_is_imported_on_resume_and_a_new_run_measures_again(tmp
     after = read_records(out / "records.jsonl")
     assert sorted(map(_measured, after)) == sorted(map(_measured, records))  # imported, not re-measured
     assert len({r.run_id for r in after}) == 1 and len(_published(units)) == 2
-    again = cli_in_process(*SWEEP, "--results-url", str(units), "--out", str(out))  # a new run id
-    assert again.code == 0, again.err
-    assert "imported" not in again.err and len(_published(units)) == 4
+
+
+def test_a_units_name_belongs_to_its_run_and_its_pending_cells() -> None:
+    """Another run (another id) never imports this run's file; other models' progress does not
+    rename a unit (a resume finds it whatever else landed meanwhile)."""
+    from mfsbench.device.sweep import SweepSettings, WeightsRef
+    from mfsbench.device.units import DesktopUnitTask
+    from mfsbench.registry import get_spec
+
+    unit = (get_spec("test_frame_only"), 32)
+    settings = SweepSettings(1, 0, 2, 0.0, 10.0)
+    cells = (("torch-eager", "fp32"),)
+
+    def task(run_id: str, done: frozenset = frozenset()) -> DesktopUnitTask:
+        return DesktopUnitTask(cells, settings, WeightsRef(seed=0), None, 0.05, done, run_id=run_id)
+
+    name = task("run-a").unit_name(unit)
+    assert task("run-b").unit_name(unit) != name
+    other_model_done = frozenset({("test_mobilefaceswap", 64, "torch-eager", "fp32")})
+    assert task("run-a", other_model_done).unit_name(unit) == name
+    assert task("run-a", frozenset({("test_frame_only", 32, "torch-eager", "fp32")})).unit_name(unit) != name
 
 
 @pytest.mark.cli
