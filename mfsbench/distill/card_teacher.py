@@ -94,7 +94,7 @@ class CardTeacher(nn.Module):
         self.card = card
         self.size = student_size
         student_points = template_for(CARD_DATA_ALIGN, student_size)
-        # the card's own fit (target.warp): the swap pipeline maps landmarks onto its template so
+        # with the card's own fit (target.warp), as the swap pipeline maps landmarks onto its template
         self.to_card = _mapping(student_points, self.runner.points, card.size == student_size, card.fit)
         self.from_card = None if self.to_card is None else self._invert(self.to_card)
         encoder = self.runner.encoder
