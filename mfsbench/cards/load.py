@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mfsbench.cards.convert import DerivedGraph
 from mfsbench.cards.graph import TensorInfo, signature, unknown_ops
 from mfsbench.cards.schema import Card, CardError, FileRef, TensorIO, parse_card, read_toml
 
@@ -34,10 +35,18 @@ class LoadedCard:
     inputs: tuple[TensorInfo, ...]
     outputs: tuple[TensorInfo, ...]
     projection_shape: tuple[int, ...] | None
+    #: the ONNX graph a TorchScript card was converted to (None: the card's file is the graph)
+    derived: DerivedGraph | None = None
 
     @property
     def swapper_path(self) -> Path:
-        return self.paths["swapper"]
+        """The ONNX graph every command runs: the card's own file, or the graph converted from it."""
+        return self.derived.path if self.derived is not None else self.paths["swapper"]
+
+    @property
+    def graph_sha256(self) -> str:
+        """The sha256 of :attr:`swapper_path` (what a derivative or a timed artefact is keyed by)."""
+        return self.derived.sha256 if self.derived is not None else self.sha256["swapper"]
 
     def static_inputs(self) -> dict[str, tuple[int, ...]]:
         """The swapper's inputs at the card's shapes (dynamic batch → 1) for counting."""
@@ -49,14 +58,18 @@ class LoadedCard:
     def record_info(self) -> dict[str, Any]:
         """What every record produced from this card carries (licence, files, digests)."""
         card = self.card
-        return {
+        info: dict[str, Any] = {
             "card": str(card.path),
             "card_id": card.id,
+            "card_format": card.format,
             "license": card.license.id,
             "license_commercial": card.license.commercial,
             "files": {key: {"path": str(path), "sha256": self.sha256[key], "verified": self.verified[key]}
                       for key, path in self.paths.items()},
         }
+        if self.derived is not None:
+            info["converted_graph"] = {"path": str(self.derived.path), **self.derived.details}
+        return info
 
 
 def file_digest(path: Path) -> str:
@@ -180,12 +193,18 @@ def load_card(path: str | Path, *, verify_sha256: bool = True) -> LoadedCard:
     digests: dict[str, str] = {}
     verified: dict[str, bool] = {}
     for key, ref in card.files.items():
-        digests[key] = file_digest(paths[key]) if verify_sha256 or ref.sha256 else ""
+        converted = key == "swapper" and card.format == "torchscript"  # its digest keys the conversion
+        digests[key] = file_digest(paths[key]) if verify_sha256 or ref.sha256 or converted else ""
         if ref.sha256 and digests[key] != ref.sha256:
             raise CardError(f"{card.path}: file {paths[key]} does not match `files.{key}.sha256` "
                             f"(expected {ref.sha256[:12]}…, got {digests[key][:12]}…); "
                             "it is not the file the card describes")
         verified[key] = bool(ref.sha256)
-    inputs, outputs, model = _check_graph(card, paths["swapper"])
+    derived = None
+    if card.format == "torchscript":
+        from mfsbench.cards.convert import derive_onnx
+
+        derived = derive_onnx(card, paths["swapper"], digests["swapper"])
+    inputs, outputs, model = _check_graph(card, derived.path if derived else paths["swapper"])
     projection = _projection_shape(card, model)
-    return LoadedCard(card, paths, digests, verified, tuple(inputs), tuple(outputs), projection)
+    return LoadedCard(card, paths, digests, verified, tuple(inputs), tuple(outputs), projection, derived)

@@ -19,7 +19,9 @@ from typing import Any
 from mfsbench.errors import BadInputError
 
 SCHEMA_VERSION = 1
-FORMATS = ("onnx",)
+#: ``format``: the swapper file's kind. A TorchScript archive is converted to ONNX once
+#: (:mod:`mfsbench.cards.convert`) and then runs as an ONNX card.
+FORMATS = ("onnx", "torchscript")
 COLORS = ("RGB", "BGR")
 LAYOUTS = ("NCHW",)
 DTYPES = ("float32", "float16")

@@ -58,14 +58,16 @@ def run_check(args: argparse.Namespace) -> int:
 
     loaded = load_card(args.card)
     card = loaded.card
-    for key, path in loaded.paths.items():
-        if path.suffix == ".onnx":
-            try:
-                onnx.checker.check_model(str(path))
-            except onnx.checker.ValidationError as exc:
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else "invalid"
-                raise CardError(f"{card.path}: file {path} (files.{key}) fails onnx.checker: "
-                                f"{first}") from None
+    graphs = [(key, path) for key, path in loaded.paths.items() if path.suffix == ".onnx"]
+    if loaded.derived is not None:
+        graphs.append(("swapper, converted", loaded.derived.path))
+    for key, path in graphs:
+        try:
+            onnx.checker.check_model(str(path))
+        except onnx.checker.ValidationError as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else "invalid"
+            raise CardError(f"{card.path}: file {path} (files.{key}) fails onnx.checker: "
+                            f"{first}") from None
     spec = spec_from_card(loaded)
     print(f"card {card.path}: OK")
     print(f"  model      {card.id} (family {card.family}), {len(loaded.inputs)} inputs, "
@@ -73,6 +75,12 @@ def run_check(args: argparse.Namespace) -> int:
     for key, path in loaded.paths.items():
         state = "sha256 verified" if loaded.verified[key] else "NOT verified (no sha256 in the card)"
         print(f"  file       {key}: {path} ({state}: {loaded.sha256[key][:16]}…)")
+    if loaded.derived is not None:
+        made = loaded.derived.details
+        print(f"  converted  {card.format} -> {loaded.derived.path} ({made['converter']}, "
+              f"opset {made['opset']}; "
+              f"max |ONNX - archive| {made['parity_max_abs']:.1e} <= {made['parity_tolerance']:g}; "
+              f"{made['cache']})")
     accepted = "accepted" if is_accepted(card.license.id) else "needs --accept-license"
     consent = "commercial use allowed" if card.license.commercial else f"non-commercial: {accepted}"
     print(f"  licence    {card.license.id} ({consent})")

@@ -171,7 +171,7 @@ def phone_file(spec: ModelSpec, tool: str) -> tuple[Path, str, dict[str, Any]]:
         return loaded.swapper_path, "onnx", {"source": "the card's own ONNX file, pushed as it is"}
     names = graph_input_names(spec)
     static = loaded.static_inputs()
-    artifact = card_artifact(loaded.swapper_path, loaded.sha256["swapper"], "tflite", "fp32",
+    artifact = card_artifact(loaded.swapper_path, loaded.graph_sha256, "tflite", "fp32",
                              input_names=names, output_names=tuple(o.name for o in loaded.outputs),
                              input_shapes={name: static[name] for name in names})
     return artifact.path, "tflite", dict(artifact.details)

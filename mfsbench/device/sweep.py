@@ -349,7 +349,7 @@ def prepare_card(spec: ModelSpec, samples: FaceSamples, work_dir: Path) -> Model
     macs = frame_macs(spec)
     return ModelUnderTest(spec, spec.native_size, WeightsRef(seed=None), None, (), weights_described(spec),
                           samples, data, names, tuple(o.name for o in loaded.outputs), macs, macs / 1e9,
-                          card_source=loaded.swapper_path, card_sha256=loaded.sha256["swapper"],
+                          card_source=loaded.swapper_path, card_sha256=loaded.graph_sha256,
                           reference="onnxruntime fp32 on the card's original file")
 
 

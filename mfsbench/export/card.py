@@ -118,7 +118,8 @@ def card_artifact(
     names = (tuple(input_names), tuple(output_names))
     if precision == "fp32" and fmt in ("onnx", "openvino"):
         return ExportedArtifact(source, "onnx", "fp32", source_sha256, *names, details={
-            "source": "the card's own ONNX file, run as it is (no export step)", "weights": "fp32",
+            "source": "the card's ONNX graph, run as it is (its own file, or the graph converted from "
+                      "its TorchScript archive)", "weights": "fp32",
             "compute": "f32", "read_by": "onnxruntime" if fmt == "onnx" else "openvino read_model (ONNX)"})
     if (fmt, precision) not in DERIVATIVES:
         raise BadInputError(f"a card's ONNX file cannot be turned into {fmt} {precision}; "
