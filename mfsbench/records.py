@@ -153,14 +153,26 @@ def environment() -> dict[str, Any]:
 
 
 def stamp(records: Iterable[Record], run_id: str) -> list[Record]:
-    """Fill the fields every record of a run shares."""
+    """Fill the fields every record of a run shares, and a weights card's licence, card and files
+    (issue 17: the licence id is stamped into every record a card produces, whatever the command)."""
     out = []
     for record in records:
         record.run_id = record.run_id or run_id
         record.created = record.created or now_iso()
         record.env = record.env or environment()
+        for key, value in _weights_card_info(record.model).items():
+            record.info.setdefault(key, value)
         out.append(record)
     return out
+
+
+def _weights_card_info(model: str) -> dict[str, Any]:
+    """The card info of ``model`` when it names a weights card resolved in this process, else {}."""
+    import sys
+
+    registry = sys.modules.get("mfsbench.registry")  # nothing to stamp if no spec was ever resolved
+    spec = registry.registered(model) if registry is not None else None
+    return spec.weights_card.record_info() if spec is not None and spec.weights_card is not None else {}
 
 
 def append_records(path: Path, records: Iterable[Record]) -> None:

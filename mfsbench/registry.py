@@ -28,6 +28,7 @@ from mfsbench.optional import load
 
 if TYPE_CHECKING:
     from mfsbench.cards.load import LoadedCard
+    from mfsbench.cards.weights import LoadedWeights
     from mfsbench.models.base import SwapNet
 
 StageName = Literal["identity", "frame"]
@@ -181,6 +182,9 @@ class ModelSpec:
     notes: tuple[str, ...] = ()
     #: the checked model card a ``provenance="card"`` spec comes from (its files, sha256, licence)
     card: LoadedCard | None = None
+    #: a ``format = "safetensors"`` card: the user's weights for this (zoo) architecture, loaded by every
+    #: command as ``--checkpoint`` files are (:func:`mfsbench.swap.checkpoints.load_checkpoints`)
+    weights_card: LoadedWeights | None = None
 
     @property
     def stage_names(self) -> tuple[StageName, ...]:
@@ -208,6 +212,22 @@ class ModelSpec:
     @property
     def is_test(self) -> bool:
         return self.provenance == "test"
+
+    @property
+    def from_card(self) -> bool:
+        """A spec resolved from a model card (a graph, or weights for a zoo architecture), not the zoo's."""
+        return self.provenance == "card"
+
+    @property
+    def architecture(self) -> str:
+        """The zoo architecture this spec builds: its own name, or a weights card's ``architecture``."""
+        return self.weights_card.card.architecture if self.weights_card is not None else self.name
+
+    def card_record_info(self) -> dict:
+        """What every record of a card's spec carries (licence, card, files and digests); {} for the zoo."""
+        if self.card is not None:
+            return self.card.record_info()
+        return self.weights_card.record_info() if self.weights_card is not None else {}
 
     @property
     def runnable(self) -> bool:
@@ -286,7 +306,7 @@ def list_models(*, include_tests: bool = False, runnable_only: bool = False) -> 
     return [
         name
         for name, spec in _REGISTRY.items()
-        if (include_tests or not spec.is_test) and (spec.runnable or not runnable_only) and spec.card is None
+        if (include_tests or not spec.is_test) and (spec.runnable or not runnable_only) and not spec.from_card
     ]
 
 
@@ -294,7 +314,7 @@ def all_specs() -> Iterator[ModelSpec]:
     """The zoo and plug-in specs; cards resolved so far are not included (they are listed from their
     folders, see :func:`mfsbench.cards.spec.discover`)."""
     _load_zoo()
-    yield from (spec for spec in _REGISTRY.values() if spec.card is None)
+    yield from (spec for spec in _REGISTRY.values() if not spec.from_card)
 
 
 def get_spec(name: str) -> ModelSpec:
@@ -313,7 +333,7 @@ def get_spec(name: str) -> ModelSpec:
     from mfsbench.cards import spec as cards
 
     known = _REGISTRY.get(name)
-    if known is not None and known.card is None:
+    if known is not None and not known.from_card:
         return known
     try:  # a card path, or a card id: resolved again, so an edited card or folder is seen
         card_spec = cards.resolve(name)
@@ -321,7 +341,7 @@ def get_spec(name: str) -> ModelSpec:
         card_spec = None
     if card_spec is not None:
         known = _REGISTRY.get(card_spec.name)
-        if known is not None and known.card is None:
+        if known is not None and not known.from_card:
             raise BadInputError(f"card {name}: its id {card_spec.name!r} is a zoo model's name; "
                                 "give the card another `id`")
         _REGISTRY[card_spec.name] = card_spec
@@ -334,6 +354,11 @@ def get_spec(name: str) -> ModelSpec:
         raise UnknownModelError(
             f"unknown model {name!r}.{hint} Run `mfsbench models` to list the zoo."
         ) from None
+
+
+def registered(name: str) -> ModelSpec | None:
+    """The spec registered under ``name`` (a zoo model, or a card resolved earlier), without resolving."""
+    return _REGISTRY.get(name)
 
 
 def create_model(name: str) -> SwapNet:

@@ -214,9 +214,15 @@ def test_example_cards_parse() -> None:
     from mfsbench.cards.schema import parse_card, read_toml
 
     paths = sorted(EXAMPLES.glob("*.toml"))
-    assert [p.name for p in paths] == ["inswapper_128.toml", "simswap_256.toml"]
+    assert [p.name for p in paths] == [
+        "inswapper_128.toml", "mobilefaceswap_student.toml", "simswap_256.toml"]
     for path in paths:
         card = parse_card(read_toml(path), path)
+        if card.format == "safetensors":  # the user's own student: their licence, the zoo's architecture
+            assert card.architecture == "mobilefaceswap_224" and set(card.files) == {
+                "mobilefaceswap_pdparams", "arcface_pdparams"}
+            assert all("${MFS_MODELS}" in ref.path for ref in card.files.values())
+            continue
         assert not card.license.commercial and "${MFS_MODELS}" in card.swapper.path
         # the user's own files, never a download
         assert all("://" not in ref.path for ref in card.files.values())

@@ -26,11 +26,12 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from mfsbench.cards.schema import Card, CardError
+
+if TYPE_CHECKING:  # numpy and torch are imported when a conversion runs: listing cards stays light
+    import numpy as np
 
 #: max |ONNX − TorchScript| on the check inputs (outputs in [0, 1]); the device axis's fp32 gate
 PARITY_TOLERANCE = 1e-4
@@ -187,6 +188,7 @@ def _export_checked(card: Card, module: Any, path: Path, shapes: list[tuple[int,
 
 def _parity(graph: Path, feeds: dict[str, np.ndarray], expected: list[np.ndarray]) -> float:
     """max |ONNX Runtime − archive| over every output, the way the suite runs the graph."""
+    import numpy as np
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"])

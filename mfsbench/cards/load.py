@@ -15,11 +15,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mfsbench.cards.convert import DerivedGraph
 from mfsbench.cards.graph import TensorInfo, signature, unknown_ops
-from mfsbench.cards.schema import Card, CardError, FileRef, TensorIO, parse_card, read_toml
+from mfsbench.cards.schema import Card, CardError, FileRef, TensorIO, WeightsCard, parse_card, read_toml
+
+if TYPE_CHECKING:
+    from mfsbench.cards.weights import LoadedWeights
 
 _DIGESTS: dict[tuple[str, int, int], str] = {}
 
@@ -82,7 +85,7 @@ def file_digest(path: Path) -> str:
     return _DIGESTS[key]
 
 
-def resolve_file(card: Card, ref: FileRef) -> Path:
+def resolve_file(card: Card | WeightsCard, ref: FileRef) -> Path:
     """The file of ``ref``: ``${VAR}`` and ``~`` expanded; a relative path is relative to the card's
     folder and may not leave it (so a shared card cannot point at ``../../.ssh/id_rsa``)."""
     field = f"files.{ref.key}.path"
@@ -181,8 +184,9 @@ def _projection_shape(card: Card, model: Any) -> tuple[int, ...] | None:
     return tuple(found.dims)
 
 
-def load_card(path: str | Path, *, verify_sha256: bool = True) -> LoadedCard:
-    """Parse ``path`` and check it against its files (see the module docstring).
+def load_card(path: str | Path, *, verify_sha256: bool = True) -> LoadedCard | LoadedWeights:
+    """Parse ``path`` and check it against its files (see the module docstring); a ``safetensors``
+    card is checked against its architecture instead (:mod:`mfsbench.cards.weights`).
 
     Raises:
         CardError: the first problem, in one line naming the card and the field or file.
@@ -193,13 +197,18 @@ def load_card(path: str | Path, *, verify_sha256: bool = True) -> LoadedCard:
     digests: dict[str, str] = {}
     verified: dict[str, bool] = {}
     for key, ref in card.files.items():
-        converted = key == "swapper" and card.format == "torchscript"  # its digest keys the conversion
-        digests[key] = file_digest(paths[key]) if verify_sha256 or ref.sha256 or converted else ""
+        # a converted file's digest keys its conversion; a weights file's is what records name it by
+        needed = card.format == "safetensors" or (key == "swapper" and card.format == "torchscript")
+        digests[key] = file_digest(paths[key]) if verify_sha256 or ref.sha256 or needed else ""
         if ref.sha256 and digests[key] != ref.sha256:
             raise CardError(f"{card.path}: file {paths[key]} does not match `files.{key}.sha256` "
                             f"(expected {ref.sha256[:12]}…, got {digests[key][:12]}…); "
                             "it is not the file the card describes")
         verified[key] = bool(ref.sha256)
+    if isinstance(card, WeightsCard):
+        from mfsbench.cards.weights import load_weights
+
+        return load_weights(card, paths, digests, verified)
     derived = None
     if card.format == "torchscript":
         from mfsbench.cards.convert import derive_onnx

@@ -20,8 +20,11 @@ from mfsbench.errors import BadInputError
 
 SCHEMA_VERSION = 1
 #: ``format``: the swapper file's kind. A TorchScript archive is converted to ONNX once
-#: (:mod:`mfsbench.cards.convert`) and then runs as an ONNX card.
-FORMATS = ("onnx", "torchscript")
+#: (:mod:`mfsbench.cards.convert`) and then runs as an ONNX card; ``safetensors`` are weights for a
+#: registered zoo architecture (:class:`WeightsCard`), which runs as that zoo model does.
+FORMATS = ("onnx", "torchscript", "safetensors")
+#: what a ``safetensors`` card may not say: its architecture defines inputs, crop, identity and paste
+ARCHITECTURE_DEFINED = ("io", "target", "identity", "run", "complexity")
 COLORS = ("RGB", "BGR")
 LAYOUTS = ("NCHW",)
 DTYPES = ("float32", "float16")
@@ -146,6 +149,26 @@ class Card:
         return self.files["swapper"]
 
 
+@dataclass(frozen=True)
+class WeightsCard:
+    """A ``format = "safetensors"`` card: the user's weights for a registered zoo ``architecture``.
+
+    Its ``[files]`` keys are the roles the architecture loads (``mobilefaceswap_pdparams``,
+    ``arcface_pdparams``, ``simswap_G``, ...: the formats of ``mfsbench convert``); everything else the
+    zoo model defines, so the card says only whose weights they are and under which licence.
+    """
+
+    path: Path
+    id: str
+    family: str
+    description: str
+    format: str
+    architecture: str
+    license: LicenseSpec
+    files: dict[str, FileRef]
+    notes: tuple[str, ...] = ()
+
+
 class _Table:
     """A TOML table being read: every access is typed, and leftovers are unknown keys (errors)."""
 
@@ -229,8 +252,9 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise CardError(f"{path}: not valid TOML ({exc}); fix the syntax") from None
 
 
-def parse_card(data: dict[str, Any], path: Path) -> Card:
-    """Validate a card's TOML against schema 1 and return it as a :class:`Card`.
+def parse_card(data: dict[str, Any], path: Path) -> Card | WeightsCard:
+    """Validate a card's TOML against schema 1 and return it as a :class:`Card` (a graph) or a
+    :class:`WeightsCard` (``format = "safetensors"``).
 
     Raises:
         CardError: the first problem found, naming ``path`` and the dotted field.
@@ -248,6 +272,15 @@ def parse_card(data: dict[str, Any], path: Path) -> Card:
     notes = top.take("notes", list, [])
     license_spec = _license(top.table("license"))
     files = _files(top.table("files"))
+    architecture = top.take("architecture", str, None, what="a registered zoo model's name")
+    if fmt == "safetensors":
+        return _weights_card(top, WeightsCard(
+            path=path, id=card_id, family=family, description=description, format=fmt,
+            architecture=architecture or "", license=license_spec, files=files,
+            notes=tuple(str(n) for n in notes)))
+    if architecture is not None:
+        raise top.fail("architecture", f"is for format = \"safetensors\" (weights for a zoo model); "
+                       f"a {fmt} card's file is the whole model: remove it")
     io = top.table("io")
     target_io = _tensor(io.table("target"))
     source_io = _tensor(io.table("source"))
@@ -287,6 +320,23 @@ def parse_card(data: dict[str, Any], path: Path) -> Card:
                 separable=separable, paste_mask=tuple(mask), paste_blur=blur,
                 exclude_initializers=tuple(exclude), notes=tuple(str(n) for n in notes), fit=fit,
                 border=border, paste_output=paste_output)
+
+
+def _weights_card(top: _Table, card: WeightsCard) -> WeightsCard:
+    """The rest of a ``safetensors`` card: an architecture, and none of the tables it defines."""
+    architecture = card.architecture
+    if not architecture:
+        raise top.fail("architecture", "is missing; name the registered zoo model these weights are for "
+                       "(`mfsbench models --all` lists them)")
+    for key in ARCHITECTURE_DEFINED:
+        if key in top.data:
+            raise top.fail(key, f"does not apply to format = \"safetensors\": architecture {architecture} "
+                           "defines it; remove it")
+    top.done()
+    if not card.files:
+        raise CardError(f"{card.path}: field `files` is empty; add one [files.ROLE] per weights file "
+                        "(roles: the architecture's formats, e.g. mobilefaceswap_pdparams, arcface_pdparams)")
+    return card
 
 
 def _paste(paste: _Table) -> tuple[list[str], float, str | None]:

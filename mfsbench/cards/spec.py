@@ -5,7 +5,8 @@ One interface: a card resolves to a spec with stages like a zoo model, so the re
 done once per source (the encoder graph when the card names one, then the projection: an initializer
 such as inswapper's ``emap`` or a converter graph); the ``frame`` stage is the swapper graph, run
 once per target frame. A card whose identity is a source *image* fed to the swapper every frame
-(``identity.kind = "image"``) has no separable identity stage.
+(``identity.kind = "image"``) has no separable identity stage. A ``safetensors`` card resolves to its
+zoo architecture's spec under the card's id, carrying its weights (:func:`spec_from_weights`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from mfsbench.cards.load import LoadedCard, load_card
 from mfsbench.cards.schema import CardError, parse_card, read_toml
+from mfsbench.cards.weights import LoadedWeights
 
 #: ``os.pathsep``-separated folders whose ``*.toml`` cards are listed and found by id.
 CARDS_ENV = "MFSBENCH_CARDS"
@@ -96,4 +98,29 @@ def resolve(name: str, *, check_license: bool = True):  # -> ModelSpec
     loaded = load_card(path)
     if check_license:
         check(loaded.card)
-    return spec_from_card(loaded)
+    if isinstance(loaded, LoadedCard):
+        return spec_from_card(loaded)
+    return spec_from_weights(loaded)
+
+
+def spec_from_weights(loaded: LoadedWeights):  # -> ModelSpec
+    """A weights card's spec: its architecture's (stages, builder, sizes, family, expected counts)
+    under the card's id, with the card's weights to load. No paper reference: the paper measured its
+    own weights' architecture, and the counts, which depend on the architecture only, are the zoo's."""
+    from dataclasses import replace
+
+    from mfsbench.registry import get_spec
+
+    card = loaded.card
+    architecture = get_spec(card.architecture)
+    return replace(
+        architecture,
+        name=card.id,
+        display_name=card.id,
+        provenance="card",
+        reference=None,
+        description=card.description or f"{architecture.display_name}, weights of card {card.path.name}",
+        notes=(f"card {card.path}", f"architecture {architecture.name}", f"licence {card.license.id}",
+               *card.notes),
+        weights_card=loaded,
+    )

@@ -51,12 +51,14 @@ def run_check(args: argparse.Namespace) -> int:
     import onnx
 
     from mfsbench.cards.count import count_stages
-    from mfsbench.cards.license import is_accepted
     from mfsbench.cards.load import load_card
     from mfsbench.cards.schema import CardError
     from mfsbench.cards.spec import spec_from_card
+    from mfsbench.cards.weights import LoadedWeights
 
     loaded = load_card(args.card)
+    if isinstance(loaded, LoadedWeights):
+        return _check_weights(loaded)
     card = loaded.card
     graphs = [(key, path) for key, path in loaded.paths.items() if path.suffix == ".onnx"]
     if loaded.derived is not None:
@@ -81,9 +83,7 @@ def run_check(args: argparse.Namespace) -> int:
               f"opset {made['opset']}; "
               f"max |ONNX - archive| {made['parity_max_abs']:.1e} <= {made['parity_tolerance']:g}; "
               f"{made['cache']})")
-    accepted = "accepted" if is_accepted(card.license.id) else "needs --accept-license"
-    consent = "commercial use allowed" if card.license.commercial else f"non-commercial: {accepted}"
-    print(f"  licence    {card.license.id} ({consent})")
+    print(_licence_line(card.license))
     template = card.template if isinstance(card.template, str) else "explicit 5 points"
     print(f"  target     {card.target_io.name} {list(card.target_io.shape)}: align to {template} "
           f"({card.fit} fit, {card.border} border) at "
@@ -103,4 +103,38 @@ def run_check(args: argparse.Namespace) -> int:
                           if "no node" in v["reason"] or "card" in v["reason"])
         print(f"  {name:<10} {count.params / 1e6:.2f} M params, {count.macs / 1e9:.3f} GMACs"
               + (f" (not compute: {apart})" if apart else ""))
+    return 0
+
+
+def _licence_line(license_spec) -> str:
+    from mfsbench.cards.license import is_accepted
+
+    accepted = "accepted" if is_accepted(license_spec.id) else "needs --accept-license"
+    consent = "commercial use allowed" if license_spec.commercial else f"non-commercial: {accepted}"
+    return f"  licence    {license_spec.id} ({consent})"
+
+
+def _check_weights(loaded) -> int:
+    """``card check`` of a weights card: every file loaded strictly into its architecture (names,
+    shapes, finite and plausible values), as every command will load it."""
+    from mfsbench.cards.spec import spec_from_weights
+    from mfsbench.counting import cheap_init
+    from mfsbench.swap.checkpoints import load_checkpoints
+
+    card = loaded.card
+    spec = spec_from_weights(loaded)
+    with cheap_init():  # every weight is overwritten by the load
+        model = spec.builder().eval()
+    checkpoints = load_checkpoints(spec, model, [])
+    print(f"card {card.path}: OK")
+    print(f"  model      {card.id}: architecture {card.architecture} (family {spec.family}) with the card's "
+          "weights; it runs as that zoo model does in every command")
+    for checkpoint, role in zip(checkpoints, loaded.roles, strict=True):
+        state = "sha256 verified" if loaded.verified[role] else "NOT verified (no sha256 in the card)"
+        known = f"; {checkpoint.provenance}" if checkpoint.provenance else ""
+        print(f"  file       {role}: {checkpoint.path} ({state}: {checkpoint.sha256[:16]}…; "
+              f"{checkpoint.keys} tensors loaded strictly{known})")
+    print(_licence_line(card.license))
+    print(f"  stages     {' + '.join(spec.stage_names)}; modes {', '.join(spec.modes)}; size "
+          f"{spec.size_rule.describe()} (native {spec.native_size})")
     return 0

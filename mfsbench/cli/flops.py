@@ -164,8 +164,10 @@ def run(args: argparse.Namespace) -> int:
                 record.info["checkpoints"] = checkpoints
         append_records(store, records)
         this_run += records
-    rows = table1.latest_rows([r for r in this_run if "card" not in r.info], args.convention)
-    rows += table1.latest_rows([r for r in this_run if "card" in r.info], "macs")
+    # a card's graph is counted in macs whatever --convention says; a weights card is a zoo architecture
+    graph = {id(r) for r in this_run if "card" in r.info and r.info.get("card_format") != "safetensors"}
+    rows = table1.latest_rows([r for r in this_run if id(r) not in graph], args.convention)
+    rows += table1.latest_rows([r for r in this_run if id(r) in graph], "macs")
     renderers = {
         "table": table1.render_terminal,
         "md": lambda r: table1.render_markdown(r, f"Table 1 ({args.convention} convention)"),

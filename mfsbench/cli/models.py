@@ -41,12 +41,20 @@ def _row(spec) -> dict[str, object]:
 
 
 def _card_rows() -> list[dict[str, object]]:
-    from mfsbench.cards.schema import parse_card, read_toml
+    from mfsbench.cards.schema import WeightsCard, parse_card, read_toml
     from mfsbench.cards.spec import discover
+    from mfsbench.registry import get_spec
 
     rows: list[dict[str, object]] = []
     for card_id, path in discover().items():
         card = parse_card(read_toml(path), path)
+        if isinstance(card, WeightsCard):  # the architecture's row, under the card's name (no file is read)
+            row = _row(get_spec(card.architecture))
+            row.update(name=card_id, kind="card", paper_row=None, card=str(path), license=card.license.id,
+                       commercial=card.license.commercial, architecture=card.architecture,
+                       description=card.description or f"{card.architecture} with the card's weights")
+            rows.append(row)
+            continue
         separable = card.identity.kind == "embedding" and card.separable
         rows.append({
             "name": card_id,

@@ -158,6 +158,7 @@ def _rows(args: argparse.Namespace, tree: Any, compression: str) -> list[Any]:
     from mfsbench.quality.runner import calibration_rows, method_row, zoo_row
     from mfsbench.registry import get_spec
     from mfsbench.swap.adapters import adapter_for
+    from mfsbench.swap.checkpoints import weights_flags
 
     rows = calibration_rows()
     models = [m for m in _model_names(args.models) if m not in CALIBRATION]
@@ -167,7 +168,7 @@ def _rows(args: argparse.Namespace, tree: Any, compression: str) -> list[Any]:
         spec = get_spec(name)
         adapter_for(spec)
         runtime = _row_runtime(args.runtime, spec)  # an impossible runtime before any weights question
-        flags = ckpts.get(name, [])
+        flags = weights_flags(spec, ckpts.get(name, []))  # a weights card's own files
         card = spec.card
         # a card that ships its own identity encoder runs no random network without --checkpoint
         own_encoder = card is not None and card.card.identity.encoder in card.paths

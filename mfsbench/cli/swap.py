@@ -215,7 +215,8 @@ def run(args: argparse.Namespace) -> int:
     check_records_file(Path(args.records))
     if is_video(target_path) != is_video(out_path):
         raise BadInputError("--target and --out must both be videos or both be images")
-    if spec.card is None and not args.checkpoint and not args.allow_random_weights:
+    has_weights = spec.card is not None or spec.weights_card is not None or bool(args.checkpoint)
+    if not has_weights and not args.allow_random_weights:
         raise BadInputError(
             f"{spec.name} needs its official checkpoints (--checkpoint PATH ...); "
             "pass --allow-random-weights to check the pipeline with untrained weights"

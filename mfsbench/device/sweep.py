@@ -110,6 +110,16 @@ def build_frame_stage(
     return module, example, described
 
 
+def _weights_for(spec: ModelSpec, weights: WeightsRef) -> WeightsRef:
+    """A weights card's cells run its own files (the child process rebuilds its architecture with
+    them); any other model runs ``weights``."""
+    if spec.weights_card is None:
+        return weights
+    from mfsbench.swap.checkpoints import weights_flags
+
+    return WeightsRef(seed=None, checkpoints=tuple(weights_flags(spec, weights.checkpoints)))
+
+
 CellKey = tuple[str, int, str, str]
 
 
@@ -401,14 +411,14 @@ def measure_model(
         return []
     isa = cpu_isa() if isa is None else isa
     model = (prepare_card(spec, samples, work_dir) if spec.card is not None
-             else prepare_model(spec, size, weights or WeightsRef(), samples, work_dir))
+             else prepare_model(spec, size, _weights_for(spec, weights or WeightsRef()), samples, work_dir))
     base_info: dict[str, Any] = {
         "display_name": spec.display_name, "size": size, "stage": "frame",
         "weights": model.weights_described, "parity_inputs": samples.note,
         "parity_crops": samples.describe(), "gmacs_paper": model.gmacs_paper,
         "macs_executed": model.macs_executed, "peaks": peaks_to_record(peaks) if peaks else None,
         "sweep": settings.describe(), "parity_reference": model.reference,
-        **(_card_info(spec) if spec.card is not None else {}),
+        **(_card_info(spec) if spec.card is not None else spec.card_record_info()),
     }
     shapes = ({k: list(v) for k, v in spec.card.static_inputs().items()} if spec.card is not None
               else {"target": [1, 3, size, size]})
@@ -544,7 +554,7 @@ def _measure_cell(
         runtime=backend, compute=plan.compute, tolerance=tolerance,
         artifact=str(artifact.path) if artifact is not None else None,
         torch_stage=None if artifact is not None else {
-            "model": model.spec.name, "size": model.size, "seed": model.weights.seed,
+            "model": model.spec.architecture, "size": model.size, "seed": model.weights.seed,
             "checkpoints": list(model.weights.checkpoints)},
         data=str(data), input_names=list(input_names),
         output_names=list(output_names), samples=len(model.samples.parity),

@@ -205,7 +205,7 @@ def build_nets(config: dict[str, dict[str, Any]], data_align: str = "arcface") -
     teacher = create_model(m["teacher"])
     nets = Nets(student, student_spec, teacher, teacher_spec, None)
 
-    if m["teacher_weights"]:
+    if m["teacher_weights"] or teacher_spec.weights_card is not None:  # a weights card loads its own files
         from mfsbench.swap.checkpoints import load_checkpoints
 
         nets.loaded += [_record("teacher", c) for c in load_checkpoints(teacher_spec, teacher,

@@ -46,7 +46,22 @@ NEEDED_BY_NAME: dict[str, tuple[str, ...]] = {
 
 def needed_formats(spec: ModelSpec) -> tuple[str, ...] | None:
     """The official formats ``spec`` loads, in load order, or None for a model without any."""
-    return NEEDED_BY_NAME.get(spec.name, NEEDED.get(spec.family))
+    return NEEDED_BY_NAME.get(spec.architecture, NEEDED.get(spec.family))
+
+
+def weights_flags(spec: ModelSpec, flags: list[str] | tuple[str, ...]) -> list[str]:
+    """The ``--checkpoint`` flags that load ``spec``: a weights card's own files, else ``flags``.
+
+    Raises:
+        BadInputError: both (the card's files are its weights; another file would replace them).
+    """
+    if spec.weights_card is None:
+        return list(flags)
+    own = spec.weights_card.flags()
+    if flags and list(flags) != own:  # the card's own flags, passed on to a worker, are fine
+        raise BadInputError(f"{spec.name} is a weights card: its weights are the card's files "
+                            f"({spec.weights_card.card.path}); drop --checkpoint for it")
+    return own
 
 
 def _guess_safetensors(path: Path, needed: tuple[str, ...], model: SwapNet) -> str:
@@ -86,10 +101,13 @@ def _guess_format(path: Path, needed: tuple[str, ...], model: SwapNet) -> str:
 def load_checkpoints(spec: ModelSpec, model: SwapNet, flags: list[str]) -> list[LoadedCheckpoint]:
     """Load every official file (or its ``.safetensors`` form) the model needs; [] means random weights.
 
+    A weights card's spec loads its own files (:func:`weights_flags`).
+
     Raises:
         BadInputError: a model without official checkpoints, a missing or unknown file, a format
             given twice or not needed, or keys that do not match.
     """
+    flags = weights_flags(spec, flags)
     if not flags:
         return []
     needed = needed_formats(spec)
@@ -111,7 +129,7 @@ def load_checkpoints(spec: ModelSpec, model: SwapNet, flags: list[str]) -> list[
     if missing:
         raise BadInputError(f"{spec.name} also needs {', '.join(missing)}: pass it with --checkpoint")
     return [
-        load_safetensors(model, chosen[f], f, model_name=spec.name)
+        load_safetensors(model, chosen[f], f, model_name=spec.architecture)
         if chosen[f].suffix == SAFETENSORS_SUFFIX
         else load_official(model, chosen[f], f)
         for f in needed
