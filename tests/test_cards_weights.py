@@ -171,13 +171,13 @@ def test_device_cells_rebuild_the_architecture_with_the_cards_files(weights) -> 
     *architecture* by name (a fresh process has no card registered) and loads them. The end-to-end
     ``device --models CARD`` run is in the README's measured section; it costs ~40 s of fixed sweep
     set-up, so the test goes through the same two functions instead."""
-    from mfsbench.device.sweep import WeightsRef, _weights_for, build_frame_stage
+    from mfsbench.device.sweep import WeightsRef, build_frame_stage, weights_for
     from mfsbench.errors import BadInputError
     from mfsbench.registry import get_spec
 
     card, student, id_net = weights
     spec = get_spec(str(card))
-    chosen = _weights_for(spec, WeightsRef())
+    chosen = weights_for(spec, WeightsRef())
     assert chosen.seed is None and chosen.checkpoints == tuple(spec.weights_card.flags())
     parent, example, described = build_frame_stage(spec, spec.native_size, chosen)
     child, _, child_described = build_frame_stage(get_spec(spec.architecture), spec.native_size, chosen)
@@ -187,7 +187,7 @@ def test_device_cells_rebuild_the_architecture_with_the_cards_files(weights) -> 
         assert all(torch.equal(a, b) for a, b in zip(parent(*example), child(*example), strict=True))
     assert spec.card_record_info()["files"]["mobilefaceswap_pdparams"]["sha256"] == sha256_file(student)
     with pytest.raises(BadInputError, match="drop --checkpoint"):
-        _weights_for(spec, WeightsRef(seed=None, checkpoints=(str(student),)))
+        weights_for(spec, WeightsRef(seed=None, checkpoints=(str(student),)))
 
 
 def test_quality_row_of_a_weights_card_loads_its_files(weights) -> None:
@@ -225,3 +225,19 @@ def test_weights_card_in_a_cards_folder_is_listed_and_found_by_id(run_cli, weigh
                       "--out", str(card.parent / "out"))
     assert counted.code == 0, counted.err
     assert [r["model"] for r in json.loads(counted.out)] == ["my_student"]
+
+
+@pytest.mark.slow  # one ONNX export of the tiny student's frame stage (~5 s on 2 loaded cores)
+def test_phone_export_of_a_weights_card_holds_its_files(weights, tmp_path: Path) -> None:
+    """``device --adb --models CARD``: the file pushed to the phones is the export of the card's weights
+    (named by their sha256 in its record, with the licence), not of seeded random ones."""
+    pytest.importorskip("onnxscript")
+    from device_runners.android.cli import export_models
+    from mfsbench.registry import get_spec
+
+    card, student, _ = weights
+    spec = get_spec(str(card))
+    (model,) = export_models([spec], None, "ort", tmp_path / "work")
+    assert model.path.suffix == ".onnx" and model.path.is_file()
+    assert sha256_file(student) in model.info["weights"] and "random" not in model.info["weights"]
+    assert model.info["license"] == "MIT" and model.info["architecture"] == ARCHITECTURE

@@ -71,7 +71,7 @@ def export_models(specs: list[ModelSpec], size_arg: int | None, tool: str, work:
     (seeded random ones by default, as on the desktop, so every phone and host runs the same file);
     a card's own ONNX file as it is under onnxruntime_perf_test, or its onnx2tf conversion (the
     ``cards-tflite`` extra, per-user cache) under a TFLite benchmark_model."""
-    from mfsbench.device.sweep import WeightsRef, build_frame_stage
+    from mfsbench.device.sweep import WeightsRef, build_frame_stage, weights_for
     from mfsbench.export.base import get_exporter
     from mfsbench.export.stages import stage_input_names
 
@@ -88,12 +88,13 @@ def export_models(specs: list[ModelSpec], size_arg: int | None, tool: str, work:
                 "weights": weights_described(spec), "export": details, **spec.card.record_info()}))
             continue
         _say(f"device --adb: exporting {spec.name} @ {size} to {exporter.name} fp32 ...")
-        module, example, described = build_frame_stage(spec, size, weights or WeightsRef())
+        module, example, described = build_frame_stage(spec, size, weights_for(spec, weights or WeightsRef()))
         artifact = exporter.export(module, example, work / spec.name, "fp32",
                                    input_names=stage_input_names(spec, "frame"), stem=spec.name)
         models.append(PhoneModel(spec.name, artifact.path, size,
                                  {"display_name": spec.display_name, "format": artifact.format,
-                                  "size_mb": artifact.size_mb, "weights": described}))
+                                  "size_mb": artifact.size_mb, "weights": described,
+                                  **spec.card_record_info()}))  # a weights card: licence, files
     return models
 
 

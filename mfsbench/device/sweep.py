@@ -110,9 +110,9 @@ def build_frame_stage(
     return module, example, described
 
 
-def _weights_for(spec: ModelSpec, weights: WeightsRef) -> WeightsRef:
-    """A weights card's cells run its own files (the child process rebuilds its architecture with
-    them); any other model runs ``weights``."""
+def weights_for(spec: ModelSpec, weights: WeightsRef) -> WeightsRef:
+    """A weights card's cells run its own files (a cell process rebuilds its architecture with them,
+    a phone runs the export of them); any other model runs ``weights``."""
     if spec.weights_card is None:
         return weights
     from mfsbench.swap.checkpoints import weights_flags
@@ -411,7 +411,7 @@ def measure_model(
         return []
     isa = cpu_isa() if isa is None else isa
     model = (prepare_card(spec, samples, work_dir) if spec.card is not None
-             else prepare_model(spec, size, _weights_for(spec, weights or WeightsRef()), samples, work_dir))
+             else prepare_model(spec, size, weights_for(spec, weights or WeightsRef()), samples, work_dir))
     base_info: dict[str, Any] = {
         "display_name": spec.display_name, "size": size, "stage": "frame",
         "weights": model.weights_described, "parity_inputs": samples.note,
