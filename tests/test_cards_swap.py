@@ -273,7 +273,7 @@ def test_quality_gives_a_card_a_table2_row(run_cli, tmp_path: Path, monkeypatch:
     assert row["kind"] == "zoo" and int(row["frames_ok"]) > 0 and row["id_retrieval_pct"] != ""
     assert float(row["pose_error"]) > 0
     # the suite ArcFace's random weights, and the swapper's own digest (an edited ONNX is a new row)
-    assert row["weights"].startswith("random-weights:0+card:")
+    assert row["weights"].startswith("random-weights:0+card:") and row["runtime"] == "onnxruntime"
     (record,) = [r for r in read_records(out / "records.jsonl") if r.model == str(card)]
     assert record.info["card"] == str(card)
     assert record.info["license"] == "LicenseRef-InsightFace-NonCommercial"

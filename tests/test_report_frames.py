@@ -158,6 +158,7 @@ def _table2_store() -> tuple[object, list]:
     header = table2.Header("prot", "fp", "ev", run, 5, [("v1", "bad")], [("v2", "none")], 2, ["s1"])
     ours = table2.Table2Row("mobilefaceswap_224", "Ours", "zoo", "mobilefaceswap_224", "image", "sha", 8.07,
                             10, 2, 3, 1, 95.5, 96.0, 1.0, 0.81234, float("nan"), -1e-9, 4)
+    ours.runtime = "onnxruntime"
     ours.skip("no face in frame 12", "000", "003", 2)
     ours.skip("decode error 000_003 frames 4-9", "000", "003", 1)
     ours.skip("no face in frame 13", "001", "004", 3)
@@ -169,16 +170,16 @@ def _table2_store() -> tuple[object, list]:
 
 #: What the hand-written csv.writer / row loops printed for :func:`_table2_store`.
 EXPECTED_TABLE2_CSV = (
-    'row,label,kind,model,mode,weights,protocol_id,protocol_fingerprint,identity_eval'
+    'row,label,kind,model,mode,weights,runtime,protocol_id,protocol_fingerprint,identity_eval'
     'uator,pose_evaluator,features_evaluator,id_retrieval_pct,id_retrieval_grouped_pc'
     't,target_retrieval_pct,id_cos_mean,pose_error,feature_distance,feature_distance_'
     'n,frames_ok,frames_skipped,items_ok,items_skipped,gmacs,paper_id,paper_pose,pape'
     'r_fid,paper_row,dataset_problems\n'
-    'mobilefaceswap_224,Ours,zoo,mobilefaceswap_224,image,sha,prot,fp,cosface,,fd_x,9'
+    'mobilefaceswap_224,Ours,zoo,mobilefaceswap_224,image,sha,onnxruntime,prot,fp,cosface,,fd_x,9'
     '5.5,96.0,1.0,0.81234,nan,-1e-09,4,10,2,3,1,8.07,95.98,1.32,6.79,"Table 2 row 12,'
     ' Ours (SimSwap teacher)",0\n'
-    'ffpp:Deepfakes,DF,method,deepfakes_64,,-,prot,fp,cosface,,fd_x,,,,,,,0,0,0,0,0,,,,,,0\n'
-    'test_x,"T, ""quoted""",oracle,x,video,random-weights:0,prot,fp,cosface,,fd_x,,,,'
+    'ffpp:Deepfakes,DF,method,deepfakes_64,,-,,prot,fp,cosface,,fd_x,,,,,,,0,0,0,0,0,,,,,,0\n'
+    'test_x,"T, ""quoted""",oracle,x,video,random-weights:0,,prot,fp,cosface,,fd_x,,,,'
     ',,,0,0,0,0,0,2.0,,,,,0\n'
 )
 EXPECTED_TABLE2_TABLES = [

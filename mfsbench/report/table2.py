@@ -333,7 +333,10 @@ def render_markdown(header: Header, rows: Sequence[Table2Row]) -> str:
     return "\n".join(lines) + "\n"
 
 
-CSV_FIELDS = ("row", "label", "kind", "model", "mode", "weights", "protocol_id", "protocol_fingerprint",
+#: ``runtime``: what ran a swap row's frame stage (torch, onnxruntime); empty for a method row (no
+#: network ran) and for rows cached before runtimes were recorded
+CSV_FIELDS = ("row", "label", "kind", "model", "mode", "weights", "runtime", "protocol_id",
+              "protocol_fingerprint",
               "identity_evaluator", "pose_evaluator", "features_evaluator", "id_retrieval_pct",
               "id_retrieval_grouped_pct", "target_retrieval_pct", "id_cos_mean",
               "pose_error", "feature_distance", "feature_distance_n", "frames_ok", "frames_skipped",
@@ -362,6 +365,7 @@ def rows_frame(header: Header, rows: Sequence[Table2Row]) -> pd.DataFrame:
     table = pd.DataFrame({
         "row": frame["key"], "label": frame["label"], "kind": frame["kind"], "model": frame["model"],
         "mode": [m or "" for m in frame["mode"]], "weights": frame["weights"],
+        "runtime": [r or "" for r in frame["runtime"]],
         "protocol_id": header.protocol_id, "protocol_fingerprint": header.fingerprint,
         "identity_evaluator": names["identity"], "pose_evaluator": names["pose"],
         "features_evaluator": names["features"],
