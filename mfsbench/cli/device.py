@@ -230,7 +230,12 @@ def _sweep_on_engine(args: argparse.Namespace, specs: list[ModelSpec], cells: li
         BadInputError: ``--ray-address`` without ``--engine ray``, or a cluster no timing unit can run on.
     """
     from mfsbench.device.sweep import pending_cells
-    from mfsbench.device.units import DesktopUnitTask, published_records, stored_peaks_by_host
+    from mfsbench.device.units import (
+        DesktopUnitTask,
+        published_names,
+        published_records,
+        stored_peaks_by_host,
+    )
     from mfsbench.engine import get_engine
 
     done = resumed.done if resumed else set()
@@ -241,12 +246,13 @@ def _sweep_on_engine(args: argparse.Namespace, specs: list[ModelSpec], cells: li
                            engine="ray" if args.engine == "ray" or args.ray_address else "local",
                            results_url=url, run_id=run_id)
     units = []
+    listed = published_names(url) if url else set()
     for spec in specs:
         side = args.size or spec.native_size
         if not pending_cells(spec.name, side, cells, done):
             print(f"device: {spec.name} @ {side}: every cell is measured already", file=sys.stderr)
             continue
-        published = published_records(url, task.unit_name((spec, side))) if url else None
+        published = published_records(url, task.unit_name((spec, side)), listed) if url else None
         if published is None:
             units.append((spec, side))
             continue

@@ -27,6 +27,7 @@ import os
 import socket
 import tempfile
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -169,14 +170,23 @@ def publish_unit(url: str, name: str, records: list[Record], model: str, size: i
                                            "host": socket.gethostname(), "cells": len(records)})
 
 
-def published_records(url: str, name: str) -> list[Record] | None:
-    """A unit's published records, or None when it is not published."""
+def published_names(url: str) -> set[str]:
+    """The unit names published under ``url``: listed once per sweep (on object storage each listing
+    is a request), then looked up per model with :func:`published_records`."""
+    from mfsbench.engine.publish import ResultFolder
+
+    return ResultFolder(url).names()
+
+
+def published_records(url: str, name: str, listed: Collection[str] | None = None) -> list[Record] | None:
+    """A unit's published records, or None when it is not published (``listed``: the folder's names from
+    :func:`published_names`; None lists the folder here)."""
     import json
 
     from mfsbench.engine.publish import ResultFolder
 
     folder = ResultFolder(url)
-    if name not in folder.names():
+    if name not in (folder.names() if listed is None else listed):
         return None
     rows, _ = folder.read(name)
     return [Record.from_dict(json.loads(values[0])) for _, values in sorted(rows, key=lambda r: int(r[0]))]

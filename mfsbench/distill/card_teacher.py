@@ -152,15 +152,12 @@ class CardTeacher(nn.Module):
         image = rgb01.detach().float().cpu().permute(1, 2, 0).numpy()[:, :, ::-1] * 255.0
         return np.ascontiguousarray(image, dtype=np.float32)
 
-    def _warp(self, image: np.ndarray, matrix: np.ndarray | None, size: int, *, zero: bool) -> np.ndarray:
+    def _warp(self, image: np.ndarray, matrix: np.ndarray | None, size: int) -> np.ndarray:
         if matrix is None:
             return image
-        from mfsbench.faces.align import cv2_module
+        from mfsbench.faces.align import warp_to
 
-        cv2 = cv2_module()
-        border = cv2.BORDER_CONSTANT if zero else cv2.BORDER_REPLICATE
-        return cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=border,
-                              borderValue=0)
+        return warp_to(image, matrix, size, self.card.border)
 
     def _back(self, card_rgb: np.ndarray, target: np.ndarray) -> np.ndarray:
         """The card's output in the student's frame; what its crop does not cover keeps the target."""
@@ -193,14 +190,13 @@ class CardTeacher(nn.Module):
     def forward(self, source: Tensor, target: Tensor) -> Tensor:
         if source.shape[-1] != self.size or target.shape[-1] != self.size:
             raise ValueError(f"CardTeacher was built for {self.size} px crops, got {list(target.shape)}")
-        zero = self.card.border == "zero"
         rows = []
         matrix, source_size = self.source_frame
         for src, tgt in zip(source, target, strict=True):
             if self.reads_identity:  # else the identity is baked into the graph: no encoder pass
-                self._inject(self._warp(self._bgr255(src), matrix, source_size, zero=zero))
+                self._inject(self._warp(self._bgr255(src), matrix, source_size))
             target_rgb = tgt.detach().float().cpu().permute(1, 2, 0).numpy()
-            crop = self._warp(self._bgr255(tgt), self.to_card, self.card.size, zero=zero)
+            crop = self._warp(self._bgr255(tgt), self.to_card, self.card.size)
             card_rgb = self.runner.decode_float(self.runner.run_frame(crop))[:, :, ::-1]
             rows.append(self._back(card_rgb, target_rgb))
             self.calls += 1

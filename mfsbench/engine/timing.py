@@ -21,7 +21,7 @@ their workers at niceness 0 (:data:`TIMING_SYSTEM_CONFIG` for a local instance,
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from mfsbench.errors import BadInputError
@@ -59,7 +59,7 @@ def check_timing_nodes(nodes: Sequence[dict[str, Any]], threads: int) -> list[di
                             f"--resources '{{\"{TIMER_RESOURCE}\": 1}}' to `ray start`)")
     able = [n for n in timers if n["resources"].get("CPU", 0) >= threads]
     if not able:
-        most = max(int(n["resources"].get("CPU", 0)) for n in timers)
+        most = largest_node_cpus(timers)
         raise BadInputError(f"--threads {threads} needs {threads} CPUs on one node, but the timing nodes of "
                             f"the Ray cluster have at most {most}; pass --threads {max(1, most)} or add a "
                             "bigger node")
@@ -82,3 +82,9 @@ def check_worker_priority() -> int:
                             f"with `mfsbench ray-node`, or with {NICENESS_ENV[0]}={NICENESS_ENV[1]} before "
                             "`ray start`")
     return niceness
+
+
+def largest_node_cpus(nodes: Iterable[dict[str, Any]]) -> int:
+    """The most CPUs one of ``nodes`` (Ray's ``ray.nodes()`` entries) declares; 0 for none. What a unit
+    that pins its threads can be given at most (timing units and quality units both ask)."""
+    return max((int(n["resources"].get("CPU", 0)) for n in nodes), default=0)

@@ -220,12 +220,18 @@ def align_to_points(image: np.ndarray, landmarks: np.ndarray, points: np.ndarray
     if lmk.shape != (5, 2) or template.shape != (5, 2):
         raise BadInputError(f"alignment needs 5 landmarks and 5 template points, got {lmk.shape} and "
                             f"{template.shape}")
-    cv2 = cv2_module()
     matrix = fit_points(lmk, template, fit)
-    crop = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR,
+    return warp_to(image, matrix, size, border), matrix
+
+
+def warp_to(image: np.ndarray, matrix: np.ndarray, size: int, border: str = "replicate") -> np.ndarray:
+    """``image`` under the 2×3 ``matrix`` as a ``size``² crop, bilinear; outside the image ``border``
+    is ``"zero"`` (the zoo's black) or ``"replicate"`` (FaceFusion's edge pixels). The one warp of a
+    card's crop, whoever takes it (swap, device crops, the distillation teacher)."""
+    cv2 = cv2_module()
+    return cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_CONSTANT if border == "zero" else cv2.BORDER_REPLICATE,
                           borderValue=0)
-    return crop, matrix
 
 
 def fit_points(src: np.ndarray, dst: np.ndarray, fit: str = "similarity") -> np.ndarray:

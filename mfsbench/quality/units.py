@@ -120,7 +120,9 @@ def fit_unit_threads(engine: Any, threads: int, *, explicit: bool) -> int:
     nodes = getattr(engine, "nodes", None)
     if nodes is None:  # the local engine runs units here, with this process's threads
         return threads
-    largest = max((int(n["resources"].get("CPU", 0)) for n in nodes()), default=0)
+    from mfsbench.engine.timing import largest_node_cpus
+
+    largest = largest_node_cpus(nodes())
     if largest >= threads:
         return threads
     if explicit:
