@@ -84,6 +84,18 @@ def converter(path: Path) -> Path:
     return path
 
 
+def card_error(card: Path) -> str:
+    """The one-line :class:`CardError` that loading ``card`` raises (it must name the card)."""
+    from mfsbench.cards.load import load_card
+    from mfsbench.cards.schema import CardError
+
+    with pytest.raises(CardError) as info:
+        load_card(card)
+    message = str(info.value)
+    assert "\n" not in message and str(card) in message
+    return message
+
+
 def _clear_consent(monkeypatch: pytest.MonkeyPatch) -> None:
     from mfsbench.cards import license as card_license
 

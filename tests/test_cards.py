@@ -14,12 +14,12 @@ import pytest
 from mfsbench.cards import license as card_license
 from mfsbench.cards.graph import count_file
 from mfsbench.cards.load import load_card
-from mfsbench.cards.schema import CardError
 from mfsbench.errors import BadInputError
 from mfsbench.records import read_records
 from tests.cards_fixtures import (
     INSWAPPER_LIKE_MACS,
     INSWAPPER_LIKE_PARAMS,
+    card_error,
     converter,
     example_card,
     inswapper_like,
@@ -47,14 +47,6 @@ def _edit(card: Path, old: str, new: str) -> Path:
     assert old in text, f"{old!r} not in the card"
     card.write_text(text.replace(old, new, 1))
     return card
-
-
-def _error(card: Path) -> str:
-    with pytest.raises(CardError) as info:
-        load_card(card)
-    message = str(info.value)
-    assert "\n" not in message and str(card) in message
-    return message
 
 
 def test_example_card_loads_and_counts_by_hand(inswapper_card: Path) -> None:
@@ -87,19 +79,19 @@ def test_example_card_loads_and_counts_by_hand(inswapper_card: Path) -> None:
 )
 def test_bad_fields_are_one_line_naming_the_field(inswapper_card: Path, old: str, new: str,
                                                   field: str) -> None:
-    assert field in _error(_edit(inswapper_card, old, new))
+    assert field in card_error(_edit(inswapper_card, old, new))
 
 
 def test_inputs_that_disagree_with_the_graph(inswapper_card: Path) -> None:
     text = inswapper_card.read_text()
     _edit(inswapper_card, 'name = "target"', 'name = "image"')
-    assert "`io.target.name` 'image' is not an input" in _error(inswapper_card)
+    assert "`io.target.name` 'image' is not an input" in card_error(inswapper_card)
     inswapper_card.write_text(text.replace("shape = [1, 512]", "shape = [1, 256]"))
-    assert "`io.source.shape` [1, 256] disagrees" in _error(inswapper_card)
+    assert "`io.source.shape` [1, 256] disagrees" in card_error(inswapper_card)
     inswapper_card.write_text(text.replace("index = 0", "index = 3"))
-    assert "`io.output.index` 3 is out of range" in _error(inswapper_card)
+    assert "`io.output.index` 3 is out of range" in card_error(inswapper_card)
     inswapper_card.write_text(text.replace("index = -1", "index = 9"))
-    assert "`identity.projection.index` 9" in _error(inswapper_card)
+    assert "`identity.projection.index` 9" in card_error(inswapper_card)
 
 
 def test_sha256_mismatch_missing_file_and_escaping_path(inswapper_card: Path, tmp_path: Path) -> None:
@@ -107,24 +99,25 @@ def test_sha256_mismatch_missing_file_and_escaping_path(inswapper_card: Path, tm
     wrong = "0" * 64
     inswapper_card.write_text(text.replace('path = "inswapper_128.onnx"',
                                            f'path = "inswapper_128.onnx"\nsha256 = "{wrong}"'))
-    assert "does not match `files.swapper.sha256`" in _error(inswapper_card)
+    assert "does not match `files.swapper.sha256`" in card_error(inswapper_card)
     inswapper_card.write_text(text.replace('"inswapper_128.onnx"', '"missing.onnx"'))
-    assert "`files.swapper.path`" in _error(inswapper_card) and "does not exist" in _error(inswapper_card)
+    missing = card_error(inswapper_card)
+    assert "`files.swapper.path`" in missing and "does not exist" in missing
     inside = tmp_path / "cards"
     inside.mkdir()
     escaping = inside / "card.toml"
     escaping.write_text(text.replace('"inswapper_128.onnx"', '"../inswapper_128.onnx"'))
-    assert "escapes the card's folder" in _error(escaping)
+    assert "escapes the card's folder" in card_error(escaping)
 
 
 def test_custom_ops_the_runtime_lacks(inswapper_card: Path, tmp_path: Path) -> None:
     inswapper_like(tmp_path / "inswapper_128.onnx", custom_op=True)
-    assert "com.example::FancyNorm" in _error(inswapper_card)
+    assert "com.example::FancyNorm" in card_error(inswapper_card)
 
 
 def test_not_an_onnx_file(inswapper_card: Path, tmp_path: Path) -> None:
     (tmp_path / "inswapper_128.onnx").write_bytes(b"\xff\xff\xff\xff not a protobuf")
-    assert "is not an ONNX model" in _error(inswapper_card)
+    assert "is not an ONNX model" in card_error(inswapper_card)
 
 
 def test_simswap_example_with_converter_counts_both_stages(tmp_path: Path) -> None:

@@ -85,6 +85,22 @@ def export_student_card(runner: Any, name: str, folder: Path, *, deployed: bool 
                               extra=ZOO_PIPELINE if zoo_pipeline else "")
 
 
+def injected_student(face_photos: Any) -> tuple[Any, Any, np.ndarray]:
+    """The tiny zoo student (seed 0) as the swap pipeline runs it, with biden's identity injected; the
+    detector and obama2's photo (the target) beside it."""
+    from mfsbench.faces.detectors import get_detector, read_image
+    from mfsbench.registry import create_model, get_spec
+    from mfsbench.swap.runners import TorchRunner
+
+    spec = get_spec("test_mobilefaceswap")
+    torch.manual_seed(0)
+    zoo = TorchRunner(spec, create_model(spec.name), spec.native_size)
+    detector = get_detector("dlib")
+    source, target = read_image(face_photos["biden"].path), read_image(face_photos["obama2"].path)
+    zoo.inject(zoo.align_source(source, detector.detect(source)[0].landmarks5))
+    return zoo, detector, target
+
+
 def frame_outputs(result: Any) -> list[np.ndarray]:
     """A frame stage's raw outputs (torch tensors or ONNX Runtime arrays) as float32 arrays."""
     parts = result if isinstance(result, (tuple, list)) else [result]
@@ -93,18 +109,11 @@ def frame_outputs(result: Any) -> list[np.ndarray]:
 
 @pytest.mark.slow  # the ONNX export alone takes 5-12 s on 2 loaded cores
 def test_card_frame_stage_equals_the_zoo_frame_stage_on_a_face_crop(face_photos, tmp_path: Path) -> None:
-    from mfsbench.faces.detectors import get_detector, read_image
-    from mfsbench.registry import create_model, get_spec
-    from mfsbench.swap.runners import TorchRunner, card_runner
+    from mfsbench.registry import get_spec
+    from mfsbench.swap.runners import card_runner
 
-    name = "test_mobilefaceswap"
-    spec = get_spec(name)
-    torch.manual_seed(0)
-    zoo = TorchRunner(spec, create_model(name), spec.native_size)
-    detector = get_detector("dlib")
-    source, target = read_image(face_photos["biden"].path), read_image(face_photos["obama2"].path)
-    zoo.inject(zoo.align_source(source, detector.detect(source)[0].landmarks5))
-    card = export_student_card(zoo, name, tmp_path)
+    zoo, detector, target = injected_student(face_photos)
+    card = export_student_card(zoo, "test_mobilefaceswap", tmp_path)
 
     card_spec = get_spec(str(card))
     runner = card_runner(card_spec, [], allow_random=True)  # the encoder runs, the graph ignores it

@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 
 from mfsbench.cards.load import load_card
-from mfsbench.cards.schema import CardError
 from mfsbench.records import read_records
 from tests.cards_fixtures import (
     INSWAPPER_LIKE_MACS,
     INSWAPPER_LIKE_PARAMS,
+    card_error,
     isolated_fixture,  # noqa: F401  (autouse: licence consent cleared, derived files under the test)
     write_student_card,
 )
@@ -117,25 +117,18 @@ def test_converted_once_checked_and_cached(tmp_path: Path, isolated: Path) -> No
 
 
 def test_bad_torchscript_cards_are_one_line(tmp_path: Path) -> None:
-    def error(card: Path) -> str:
-        with pytest.raises(CardError) as info:
-            load_card(card)
-        message = str(info.value)
-        assert "\n" not in message and str(card) in message
-        return message
-
     (tmp_path / "notes.pt").write_bytes(b"not a zip archive at all")
-    assert "is not a TorchScript archive" in error(_card(tmp_path, "notes.pt"))
+    assert "is not a TorchScript archive" in card_error(_card(tmp_path, "notes.pt"))
     _scripted(tmp_path, ThreeInputs(), "three.pt")
-    assert "forward takes 3 inputs" in error(_card(tmp_path, "three.pt"))
+    assert "forward takes 3 inputs" in card_error(_card(tmp_path, "three.pt"))
     _scripted(tmp_path, InswapperLike())
     card = _card(tmp_path)
     card.write_text(card.read_text().replace("[1, 3, 128, 128] }", "[1, 3, 128, 128], dtype = \"float16\" }"))
-    assert "converted in float32" in error(card)
+    assert "converted in float32" in card_error(card)
     card.write_text(CARD.format(file="swapper.pt").replace("shape = [1, 512]", "shape = [1, 256]"))
-    assert "fails on inputs of the card's shapes" in error(card)
+    assert "fails on inputs of the card's shapes" in card_error(card)
     card.write_text(CARD.format(file="swapper.pt").replace('format = "torchscript"', 'format = "pt"'))
-    assert "field `format`" in error(card) and "torchscript" in error(card)
+    assert "field `format`" in card_error(card) and "torchscript" in card_error(card)
 
 
 def test_card_check_and_flops_count_the_converted_graph(run_cli, tmp_path: Path) -> None:
@@ -161,18 +154,11 @@ def test_traced_student_card_runs_and_counts_like_the_zoo(face_photos, tmp_path:
     the card path within fp32 parity of the zoo's frame stage, and counts the zoo's video-mode MACs."""
     from mfsbench.cards.count import count_stages
     from mfsbench.device.macs import executed_macs
-    from mfsbench.faces.detectors import get_detector, read_image
-    from mfsbench.registry import create_model, get_spec
-    from mfsbench.swap.runners import TorchRunner, card_runner
-    from tests.test_cards_parity import ZOO_PIPELINE, frame_outputs
+    from mfsbench.registry import get_spec
+    from mfsbench.swap.runners import card_runner
+    from tests.test_cards_parity import ZOO_PIPELINE, frame_outputs, injected_student
 
-    name = "test_mobilefaceswap"
-    spec = get_spec(name)
-    torch.manual_seed(0)
-    zoo = TorchRunner(spec, create_model(name), spec.native_size)
-    detector = get_detector("dlib")
-    source, target = read_image(face_photos["biden"].path), read_image(face_photos["obama2"].path)
-    zoo.inject(zoo.align_source(source, detector.detect(source)[0].landmarks5))
+    zoo, detector, target = injected_student(face_photos)
     with torch.no_grad():
         frame = zoo.model.frame_stage(zoo.identity).eval()
     example = torch.rand(1, 3, zoo.size, zoo.size, generator=torch.Generator().manual_seed(0))

@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from mfsbench.cards.load import load_card
-from mfsbench.cards.schema import CardError
 from mfsbench.checkpoints.digest import sha256_file
 from mfsbench.records import read_records
-from tests.cards_fixtures import isolated_fixture  # noqa: F401  (autouse: no licence consent, own cache)
+from tests.cards_fixtures import (
+    card_error,
+    isolated_fixture,  # noqa: F401  (autouse: no licence consent, own cache)
+)
 from tests.face_assets import face_photos_fixture  # noqa: F401 - registers the fixture
 
 torch = pytest.importorskip("torch")
@@ -71,14 +72,6 @@ def weights(tmp_path: Path) -> tuple[Path, Path, Path]:
     return _card(tmp_path), student, id_net
 
 
-def _error(card: Path) -> str:
-    with pytest.raises(CardError) as info:
-        load_card(card)
-    message = str(info.value)
-    assert "\n" not in message and str(card) in message
-    return message
-
-
 def test_bad_weights_cards_are_one_line(weights: tuple[Path, Path, Path], tmp_path: Path) -> None:
     card, student, _ = weights
     text = card.read_text()
@@ -88,33 +81,34 @@ def test_bad_weights_cards_are_one_line(weights: tuple[Path, Path, Path], tmp_pa
         card.write_text(text.replace(old, new, 1))
         return card
 
-    assert "`architecture` is missing" in _error(edited(f'architecture = "{ARCHITECTURE}"\n', ""))
-    assert "not a registered zoo model" in _error(edited(ARCHITECTURE, "no_such_net"))
-    assert "has no weights files to load" in _error(edited(ARCHITECTURE, "test_frame_only"))
-    assert "disagrees with architecture" in _error(edited('family = "test"', 'family = "mobilefaceswap"'))
-    assert "`io` does not apply" in _error(edited("[license]", "[io]\ntarget = {}\n[license]"))
-    assert "`files.arcface_pdparams` is missing" in _error(edited(
+    assert "`architecture` is missing" in card_error(edited(f'architecture = "{ARCHITECTURE}"\n', ""))
+    assert "not a registered zoo model" in card_error(edited(ARCHITECTURE, "no_such_net"))
+    assert "has no weights files to load" in card_error(edited(ARCHITECTURE, "test_frame_only"))
+    assert "disagrees with architecture" in card_error(edited('family = "test"', 'family = "mobilefaceswap"'))
+    assert "`io` does not apply" in card_error(edited("[license]", "[io]\ntarget = {}\n[license]"))
+    assert "`files.arcface_pdparams` is missing" in card_error(edited(
         '[files.arcface_pdparams]\npath = "id_net.safetensors"\n', ""))
-    assert "`files.simswap_G` is not a role" in _error(edited(
+    assert "`files.simswap_G` is not a role" in card_error(edited(
         "[files.arcface_pdparams]",
         '[files.simswap_G]\npath = "id_net.safetensors"\n[files.arcface_pdparams]'))
-    assert "`architecture` is for format = \"safetensors\"" in _error(edited(
+    assert "`architecture` is for format = \"safetensors\"" in card_error(edited(
         'format = "safetensors"', 'format = "onnx"'))
     # a file that is not this role's: the id net under the student's role (names from the header only)
     card.write_text(text.replace(f'path = "student.safetensors"\nsha256 = "{sha256_file(student)}"',
                                  'path = "id_net.safetensors"'))
-    assert "does not hold test_mobilefaceswap's mobilefaceswap_pdparams tensors" in _error(card)
+    assert "does not hold test_mobilefaceswap's mobilefaceswap_pdparams tensors" in card_error(card)
     # a distilled student of another architecture, a file that is not safetensors, a changed file
     other = tmp_path / "other.safetensors"
     safetensors_torch.save_file(safetensors_torch.load_file(str(student)), str(other),
                                 metadata={"student": "mfs_no_weight_prediction"})
-    assert "holds a distilled mfs_no_weight_prediction student" in _error(_card(tmp_path, student=other.name))
+    other_card = _card(tmp_path, student=other.name)
+    assert "holds a distilled mfs_no_weight_prediction student" in card_error(other_card)
     junk = tmp_path / "junk.safetensors"
     junk.write_bytes(b"\x00" * 64)
-    assert "is not a readable .safetensors file" in _error(_card(tmp_path, student=junk.name))
+    assert "is not a readable .safetensors file" in card_error(_card(tmp_path, student=junk.name))
     card = _card(tmp_path)
     student.write_bytes(student.read_bytes()[:-1] + b"\x01")
-    assert "does not match `files.mobilefaceswap_pdparams.sha256`" in _error(card)
+    assert "does not match `files.mobilefaceswap_pdparams.sha256`" in card_error(card)
 
 
 @pytest.mark.cli
