@@ -60,19 +60,25 @@ class LoadedCard:
 
     def record_info(self) -> dict[str, Any]:
         """What every record produced from this card carries (licence, files, digests)."""
-        card = self.card
-        info: dict[str, Any] = {
-            "card": str(card.path),
-            "card_id": card.id,
-            "card_format": card.format,
-            "license": card.license.id,
-            "license_commercial": card.license.commercial,
-            "files": {key: {"path": str(path), "sha256": self.sha256[key], "verified": self.verified[key]}
-                      for key, path in self.paths.items()},
-        }
+        info = card_files_info(self.card, self.paths, self.sha256, self.verified)
         if self.derived is not None:
             info["converted_graph"] = {"path": str(self.derived.path), **self.derived.details}
         return info
+
+
+def card_files_info(card: Card | WeightsCard, paths: dict[str, Path], sha256: dict[str, str],
+                    verified: dict[str, bool]) -> dict[str, Any]:
+    """What every record of any card carries: the card, its format and licence, each file's path and
+    sha256 and whether the card's sha256 verified it."""
+    return {
+        "card": str(card.path),
+        "card_id": card.id,
+        "card_format": card.format,
+        "license": card.license.id,
+        "license_commercial": card.license.commercial,
+        "files": {key: {"path": str(path), "sha256": sha256[key], "verified": verified[key]}
+                  for key, path in paths.items()},
+    }
 
 
 def file_digest(path: Path) -> str:

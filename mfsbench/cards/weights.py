@@ -39,17 +39,10 @@ class LoadedWeights:
 
     def record_info(self) -> dict[str, Any]:
         """What every record of this card carries (see :func:`mfsbench.records.stamp`)."""
-        card = self.card
-        return {
-            "card": str(card.path),
-            "card_id": card.id,
-            "card_format": card.format,
-            "architecture": card.architecture,
-            "license": card.license.id,
-            "license_commercial": card.license.commercial,
-            "files": {key: {"path": str(path), "sha256": self.sha256[key], "verified": self.verified[key]}
-                      for key, path in self.paths.items()},
-        }
+        from mfsbench.cards.load import card_files_info
+
+        return {**card_files_info(self.card, self.paths, self.sha256, self.verified),
+                "architecture": self.card.architecture}
 
 
 def _architecture(card: WeightsCard) -> tuple[Any, tuple[str, ...]]:
