@@ -31,8 +31,11 @@ ADB_DATA = Path(__file__).parent / "data" / "adb"
 
 
 @pytest.mark.cli
-def test_device_times_a_card_on_onnxruntime_and_openvino(run_cli, tmp_path: Path, isolated: Path,
-                                                         face_photos) -> None:
+def test_device_times_a_card_on_onnxruntime_and_openvino(run_cli, tmp_path: Path, isolated: Path, face_photos,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.small_peaks import use_small_peaks
+
+    use_small_peaks(monkeypatch)  # the sweep's peaks (efficiency ≤ 1 is read against them) on a small product
     pytest.importorskip("onnxruntime")
     pytest.importorskip("openvino")
     folder = tmp_path / "models"

@@ -101,7 +101,10 @@ def test_card_converts_to_an_nhwc_tflite_in_the_cache_within_fp32_parity(tmp_pat
 @pytest.mark.slow  # a conversion and a LiteRT cell in a fresh process: 25-35 s on 2 loaded cores
 @pytest.mark.cli
 def test_device_times_a_card_on_litert_with_parity(run_cli, tmp_path: Path, isolated: Path,
-                                                      face_photos) -> None:
+                                                      face_photos, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.small_peaks import use_small_peaks
+
+    use_small_peaks(monkeypatch)  # the sweep's peaks on a small product: ~20 s less, no peak checked here
     _needs_converter()
     pytest.importorskip("ai_edge_quantizer")
     card = example_card(tmp_path / "models")

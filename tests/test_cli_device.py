@@ -20,6 +20,7 @@ import pytest
 from mfsbench.records import Record, read_records
 from mfsbench.report import device as device_report
 from tests.conftest import CliResult, cli_in_process
+from tests.small_peaks import use_small_peaks
 
 #: the first stage's runtimes (the interrupted and resumed sweep); later stages add more
 FIRST = ("torch-eager", "onnxruntime")
@@ -67,6 +68,7 @@ def interrupted(tmp_path_factory: pytest.TempPathFactory) -> Stages:
 
     stages = Stages(tmp_path_factory.mktemp("device-sweep"))
     with pytest.MonkeyPatch.context() as patch:
+        use_small_peaks(patch)  # the peaks the later stages resume with, on a small product
         patch.setattr(device, "_measure_cell", _interrupting(stages))
         stages.results["first"] = cli_in_process(*_sweep(stages.out))
         store = stages.out / "records.jsonl"

@@ -29,6 +29,7 @@ from mfsbench.errors import BadInputError
 from mfsbench.records import Record, append_records, read_records
 from tests.conftest import cli_in_process
 from tests.loopback_adb import LoopbackDevice, adb_server, replay_binary  # noqa: F401  (fixture)
+from tests.small_peaks import small_peaks_worker_hook, use_small_peaks
 
 REPO = Path(__file__).resolve().parents[1]
 RECORDED = REPO / "tests" / "data" / "adb" / "sample_benchmark_model_public_log.txt"
@@ -88,7 +89,8 @@ def phones(adb_server: object, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 @pytest.fixture(scope="module")
 def ray_cluster(phones: list[LoopbackDevice]) -> Iterator[object]:
-    """One node as `mfsbench ray-node` starts it: the timer and both phones (2 CPUs, capped store)."""
+    """One node as `mfsbench ray-node` starts it: the timer and both phones (2 CPUs, capped store).
+    Its workers measure the peaks on a small product (tests/small_peaks.py): the node's own, smaller."""
     ray = pytest.importorskip("ray")
     from mfsbench.engine.phones import node_resources
     from mfsbench.engine.timing import TIMING_SYSTEM_CONFIG, timer_resources
@@ -97,7 +99,7 @@ def ray_cluster(phones: list[LoopbackDevice]) -> Iterator[object]:
         ray.shutdown()
     ray.init(num_cpus=2, resources={**timer_resources(), **node_resources(p.serial for p in phones)},
              _system_config=TIMING_SYSTEM_CONFIG, object_store_memory=100 * 2**20, include_dashboard=False,
-             log_to_driver=False)
+             log_to_driver=False, runtime_env={"worker_process_setup_hook": small_peaks_worker_hook()})
     yield ray
     ray.shutdown()
 
@@ -153,9 +155,10 @@ def test_two_timing_units_on_one_node_never_overlap(ray_sweep: tuple[list[Record
 
 @pytest.mark.slow
 @pytest.mark.cli
-def test_ray_sweep_measures_the_local_cells_on_the_worker(ray_sweep: tuple[list[Record], str],
-                                                          tmp_path: Path) -> None:
+def test_ray_sweep_measures_the_local_cells_on_the_worker(ray_sweep: tuple[list[Record], str], tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     remote, _ = ray_sweep
+    use_small_peaks(monkeypatch)  # the peaks' size as on the workers
     result = cli_in_process(*SWEEP, "--out", str(tmp_path))
     assert result.code == 0, result.err
     local = read_records(tmp_path / "records.jsonl")

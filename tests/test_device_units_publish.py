@@ -14,6 +14,7 @@ import pytest
 
 from mfsbench.records import Record, append_records, read_records
 from tests.conftest import cli_in_process
+from tests.small_peaks import use_small_peaks
 
 #: two tiny models (two units), torch-eager fp32 (no export): the cheapest real timing cells
 SWEEP = ("device", "--models", "test_frame_only,test_mobilefaceswap", "--backends", "torch-eager",
@@ -30,9 +31,10 @@ def _measured(record: Record) -> tuple:
     return record.model, record.info["unit"]["started"], record.metrics["p50_ms"]
 
 
-@pytest.mark.slow  # two tiny sweeps with their peak measurements: ~35 s on 2 loaded cores
+@pytest.mark.slow  # two tiny sweeps (peaks on a small product, tests/small_peaks.py)
 @pytest.mark.cli
-def test_a_published_unit_is_imported_on_resume(tmp_path: Path) -> None:
+def test_a_published_unit_is_imported_on_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    use_small_peaks(monkeypatch)
     out, units = tmp_path / "out", tmp_path / "units"
     first = cli_in_process(*SWEEP, "--results-url", str(units), "--out", str(out))
     assert first.code == 0, first.err
