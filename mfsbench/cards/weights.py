@@ -18,9 +18,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mfsbench.cards.schema import CardError, WeightsCard
+from mfsbench.errors import BadInputError
+
+if TYPE_CHECKING:
+    from mfsbench.registry import ModelSpec
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,21 @@ class LoadedWeights:
 
         return {**card_files_info(self.card, self.paths, self.sha256, self.verified),
                 "architecture": self.card.architecture}
+
+
+def weights_flags(spec: ModelSpec, flags: list[str] | tuple[str, ...]) -> list[str]:
+    """The ``--checkpoint`` flags that load ``spec``: a weights card's own files, else ``flags``.
+
+    Raises:
+        BadInputError: both (the card's files are its weights; another file would replace them).
+    """
+    if spec.weights_card is None:
+        return list(flags)
+    own = spec.weights_card.flags()
+    if flags and list(flags) != own:  # the card's own flags, passed on to a worker, are fine
+        raise BadInputError(f"{spec.name} is a weights card: its weights are the card's files "
+                            f"({spec.weights_card.card.path}); drop --checkpoint for it")
+    return own
 
 
 def _architecture(card: WeightsCard) -> tuple[Any, tuple[str, ...]]:

@@ -154,11 +154,11 @@ METHOD_SPECS = {"Deepfakes": "deepfakes_64", "FaceShifter": "faceshifter_256"}
 
 
 def _rows(args: argparse.Namespace, tree: Any, compression: str) -> list[Any]:
+    from mfsbench.cards.weights import weights_flags
     from mfsbench.checkpoints.digest import sha256_file
     from mfsbench.quality.runner import calibration_rows, method_row, zoo_row
     from mfsbench.registry import get_spec
     from mfsbench.swap.adapters import adapter_for
-    from mfsbench.swap.checkpoints import weights_flags
 
     rows = calibration_rows()
     models = [m for m in _model_names(args.models) if m not in CALIBRATION]

@@ -115,7 +115,7 @@ def weights_for(spec: ModelSpec, weights: WeightsRef) -> WeightsRef:
     a phone runs the export of them); any other model runs ``weights``."""
     if spec.weights_card is None:
         return weights
-    from mfsbench.swap.checkpoints import weights_flags
+    from mfsbench.cards.weights import weights_flags
 
     return WeightsRef(seed=None, checkpoints=tuple(weights_flags(spec, weights.checkpoints)))
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mfsbench.cards.weights import weights_flags
 from mfsbench.checkpoints.formats import (
     FORMATS,
     SAFETENSORS_SUFFIX,
@@ -47,21 +48,6 @@ NEEDED_BY_NAME: dict[str, tuple[str, ...]] = {
 def needed_formats(spec: ModelSpec) -> tuple[str, ...] | None:
     """The official formats ``spec`` loads, in load order, or None for a model without any."""
     return NEEDED_BY_NAME.get(spec.architecture, NEEDED.get(spec.family))
-
-
-def weights_flags(spec: ModelSpec, flags: list[str] | tuple[str, ...]) -> list[str]:
-    """The ``--checkpoint`` flags that load ``spec``: a weights card's own files, else ``flags``.
-
-    Raises:
-        BadInputError: both (the card's files are its weights; another file would replace them).
-    """
-    if spec.weights_card is None:
-        return list(flags)
-    own = spec.weights_card.flags()
-    if flags and list(flags) != own:  # the card's own flags, passed on to a worker, are fine
-        raise BadInputError(f"{spec.name} is a weights card: its weights are the card's files "
-                            f"({spec.weights_card.card.path}); drop --checkpoint for it")
-    return own
 
 
 def _guess_safetensors(path: Path, needed: tuple[str, ...], model: SwapNet) -> str:
