@@ -41,3 +41,8 @@ def cli_in_process(*args: str) -> CliResult:
 def run_cli() -> Callable[..., CliResult]:
     """Run ``mfsbench ARGS`` in this process and capture exit code, stdout and stderr."""
     return cli_in_process
+
+
+# the quality engine tests' mini tree and local table, built once per session (test_engine_ray and
+# test_engine_cluster both use them)
+from tests.quality_units import units_local_csv, units_tree  # noqa: E402, F401

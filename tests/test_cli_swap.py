@@ -17,9 +17,14 @@ from tests.face_assets import (
 cv2 = pytest.importorskip("cv2")
 
 
+#: the target video's length: 1 s at 25 fps (2 s took ~30 s more of the suite, for the same checks)
+FRAMES = 25
+
+
 @pytest.fixture(scope="module")
 def target_video(tmp_path_factory: pytest.TempPathFactory, face_photos: dict[str, FacePhoto]) -> Path:
-    return make_video(face_photos["biden"].path, tmp_path_factory.mktemp("video") / "biden.mp4")
+    return make_video(face_photos["biden"].path, tmp_path_factory.mktemp("video") / "biden.mp4",
+                      seconds=FRAMES / 25, fps=25)
 
 
 def _video_geometry(path: Path) -> tuple[int, float, int, int]:
@@ -49,7 +54,7 @@ def test_video_swap_keeps_geometry_and_reports_stage_times(run_cli, face_photos,
         assert stage in result.out
     record = read_records(records)[0]
     assert record.info["random_weights"] is True
-    assert record.metrics["frames"] == 50 and record.metrics["frames_swapped"] == 50
+    assert record.metrics["frames"] == FRAMES and record.metrics["frames_swapped"] == FRAMES
     assert record.metrics["frame_network_ms"] > 0 and record.metrics["fps"] > 0
     assert not list(tmp_path.glob(".swapped-*"))  # no temporary file left behind
 
@@ -186,7 +191,7 @@ def test_interrupted_video_swap_keeps_the_frames_done_and_resumes(run_cli, face_
     result = run_cli(*command)
     assert result.code == 130
     kept = tmp_path / "swapped.partial.mp4"
-    assert f"interrupted after 3 of 50 frame(s); they are in {kept}" in result.err
+    assert f"interrupted after 3 of {FRAMES} frame(s); they are in {kept}" in result.err
     assert not out.exists() and not list(tmp_path.glob(".swapped-*"))  # never a truncated OUT
     frames, _fps, width, height = _video_geometry(kept)
     assert frames == 3 and (width, height) == _video_geometry(target_video)[2:]
@@ -197,7 +202,7 @@ def test_interrupted_video_swap_keeps_the_frames_done_and_resumes(run_cli, face_
     # interrupted again before any frame: the earlier partial video is left as it was
     stop_at[0] = len(calls) + 1
     again = run_cli(*command)
-    assert again.code == 130 and "interrupted after 0 of 50 frame(s)" in again.err
+    assert again.code == 130 and f"interrupted after 0 of {FRAMES} frame(s)" in again.err
     assert _video_geometry(kept)[0] == 3 and not out.exists() and not list(tmp_path.glob(".swapped-*"))
     assert "wrote nothing" in again.out
     assert read_records(records)[-1].error == "interrupted before the first frame; nothing kept"
@@ -205,20 +210,21 @@ def test_interrupted_video_swap_keeps_the_frames_done_and_resumes(run_cli, face_
     # a resume interrupted at its second new frame keeps 3 + 1 frames; the next resume completes
     stop_at[0] = len(calls) + 2
     partly = run_cli(*command, "--resume")
-    assert partly.code == 130 and f"interrupted after 4 of 50 frame(s); they are in {kept}" in partly.err
+    assert partly.code == 130
+    assert f"interrupted after 4 of {FRAMES} frame(s); they are in {kept}" in partly.err
     assert _video_geometry(kept)[0] == 4
     first_kept = _first_frame(kept)
     stop_at[0] = 0
     swapped_before = len(calls)
     resumed = run_cli(*command, "--resume")
     assert resumed.code == 0, resumed.err
-    assert len(calls) - swapped_before == 46  # only the frames the partial file lacked were swapped
+    assert len(calls) - swapped_before == FRAMES - 4  # only the frames the partial file lacked were swapped
     assert not kept.exists() and not list(tmp_path.glob(".swapped-*"))
     assert _video_geometry(out) == _video_geometry(target_video)
-    assert "50 frame(s) (4 from the interrupted run)" in resumed.out
+    assert f"{FRAMES} frame(s) (4 from the interrupted run)" in resumed.out
     last = read_records(records)[-1]
-    assert last.status == "ok" and last.metrics["frames"] == 50 and last.metrics["frames_resumed"] == 4
-    assert last.metrics["frames_swapped"] == 46
+    assert last.status == "ok" and last.metrics["frames"] == FRAMES and last.metrics["frames_resumed"] == 4
+    assert last.metrics["frames_swapped"] == FRAMES - 4
     # the copied frames are the swapped ones (re-encoded once more), not the target's
     copied, original = _first_frame(out).astype(float), _first_frame(target_video).astype(float)
     assert np.abs(copied - first_kept).mean() < np.abs(copied - original).mean()

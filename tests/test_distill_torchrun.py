@@ -26,7 +26,8 @@ def test_two_process_torchrun_takes_steps(face_photos: dict, tmp_path: Path) -> 
     torchrun = Path(sys.executable).with_name("torchrun")
     if not torchrun.exists():
         torchrun = Path(shutil.which("torchrun") or "torchrun")
-    data = write_face_folder(face_photos, tmp_path / "photos")
+    # unrotated photos and their mirrors (24 files, not 48): 4 held out + 2 steps of 4 need 12 crops
+    data = write_face_folder(face_photos, tmp_path / "photos", rotated=False)
     toml = tmp_path / "small.toml"
     # 4 held-out crops, not 16: each evaluation (before step 1 and at the end, in every process) runs dlib's
     # descriptor on the held-out swaps, ~15 s a process for 16 on 2 cores; the runs' agreement is in training

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_engine_ray import REPO, UNITS, _units_run, local_csv, quality, tree  # noqa: F401 (fixtures)
+from tests.quality_units import REPO, UNITS, quality, units_run
 
 pytestmark = pytest.mark.slow
 
 
-def test_a_node_removed_mid_run_still_completes(tree: tuple[Path, Path], local_csv: bytes,  # noqa: F811
+def test_a_node_removed_mid_run_still_completes(units_tree: tuple[Path, Path], units_local_csv: bytes,
                                                 tmp_path: Path) -> None:
     pytest.importorskip("ray")
     import ray
@@ -34,7 +34,7 @@ def test_a_node_removed_mid_run_still_completes(tree: tuple[Path, Path], local_c
         cluster.add_node(num_cpus=1, object_store_memory=80 * 2**20)
         cluster.wait_for_nodes()
         units = tmp_path / "units"
-        args = quality(tree, tmp_path, "--engine", "ray", "--ray-address", cluster.address)
+        args = quality(units_tree, tmp_path, "--engine", "ray", "--ray-address", cluster.address)
         child = subprocess.Popen([sys.executable, "-m", "mfsbench.cli", *args], cwd=REPO,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 50
@@ -47,8 +47,8 @@ def test_a_node_removed_mid_run_still_completes(tree: tuple[Path, Path], local_c
         cluster.remove_node(doomed)
         _, err = child.communicate(timeout=90)  # a hang guard; it takes ~20-40 s on 2 loaded cores
         assert child.returncode == 0, err
-        assert _units_run(err) == UNITS
+        assert units_run(err) == UNITS
         assert len(list(units.glob("*.parquet"))) == UNITS
-        assert (tmp_path / "table2_quality.csv").read_bytes() == local_csv
+        assert (tmp_path / "table2_quality.csv").read_bytes() == units_local_csv
     finally:
         cluster.shutdown()

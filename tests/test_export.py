@@ -43,10 +43,51 @@ def _only_record(out: Path):
     return records[0]
 
 
+@pytest.fixture(scope="module")
+def tflite_conversions() -> list:
+    """litert-torch fp32 conversions made in this module: (module repr, weights, inputs, file)."""
+    return []
+
+
+@pytest.fixture
+def reused_tflite_fp32(tflite_conversions: list, tmp_path_factory: pytest.TempPathFactory,
+                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tiny student's TFLite fp32, fp16 and int8 exports each start with litert-torch's fp32
+    conversion of the same frame stage (same seeded weights, same example inputs): ~15 s on 2 cores
+    each. The first one converts; a later one gets a copy of that file, only for a module of the same
+    structure (repr), equal weights and equal example inputs; anything else converts."""
+    import shutil
+
+    import torch
+
+    from mfsbench.export import tflite
+
+    real_convert = tflite.convert_fp32
+
+    def same(a: dict, b: dict) -> bool:
+        return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+    def convert(module, example_inputs, path: Path) -> None:
+        state, inputs = module.state_dict(), dict(enumerate(example_inputs))
+        for structure, weights, seen_inputs, file in tflite_conversions:
+            if structure == repr(module) and same(weights, state) and same(seen_inputs, inputs):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(file, path)
+                return
+        real_convert(module, example_inputs, path)
+        kept = tmp_path_factory.mktemp("tflite-fp32") / "fp32.tflite"
+        shutil.copyfile(path, kept)
+        tflite_conversions.append((repr(module), {k: v.clone() for k, v in state.items()},
+                                   {k: v.clone() for k, v in inputs.items()}, kept))
+
+    monkeypatch.setattr(tflite, "convert_fp32", convert)
+
+
 @pytest.mark.parametrize(
     ("fmt", "precision"),
     [("onnx", "fp32"), ("openvino", "fp32"), ("openvino", "fp16"), ("tflite", "fp32"), ("tflite", "fp16")],
 )
+@pytest.mark.usefixtures("reused_tflite_fp32")
 def test_tiny_frame_stage_exports_within_tolerance(run_cli, tmp_path, fmt, precision) -> None:
     _needs(fmt, precision)
     result = run_cli("export", "--model", TINY, "--format", fmt, "--precision", precision,
@@ -72,6 +113,7 @@ def test_tiny_identity_stage_exports_to_onnx(run_cli, tmp_path) -> None:
     assert record.metrics["max_abs_err"] <= 1e-4  # scaled by each kernel's peak
 
 
+@pytest.mark.usefixtures("reused_tflite_fp32")
 def test_tiny_int8_tflite_calibrated_on_real_faces(run_cli, tmp_path, face_photos) -> None:
     _needs("tflite", "int8")
     photos = _calibration_paths(face_photos)
@@ -126,11 +168,15 @@ def test_missing_backend_names_the_extra_and_the_pip_package(monkeypatch) -> Non
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("fmt", "precision"), [("onnx", "fp32"), ("openvino", "fp32"), ("tflite", "fp32"),
-                                                ("tflite", "int8")])
-def test_mobilefaceswap_224_frame_stage_exports(tmp_path, face_photos, fmt: str, precision: str) -> None:
+@pytest.mark.parametrize(("fmt", "precision"), [("onnx", "fp32"), ("openvino", "fp32"),
+                                                pytest.param("tflite", "int8", id="tflite-fp32+int8")])
+def test_mobilefaceswap_224_frame_stage_exports(tmp_path, face_photos, monkeypatch, fmt: str,
+                                                precision: str) -> None:
     """The real student frame network: fp32 parity ≤ 1e-4 in all three runtimes, int8 ≥ 30 dB on crops
-    held out from calibration (one format per test: the TFLite conversions take most of a minute)."""
+    held out from calibration (one format per test: the TFLite conversions take most of a minute).
+
+    TFLite int8 quantizes litert-torch's fp32 conversion of the same module: the tflite test exports fp32,
+    checks it, and hands that very file to the int8 export instead of converting the network twice."""
     from mfsbench.export import get_exporter
     from mfsbench.export.parity import check_parity
     from mfsbench.export.stages import (
@@ -147,11 +193,38 @@ def test_mobilefaceswap_224_frame_stage_exports(tmp_path, face_photos, fmt: str,
     spec = get_spec("mobilefaceswap_224")
     module, example = stage_module(spec, create_model(spec.name), "frame", 224)
     names = stage_input_names(spec, "frame")
+    converted = []
+    if fmt == "tflite":
+        from mfsbench.export import tflite
+
+        real_convert = tflite.convert_fp32
+
+        def converting(job_module, example_inputs, path: Path) -> None:
+            converted.append((job_module, example_inputs))
+            real_convert(job_module, example_inputs, path)
+
+        monkeypatch.setattr(tflite, "convert_fp32", converting)
+    artifact = get_exporter(fmt).export(module, example, tmp_path, "fp32", input_names=names, stem=fmt)
+    parity = check_parity(module, artifact, [example, random_inputs([example[0].shape], seed=1)])
+    assert parity.max_abs_err <= 1e-4, (fmt, parity)
     if precision == "fp32":
-        artifact = get_exporter(fmt).export(module, example, tmp_path, "fp32", input_names=names, stem=fmt)
-        parity = check_parity(module, artifact, [example, random_inputs([example[0].shape], seed=1)])
-        assert parity.max_abs_err <= 1e-4, (fmt, parity)
         return
+    import shutil
+
+    import torch
+
+    ((fp32_module, fp32_inputs),), fp32_path = converted, artifact.path
+
+    def converted_above(job_module, example_inputs, path: Path) -> None:
+        """The int8 export's fp32 step: the file made above, after checking it converted this job's
+        module (same class, same weights) on the same example inputs."""
+        assert type(job_module) is type(fp32_module) and len(example_inputs) == len(fp32_inputs)
+        assert all(torch.equal(a, b) for a, b in zip(example_inputs, fp32_inputs, strict=True))
+        mine, theirs = job_module.state_dict(), fp32_module.state_dict()
+        assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)
+        shutil.copyfile(fp32_path, path)
+
+    monkeypatch.setattr(tflite, "convert_fp32", converted_above)
     photos = _calibration_paths(face_photos)
     per_photo = [c for c in face_crops_per_photo(spec, 224, [read_image(p) for p in photos]) if c]
     # audit A6: calibrate on every other photo and check parity on the photos held out
