@@ -91,17 +91,12 @@ def _architecture(card: WeightsCard) -> tuple[Any, tuple[str, ...]]:
 
 def _check_tensors(card: WeightsCard, role: str, path: Path, expected: dict[str, tuple[int, ...]]) -> None:
     """The file's tensor names and shapes (from its header) against the role's, and its metadata."""
-    from mfsbench.optional import require
+    from mfsbench.checkpoints.formats import read_safetensors_shapes
 
-    st = require("safetensors", "safetensors", f"reading {path}")
     try:
-        with st.safe_open(str(path), framework="pt") as handle:
-            shapes = {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}  # noqa: SIM118
-            metadata = dict(handle.metadata() or {})
-    except Exception as exc:  # the Rust reader's SafetensorError: one line
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
-        raise CardError(f"{card.path}: file {path} (files.{role}) is not a readable .safetensors file "
-                        f"({reason}); point it at the weights file") from None
+        shapes, metadata = read_safetensors_shapes(path)
+    except BadInputError as exc:  # said again with the card and the field it came from
+        raise CardError(f"{card.path}: files.{role}: {exc}") from None
     student = metadata.get("student")
     if student is not None and student != card.architecture:
         raise CardError(f"{card.path}: file {path} (files.{role}) holds a distilled {student} student, "

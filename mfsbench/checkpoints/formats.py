@@ -382,12 +382,27 @@ def read_safetensors_header(path: str | os.PathLike[str]) -> tuple[list[str], di
         BadInputError: the file is not a readable safetensors file (truncated, corrupt header).
         MissingDependencyError: the ``safetensors`` package is absent (the ``convert`` extra).
     """
+    shapes, metadata = read_safetensors_shapes(path)
+    return list(shapes), metadata
+
+
+def read_safetensors_shapes(
+    path: str | os.PathLike[str],
+) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
+    """Each tensor's shape and the metadata of a ``.safetensors`` file, from its header (no tensor
+    is read).
+
+    Raises:
+        BadInputError: the file is not a readable safetensors file (truncated, corrupt header).
+        MissingDependencyError: the ``safetensors`` package is absent (the ``convert`` extra).
+    """
     from mfsbench.optional import require
 
     st = require("safetensors", "safetensors", f"reading {path}")
     try:
         with st.safe_open(str(path), framework="pt") as handle:
-            return list(handle.keys()), dict(handle.metadata() or {})
+            shapes = {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}  # noqa: SIM118
+            return shapes, dict(handle.metadata() or {})
     except Exception as exc:  # the Rust reader raises its own SafetensorError: one line, not a traceback
         raise BadInputError(f"{path} is not a readable .safetensors file ({_safetensors_reason(exc)}); "
                             "get an intact copy or write it again") from None
